@@ -1,0 +1,3 @@
+from armvisor.cli import main
+
+main()

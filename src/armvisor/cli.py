@@ -1,0 +1,119 @@
+"""`armvisor run ...`: QEMU-like options, one-line errors, exit codes.
+
+Exit codes: 0 the guest powered off (PSCI SYSTEM_OFF), 2 bad input,
+3 the guest crashed the machine (report on stderr), 4 timeout, 130 quit by the user.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
+from armvisor.machine.config import MachineConfig, parse_size
+
+
+class SizeType(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ArmvisorError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="armvisor")
+def main() -> None:
+    """armvisor: a multi-core ARMv8-A machine (QEMU virt board, PSCI firmware)."""
+
+
+@main.command()
+@click.option("--kernel", "-kernel", required=True, type=click.Path(dir_okay=False),
+              help="ELF, Linux arm64 Image or raw binary to boot.")
+@click.option("--smp", "-smp", default=1, show_default=True, type=int, help="Number of CPUs (1-64).")
+@click.option("--memory", "-m", default="512M", show_default=True, type=SizeType(),
+              help="RAM size, e.g. 512M or 1G.")
+@click.option("--initrd", type=click.Path(dir_okay=False), help="Initial ramdisk.")
+@click.option("--append", default="", help="Kernel command line (DTB /chosen/bootargs).")
+@click.option("--dtb", type=click.Path(dir_okay=False), help="Use this DTB instead of the generated one.")
+@click.option("--dumpdtb", type=click.Path(dir_okay=False), help="Write the generated DTB here and exit.")
+@click.option("--psci-conduit", type=click.Choice(["smc", "hvc"]), default="smc", show_default=True)
+@click.option("--cpu", "cpu_model", type=click.Choice(["cortex-a57", "max"]), default="cortex-a57",
+              show_default=True, help="CPU model the guest sees.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="Write a Chrome/Perfetto trace (JSON) of every event.")
+@click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
+@click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
+@click.option("--slice", "slice_budget", default=50_000, show_default=True, type=int,
+              help="Instructions per scheduling slice.")
+def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
+        timeout, no_reboot, slice_budget) -> None:
+    """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
+    sys.exit(_run(dict(locals())))
+
+
+def _run(options: dict) -> int:
+    from armvisor.console import HostConsole, QuitRequested
+    from armvisor.machine.board import Machine
+    from armvisor.trace import TraceBus
+
+    writer = None
+    try:
+        config = MachineConfig(
+            kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
+            initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
+            psci_conduit=options["psci_conduit"], cpu=options["cpu_model"],
+            slice_budget=options["slice_budget"], no_reboot=options["no_reboot"])
+        trace = TraceBus()
+        if options["trace_path"]:
+            from armvisor.trace.chrome import ChromeTraceWriter
+            writer = ChromeTraceWriter(options["trace_path"])
+            trace.subscribe(writer.on_event)
+        console = HostConsole()
+        machine = Machine(config, trace=trace, console=console.write)
+        if options["dumpdtb"]:
+            _write(options["dumpdtb"], machine.generated_dtb())
+            return 0
+        console.receive = machine.uart.receive
+        with console:
+            return machine.run(timeout=options["timeout"], between_rounds=console.poll)
+    except ArmvisorError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except (GuestError, GuestTimeout) as exc:
+        _error(str(exc), exc.report)
+        return exc.exit_code
+    except QuitRequested:
+        _error("quit (Ctrl-A x)")
+        return 130
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise ArmvisorError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+def _error(message: str, report: Optional[str] = None) -> None:
+    sys.stdout.flush()
+    click.echo(f"armvisor: error: {message}", err=True)
+    if report:
+        click.echo(report, err=True)
+
+
+if __name__ == "__main__":
+    main()

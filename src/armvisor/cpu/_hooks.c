@@ -1,0 +1,94 @@
+/*
+ * Hot-path hooks for one armvisor core, called by Unicorn from inside the JIT.
+ *
+ * Loaded with ctypes (not imported as a Python module). Python owns one
+ * `armv_core` struct per core and registers these functions with uc_hook_add,
+ * passing the struct as user_data.
+ *
+ * Why C: a UC_HOOK_BLOCK callback in Python costs ~345 ns per block (17 MIPS);
+ * here it is a few ns, and calling uc_emu_stop from a block hook is one of the
+ * few safe stop points (the block has not started, PC is its first
+ * instruction). See shared/design/UNICORN-FACTS.md.
+ */
+#include <stdint.h>
+#include <unicorn/unicorn.h>
+
+/* Keep in sync with armvisor/cpu/native.py: ArmvCore. */
+#define ARMV_IC_RING 32
+
+typedef uc_err (*armv_stop_fn)(uc_engine *);
+
+typedef struct armv_core {
+    int64_t budget;            /* instructions left in this slice */
+    uint64_t executed;         /* instructions charged over the core's life */
+    armv_stop_fn stop;         /* uc_emu_stop of the loaded libunicorn */
+    uint32_t budget_expired;   /* set when the hook stopped the slice */
+    uint32_t tlbi_broadcast;   /* TLBI ...IS/...OS seen in this slice */
+    uint64_t tlbi_count;       /* every broadcast TLBI, for statistics */
+    uint64_t ic_count;         /* every IC IVAU / IC IALLUIS, for statistics */
+    uint32_t ic_all;           /* IC IALLUIS, or more IC IVAUs than the ring holds */
+    uint32_t ic_used;          /* entries used in ic_lines */
+    uint64_t ic_lines[ARMV_IC_RING]; /* VAs of IC IVAU in this slice */
+} armv_core;
+
+/*
+ * UC_HOOK_BLOCK: charge the block's instructions against the slice budget.
+ * A64 instructions are 4 bytes, so size/4 is the block's instruction count.
+ * When the budget is spent, stop before the block runs (safe point).
+ */
+void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    armv_core *core = (armv_core *)user_data;
+    (void)address;
+    if (core->budget <= 0) {
+        if (!core->budget_expired) {
+            core->budget_expired = 1;
+            core->stop(uc);
+        }
+        return;
+    }
+    core->budget -= size / 4;
+    core->executed += size / 4;
+}
+
+/* SYS encodings (Arm ARM C5.3 "A64 system instructions for cache maintenance / TLB maintenance"). */
+#define SYS_OP0 1
+#define CRN_CACHE 7
+#define CRN_TLBI 8
+/* TLBI CRm values whose operations are broadcast: Inner Shareable (3), range IS (2),
+ * Outer Shareable (1) and range OS (5), FEAT_TLBIOS / FEAT_TLBIRANGE. */
+static int tlbi_is_broadcast(uint32_t crm)
+{
+    return crm == 1 || crm == 2 || crm == 3 || crm == 5;
+}
+
+/*
+ * UC_HOOK_INSN (UC_ARM64_INS_SYS): note the maintenance operations that
+ * other cores must see. They are applied by Python at the end of the slice,
+ * before any other core runs, which is when they become observable in a
+ * one-thread round-robin machine. Returning 0 lets the instruction execute.
+ */
+uint32_t armv_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *user_data)
+{
+    armv_core *core = (armv_core *)user_data;
+    (void)uc;
+    (void)reg;
+    if (cp->op0 != SYS_OP0)
+        return 0;
+    if (cp->crn == CRN_TLBI && tlbi_is_broadcast(cp->crm)) {
+        core->tlbi_broadcast = 1;
+        core->tlbi_count++;
+    } else if (cp->crn == CRN_CACHE) {
+        if (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1) {          /* IC IVAU, Xt */
+            core->ic_count++;
+            if (core->ic_used < ARMV_IC_RING)
+                core->ic_lines[core->ic_used++] = cp->val;
+            else
+                core->ic_all = 1;
+        } else if (cp->op1 == 0 && cp->crm == 1 && cp->op2 == 0) {   /* IC IALLUIS */
+            core->ic_count++;
+            core->ic_all = 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,327 @@
+"""One AArch64 core: a Unicorn instance that runs non-secure EL1/EL0 code in slices.
+
+The core owns the instance, the compiled budget hook and the exception hook.
+It rebuilds synchronous exceptions for the guest (see entry.py and traps.py)
+and hands the events that belong to higher exception levels (SMC, HVC, WFI,
+trapped system registers) to its host, the machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple
+
+from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL, Uc, UcError
+from unicorn import arm64_const as A
+
+from armvisor.cpu import sysregs as sr
+from armvisor.cpu.models import CpuModel
+from armvisor.cpu.native import (UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore,
+                                 CpReg, RegBatch, native)
+
+UC_PROT_EXEC = 4
+# `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
+# give it an address no guest executes (UNICORN-FACTS.md).
+NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class Stop(enum.Enum):
+    """Why a slice ended."""
+
+    BUDGET = "budget"          # the slice's instruction budget was spent
+    WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
+    POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
+    MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)
+    FAULT = "fault"            # Unicorn could not go on (unmapped memory...)
+
+
+class CoreHost(Protocol):
+    """What a core asks of the machine (EL2/EL3 and the board)."""
+
+    def smc(self, core: "Core", imm: int) -> None: ...
+    def hvc(self, core: "Core", imm: int) -> bool: ...
+    def sysreg_access(self, core: "Core", insn: int) -> bool: ...
+
+
+class MmioRegion(Protocol):
+    base: int
+    size: int
+
+    def read(self, offset: int, size: int, cpu: int) -> int: ...
+    def write(self, offset: int, size: int, value: int, cpu: int) -> None: ...
+
+
+GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
+
+
+class Core:
+    def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
+                 mmio: Sequence[MmioRegion], host: CoreHost, tcg_buffer_size: int = 0):
+        self.index = index
+        self.mpidr = mpidr
+        self.model = model
+        self.host = host
+        self.stop_reason: Optional[Stop] = None
+        self.error: Optional[BaseException] = None
+        self.exits = {}                     # exit counters by kind, for the benchmark
+        self._next_pc: Optional[int] = None
+        self._native = native()
+        self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+        self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
+        if tcg_buffer_size:
+            self.uc.ctl_set_tcg_buffer_size(tcg_buffer_size)
+        self.handle = self.uc._uch
+        ram_base, ram_size, ram_ptr = ram
+        self.uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_ptr)
+        self._mmio_callbacks = []
+        for region in mmio:
+            self._map_mmio(region)
+        self._budget = ArmvCore()
+        self._budget.stop = self._native.emu_stop_address
+        # The block hook must be the only one and must exist before any translation.
+        self._native.add_c_hook(self.handle, UC_HOOK_BLOCK, self._native.block_hook_address,
+                                ctypes.byref(self._budget))
+        self._native.add_c_hook(self.handle, UC_HOOK_INSN, self._native.sys_hook_address,
+                                ctypes.byref(self._budget), 1, 0, UC_ARM64_INS_SYS)
+        self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        self._cpreg = CpReg()
+        self._pc = RegBatch(self._native, self.handle, [A.UC_ARM64_REG_PC])
+        self._entry_read = RegBatch(self._native, self.handle, [
+            A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_SP, A.UC_ARM64_REG_SP_EL1,
+            A.UC_ARM64_REG_VBAR_EL1])
+        self._entry_write = RegBatch(self._native, self.handle, [
+            A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_ELR_EL1, A.UC_ARM64_REG_SP_EL0,
+            A.UC_ARM64_REG_SP, A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC])
+        self._entry_write_no_sp0 = RegBatch(self._native, self.handle, [
+            A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_ELR_EL1,
+            A.UC_ARM64_REG_SP, A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC])
+        self._x0_3 = RegBatch(self._native, self.handle, GPR_IDS[:4])
+        self._x0_7 = RegBatch(self._native, self.handle, GPR_IDS[:8])
+        self._insn_buf = ctypes.c_uint32()
+        from armvisor.cpu.traps import TrapHandler   # traps imports core types
+        self._traps = TrapHandler(self)
+        self._configure_higher_els()
+
+    # -- setup -------------------------------------------------------------
+
+    def _map_mmio(self, region: MmioRegion) -> None:
+        cpu = self.index
+
+        def read(uc, offset, size, _user):
+            try:
+                return region.read(offset, size, cpu)
+            except Exception as exc:                      # noqa: BLE001 - reported, never lost
+                self.fail(exc)
+                return 0
+
+        def write(uc, offset, size, value, _user):
+            try:
+                region.write(offset, size, value, cpu)
+            except Exception as exc:                      # noqa: BLE001
+                self.fail(exc)
+
+        self._mmio_callbacks.append((read, write))
+        self.uc.mmio_map(region.base, region.size, read, None, write, None)
+
+    def _configure_higher_els(self) -> None:
+        """Make the instance a non-secure EL1 guest under our (absent) EL2 and EL3."""
+        scr = sr.SCR_NS | sr.SCR_RW | sr.SCR_HCE
+        hcr = sr.HCR_RW | sr.HCR_IMO | sr.HCR_FMO | sr.HCR_AMO | sr.HCR_TWI | sr.HCR_TDZ
+        if self.model.pauth:
+            scr |= sr.SCR_API | sr.SCR_APK
+            hcr |= sr.HCR_API | sr.HCR_APK
+        if self.model.trap_id_registers:
+            hcr |= sr.HCR_TID3
+        self.hcr = hcr
+        self.write_sysreg(sr.SCR_EL3, scr)
+        self.write_sysreg(sr.HCR_EL2, hcr)
+        if self.model.midr is not None:
+            self.write_sysreg(sr.VPIDR_EL2, self.model.midr)
+        self.write_sysreg(sr.VMPIDR_EL2, (1 << 31) | self.mpidr)
+        # EL1PCTEN | EL1PCEN: EL1 reaches the physical counter and timer without trapping.
+        self.write_sysreg(sr.CNTHCTL_EL2, 0b11)
+
+    # -- power -------------------------------------------------------------
+
+    def reset(self, entry: int, x0: int = 0, x1: int = 0, x2: int = 0, x3: int = 0) -> None:
+        """Warm reset into EL1h at `entry`: MMU off, DAIF masked (PSCI CPU_ON, boot protocol)."""
+        self._native.flush_tlb(self.handle)
+        self._native.flush_tb(self.handle)
+        gprs = RegBatch(self._native, self.handle, GPR_IDS + [A.UC_ARM64_REG_SP])
+        gprs.write([x0, x1, x2, x3] + [0] * 28)
+        self.uc.reg_write(A.UC_ARM64_REG_PSTATE, sr.PSTATE_EL1H_MASKED)
+        self.write_sysreg(sr.SCTLR_EL1, sr.SCTLR_EL1_RESET)   # also rebuilds EL flags
+        self._pc.write([entry])
+        self._next_pc = entry
+        self.stop_reason = None
+
+    # -- running -----------------------------------------------------------
+
+    def run(self, budget: int) -> Stop:
+        """Run one slice of about `budget` instructions; returns why it ended."""
+        self.stop_reason = None
+        state = self._budget
+        state.budget = budget
+        state.budget_expired = 0
+        begin = self._next_pc if self._next_pc is not None else self.pc
+        self._next_pc = None
+        status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
+        if status != 0:
+            self.error = UcError(status)
+            return Stop.FAULT
+        if self.error is not None:
+            return Stop.MACHINE
+        if self.stop_reason is not None:
+            return self.stop_reason
+        return Stop.BUDGET
+
+    def stop(self, reason: Stop, resume_pc: Optional[int] = None) -> None:
+        """Stop the slice from inside a hook (a safe point); resume at `resume_pc` later.
+
+        The PC is not written here: a PC write inside a hook cancels a pending
+        stop in Unicorn, so the next slice starts at the recorded address.
+        """
+        self.stop_reason = reason
+        if resume_pc is not None:
+            self._next_pc = resume_pc
+        self._native.uc_emu_stop(self.handle)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.stop(Stop.MACHINE)
+
+    @property
+    def executed(self) -> int:
+        return self._budget.executed
+
+    def take_maintenance(self) -> Tuple[bool, bool, List[int]]:
+        """(tlbi broadcast?, IC flush all?, IC IVAU lines) seen in the last slice; clears them."""
+        state = self._budget
+        tlbi, ic_all, lines = bool(state.tlbi_broadcast), bool(state.ic_all), []
+        if state.ic_used and not ic_all:
+            lines = list(state.ic_lines[:state.ic_used])
+        state.tlbi_broadcast = 0
+        state.ic_all = 0
+        state.ic_used = 0
+        return tlbi, ic_all, lines
+
+    @property
+    def maintenance_counts(self) -> Tuple[int, int]:
+        return self._budget.tlbi_count, self._budget.ic_count
+
+    def flush_tlb(self) -> None:
+        self._native.flush_tlb(self.handle)
+
+    def flush_code(self, lines: Optional[List[int]] = None, line_size: int = 64) -> None:
+        if lines is None:
+            self._native.flush_tb(self.handle)
+            return
+        for va in lines:
+            start = va & ~(line_size - 1)
+            self._native.remove_cache(self.handle, start, start + line_size)
+
+    # -- the exception hook --------------------------------------------------
+
+    def _on_intr(self, uc, intno: int, _user) -> None:
+        try:
+            self._traps.handle(intno)
+        except Exception as exc:                          # noqa: BLE001 - hooks must not lose errors
+            self.fail(exc)
+
+    def count_exit(self, kind: str) -> None:
+        self.exits[kind] = self.exits.get(kind, 0) + 1
+
+    # -- register access (raw ctypes: the hot exits use these) ---------------
+
+    @property
+    def pc(self) -> int:
+        return self._pc.read()[0]
+
+    def set_pc(self, value: int) -> None:
+        self._pc.write([value])
+
+    def read_x(self, n: int) -> int:
+        """Xn for n in 0..30; n == 31 reads SP (the base-register meaning)."""
+        reg = GPR_IDS[n] if n < 31 else A.UC_ARM64_REG_SP
+        value = ctypes.c_uint64()
+        self._native.uc_reg_read(self.handle, reg, ctypes.byref(value))
+        return value.value
+
+    def write_x(self, n: int, value: int) -> None:
+        if n == 31:                      # XZR as a destination
+            return
+        v = ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)
+        self._native.uc_reg_write(self.handle, GPR_IDS[n], ctypes.byref(v))
+
+    def read_args(self) -> List[int]:
+        """x0..x7, the SMCCC argument registers."""
+        return list(self._x0_7.read())
+
+    def write_results(self, values: Sequence[int]) -> None:
+        """x0..x3, the SMCCC result registers."""
+        self._x0_3.write(list(values) + [0] * (4 - len(values)))
+
+    def read_reg(self, reg_id: int) -> int:
+        value = ctypes.c_uint64()
+        self._native.uc_reg_read(self.handle, reg_id, ctypes.byref(value))
+        return value.value
+
+    def write_reg(self, reg_id: int, value: int) -> None:
+        v = ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)
+        self._native.uc_reg_write(self.handle, reg_id, ctypes.byref(v))
+
+    def read_sysreg(self, reg: sr.SysReg) -> int:
+        cp = self._cpreg
+        cp.op0, cp.op1, cp.crn, cp.crm, cp.op2 = reg
+        self._native.uc_reg_read(self.handle, A.UC_ARM64_REG_CP_REG, ctypes.byref(cp))
+        return cp.val
+
+    def write_sysreg(self, reg: sr.SysReg, value: int) -> None:
+        cp = self._cpreg
+        cp.op0, cp.op1, cp.crn, cp.crm, cp.op2 = reg
+        cp.val = value & 0xFFFF_FFFF_FFFF_FFFF
+        self._native.uc_reg_write(self.handle, A.UC_ARM64_REG_CP_REG, ctypes.byref(cp))
+
+    def exception_state(self) -> Sequence[int]:
+        return self._entry_read.read()
+
+    def write_exception_entry(self, *, esr: int, far: Optional[int], elr: int,
+                              sp_el0: Optional[int], sp: int, pstate: int, pc: int) -> None:
+        if sp_el0 is None:
+            self._entry_write_no_sp0.write([esr, elr, sp, pstate, pc])
+        else:
+            self._entry_write.write([esr, elr, sp_el0, sp, pstate, pc])
+        if far is not None:
+            self.write_reg(A.UC_ARM64_REG_FAR_EL1, far)
+
+    def read_insn(self, va: int) -> Optional[int]:
+        """The instruction word at a virtual address, or None if it cannot be fetched."""
+        status = self._native.uc_vmem_read(self.handle, va, UC_PROT_EXEC,
+                                           ctypes.byref(self._insn_buf), 4)
+        return None if status else self._insn_buf.value
+
+    def translate(self, va: int, prot: int = 1) -> Optional[int]:
+        pa = ctypes.c_uint64()
+        status = self._native.uc_vmem_translate(self.handle, va, prot, ctypes.byref(pa))
+        return None if status else pa.value
+
+    def read_virtual(self, va: int, size: int) -> Optional[bytes]:
+        buf = ctypes.create_string_buffer(size)
+        status = self._native.uc_vmem_read(self.handle, va, 1, buf, size)
+        return None if status else buf.raw
+
+    def read_phys(self, pa: int, size: int) -> bytes:
+        return bytes(self.uc.mem_read(pa, size))
+
+    @property
+    def pstate(self) -> int:
+        return self.read_reg(A.UC_ARM64_REG_PSTATE)
+
+    @property
+    def el(self) -> int:
+        return sr.pstate_el(self.pstate)
+
+    def close(self) -> None:
+        self.uc = None

@@ -1,0 +1,162 @@
+"""Raw ctypes access to libunicorn and to the package's compiled hooks.
+
+The Python binding costs 1.7-3 us per register access; a direct ctypes call
+costs about 1 us, and a batch reads many registers for the price of one
+(UNICORN-FACTS.md, "Costs of going through Python"). Everything on a hot
+exit path goes through the functions here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+from functools import lru_cache
+from typing import Sequence
+
+from unicorn.unicorn_py3 import unicorn as _ucbinding
+
+UC_ARM64_INS_SYS = 3          # uc_arm64_insn (unicorn/arm64.h)
+UC_HOOK_BLOCK = 1 << 3
+UC_HOOK_INSN = 1 << 1
+UC_CTL_IO_WRITE = 1
+UC_CTL_TB_REMOVE_CACHE = 9
+UC_CTL_TB_FLUSH = 10
+UC_CTL_TLB_FLUSH = 11
+IC_RING = 32                  # ARMV_IC_RING in _hooks.c
+
+
+def _uc_ctl_code(nr: int, nargs: int, rw: int) -> int:
+    """UC_CTL(type, nr, rw) from unicorn.h."""
+    return nr | (nargs << 26) | (rw << 30)
+
+
+class ArmvCore(ctypes.Structure):
+    """Mirror of `struct armv_core` in _hooks.c."""
+
+    _fields_ = [
+        ("budget", ctypes.c_int64),
+        ("executed", ctypes.c_uint64),
+        ("stop", ctypes.c_void_p),
+        ("budget_expired", ctypes.c_uint32),
+        ("tlbi_broadcast", ctypes.c_uint32),
+        ("tlbi_count", ctypes.c_uint64),
+        ("ic_count", ctypes.c_uint64),
+        ("ic_all", ctypes.c_uint32),
+        ("ic_used", ctypes.c_uint32),
+        ("ic_lines", ctypes.c_uint64 * IC_RING),
+    ]
+
+
+class CpReg(ctypes.Structure):
+    """uc_arm64_cp_reg."""
+
+    _fields_ = [
+        ("crn", ctypes.c_uint32),
+        ("crm", ctypes.c_uint32),
+        ("op0", ctypes.c_uint32),
+        ("op1", ctypes.c_uint32),
+        ("op2", ctypes.c_uint32),
+        ("val", ctypes.c_uint64),
+    ]
+
+
+class Native:
+    """The libunicorn entry points armvisor calls directly, with prototypes."""
+
+    def __init__(self) -> None:
+        # Same path as the binding's library: dlopen returns the same handle,
+        # but this CDLL object carries our own prototypes.
+        lib = ctypes.CDLL(_ucbinding.uclib._name)
+        u64, p = ctypes.c_uint64, ctypes.c_void_p
+        sigs = {
+            "uc_emu_start": ([p, u64, u64, u64, ctypes.c_size_t], ctypes.c_int),
+            "uc_emu_stop": ([p], ctypes.c_int),
+            "uc_reg_read": ([p, ctypes.c_int, p], ctypes.c_int),
+            "uc_reg_write": ([p, ctypes.c_int, p], ctypes.c_int),
+            "uc_reg_read_batch": ([p, p, p, ctypes.c_int], ctypes.c_int),
+            "uc_reg_write_batch": ([p, p, p, ctypes.c_int], ctypes.c_int),
+            "uc_vmem_read": ([p, u64, ctypes.c_int, p, ctypes.c_size_t], ctypes.c_int),
+            "uc_vmem_translate": ([p, u64, ctypes.c_int, ctypes.POINTER(u64)], ctypes.c_int),
+            "uc_mem_read": ([p, u64, p, ctypes.c_size_t], ctypes.c_int),
+            "uc_mem_write": ([p, u64, p, ctypes.c_size_t], ctypes.c_int),
+        }
+        for name, (args, res) in sigs.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
+            setattr(self, name, fn)
+        # Variadic: no argtypes; every argument is passed with an explicit ctypes type.
+        self.uc_hook_add = lib.uc_hook_add
+        self.uc_hook_add.restype = ctypes.c_int
+        self.uc_ctl = lib.uc_ctl
+        self.uc_ctl.restype = ctypes.c_int
+        self.emu_stop_address = ctypes.cast(lib.uc_emu_stop, ctypes.c_void_p).value
+
+        hooks = ctypes.CDLL(_hooks_library_path())
+        self.block_hook_address = ctypes.cast(hooks.armv_block_hook, ctypes.c_void_p).value
+        self.sys_hook_address = ctypes.cast(hooks.armv_sys_hook, ctypes.c_void_p).value
+
+    # -- uc_ctl helpers that the 2.1.4 binding lacks or wraps slowly --------
+
+    def flush_tlb(self, handle) -> None:
+        self.uc_ctl(handle, ctypes.c_int(_uc_ctl_code(UC_CTL_TLB_FLUSH, 0, UC_CTL_IO_WRITE)))
+
+    def flush_tb(self, handle) -> None:
+        self.uc_ctl(handle, ctypes.c_int(_uc_ctl_code(UC_CTL_TB_FLUSH, 0, UC_CTL_IO_WRITE)))
+
+    def remove_cache(self, handle, start: int, end: int) -> None:
+        self.uc_ctl(handle, ctypes.c_int(_uc_ctl_code(UC_CTL_TB_REMOVE_CACHE, 2, UC_CTL_IO_WRITE)),
+                    ctypes.c_uint64(start), ctypes.c_uint64(end))
+
+    def add_c_hook(self, handle, hook_type: int, callback: int, user_data, begin: int = 1,
+                   end: int = 0, *extra: int) -> ctypes.c_size_t:
+        hook = ctypes.c_size_t()
+        status = self.uc_hook_add(handle, ctypes.byref(hook), ctypes.c_int(hook_type),
+                                  ctypes.c_void_p(callback), user_data,
+                                  ctypes.c_uint64(begin), ctypes.c_uint64(end),
+                                  *[ctypes.c_int(x) for x in extra])
+        if status != 0:
+            raise RuntimeError(f"uc_hook_add failed: {status}")
+        return hook
+
+
+class RegBatch:
+    """A preallocated batch of register ids, read or written with one call."""
+
+    def __init__(self, native: Native, handle, reg_ids: Sequence[int]):
+        n = len(reg_ids)
+        self._native, self._handle, self._n = native, handle, n
+        self.ids = (ctypes.c_int * n)(*reg_ids)
+        self.values = (ctypes.c_uint64 * n)()
+        self._ptrs = (ctypes.c_void_p * n)(
+            *[ctypes.addressof(self.values) + 8 * i for i in range(n)])
+
+    def read(self) -> "ctypes.Array[ctypes.c_uint64]":
+        status = self._native.uc_reg_read_batch(self._handle, self.ids, self._ptrs, self._n)
+        if status:
+            raise RuntimeError(f"uc_reg_read_batch failed: {status}")
+        return self.values
+
+    def write(self, values: Sequence[int]) -> None:
+        for i, v in enumerate(values):
+            self.values[i] = v & 0xFFFF_FFFF_FFFF_FFFF
+        status = self._native.uc_reg_write_batch(self._handle, self.ids, self._ptrs, self._n)
+        if status:
+            raise RuntimeError(f"uc_reg_write_batch failed: {status}")
+
+
+def _hooks_library_path() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(here, "_hooks" + suffix)
+        if os.path.exists(path):
+            return path
+    raise ImportError(
+        "armvisor's compiled hook library (_hooks) is missing: reinstall the package "
+        "with `pip install -e .` so that it is built")
+
+
+@lru_cache(maxsize=1)
+def native() -> Native:
+    """The process's one set of prototypes (immutable once built)."""
+    return Native()

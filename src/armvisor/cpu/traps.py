@@ -1,0 +1,216 @@
+"""What to do with each exception Unicorn reports to the core's UC_HOOK_INTR.
+
+Unicorn gives only QEMU's EXCP_* number and leaves PC at a known place
+(UNICORN-FACTS.md). Each handler works out the architectural exception from
+the instruction and the CPU state and either delivers it to the guest's EL1
+(entry.py) or passes it to the host for EL2/EL3 (SMC, HVC, WFI, system
+registers the machine emulates).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from unicorn import arm64_const as A
+
+from armvisor.cpu import syndrome as syn
+from armvisor.cpu import sysregs as sr
+from armvisor.cpu.decode import decode_memory_access
+from armvisor.cpu.entry import take_exception_to_el1
+from armvisor.cpu.mmu import Access, Stage1Regs, walk_stage1
+from armvisor.cpu.sysregs import SysReg
+
+if TYPE_CHECKING:
+    from armvisor.cpu.core import Core
+
+# QEMU's exception numbers as Unicorn passes them (target/arm/cpu.h).
+EXCP_UDEF = 1
+EXCP_SWI = 2
+EXCP_PREFETCH_ABORT = 3
+EXCP_DATA_ABORT = 4
+EXCP_BKPT = 7
+EXCP_HVC = 11
+EXCP_SMC = 13
+
+INSN_WFI = 0xD503_207F
+SCTLR_NTWI = 1 << 16          # SCTLR_EL1.nTWI: 0 traps EL0 WFI to EL1
+
+
+def is_system_insn(insn: int) -> bool:
+    """MRS, MSR (register) and SYS/SYSL: C4.1.66 'System instructions' group, L/op0 form."""
+    return insn & 0xFFC0_0000 == 0xD500_0000 and (insn >> 19) & 3 != 0
+
+
+def is_sve_insn(insn: int) -> bool:
+    """op0 = 0b0010 in the top-level encoding table (C4.1): the SVE space."""
+    return (insn >> 25) & 0xF == 0b0010
+
+
+def is_fp_simd_insn(insn: int) -> bool:
+    """Data processing SIMD&FP (op0 = x111) or SIMD&FP loads/stores (op0 = x1x0 with V=1)."""
+    op0 = (insn >> 25) & 0xF
+    if op0 & 0b0111 == 0b0111:
+        return True
+    return op0 & 0b0101 == 0b0100 and bool(insn & (1 << 26))
+
+
+class TrapHandler:
+    def __init__(self, core: "Core"):
+        self.core = core
+        self._table = {
+            EXCP_SWI: self._svc,
+            EXCP_HVC: self._hvc,
+            EXCP_SMC: self._smc,
+            EXCP_BKPT: self._brk,
+            EXCP_UDEF: self._udef,
+            EXCP_DATA_ABORT: self._data_abort,
+            EXCP_PREFETCH_ABORT: self._prefetch_abort,
+        }
+
+    def handle(self, intno: int) -> None:
+        handler = self._table.get(intno)
+        if handler is None:
+            raise RuntimeError(f"Unicorn reported an unexpected exception number {intno}")
+        handler()
+
+    # -- calls: PC is the next instruction ------------------------------------
+
+    def _svc(self) -> None:
+        core = self.core
+        core.count_exit("svc")
+        pc = core.pc
+        insn = core.read_insn(pc - 4) or 0
+        take_exception_to_el1(core, syn.esr_svc((insn >> 5) & 0xFFFF), pc)
+
+    def _hvc(self) -> None:
+        core = self.core
+        core.count_exit("hvc")
+        pc = core.pc
+        insn = core.read_insn(pc - 4) or 0
+        if core.el == 0 or not core.host.hvc(core, (insn >> 5) & 0xFFFF):
+            self._undefined(pc - 4)
+
+    def _smc(self) -> None:
+        core = self.core
+        core.count_exit("smc")
+        pc = core.pc
+        if core.el == 0:
+            self._undefined(pc - 4)
+            return
+        insn = core.read_insn(pc - 4) or 0
+        core.host.smc(core, (insn >> 5) & 0xFFFF)
+
+    # -- PC is the faulting instruction ---------------------------------------
+
+    def _brk(self) -> None:
+        core = self.core
+        core.count_exit("brk")
+        pc = core.pc
+        insn = core.read_insn(pc) or 0
+        take_exception_to_el1(core, syn.esr_brk((insn >> 5) & 0xFFFF), pc)
+
+    def _undefined(self, pc: int) -> None:
+        take_exception_to_el1(self.core, syn.esr_unknown(), pc)
+
+    def _udef(self) -> None:
+        core = self.core
+        pc = core.pc
+        insn = core.read_insn(pc)
+        if insn is None:
+            raise RuntimeError(f"UNDEFINED at {pc:#x}, and the instruction cannot be read")
+        if insn == INSN_WFI:
+            self._wfi(pc)
+        elif is_system_insn(insn):
+            self._system(pc, insn)
+        elif is_sve_insn(insn) and core.model.sve and not self._cpacr_allows(sr.CPACR_ZEN_SHIFT):
+            core.count_exit("trap")
+            take_exception_to_el1(core, syn.esr_sve_access_trap(), pc)
+        elif is_fp_simd_insn(insn) and not self._cpacr_allows(sr.CPACR_FPEN_SHIFT):
+            core.count_exit("trap")
+            take_exception_to_el1(core, syn.esr_fp_access_trap(), pc)
+        else:
+            core.count_exit("undef")
+            self._undefined(pc)
+
+    def _cpacr_allows(self, shift: int) -> bool:
+        core = self.core
+        return sr.cpacr_allows(core.read_reg(A.UC_ARM64_REG_CPACR_EL1), shift, core.el)
+
+    def _wfi(self, pc: int) -> None:
+        core = self.core
+        if core.el == 0 and not core.read_sysreg(sr.SCTLR_EL1) & SCTLR_NTWI:
+            take_exception_to_el1(core, syn.esr_wfx(is_wfe=False), pc)
+            return
+        core.count_exit("wfi")
+        from armvisor.cpu.core import Stop
+        core.stop(Stop.WFI, resume_pc=pc + 4)
+
+    def _system(self, pc: int, insn: int) -> None:
+        """A trapped or UNDEFINED MRS/MSR/SYS."""
+        core = self.core
+        reg = SysReg.from_insn(insn)
+        is_read = bool(insn & (1 << 21))
+        rt = insn & 0x1F
+        el = core.el
+        if el == 1 and is_read and core.model.trap_id_registers and _is_id_register(reg):
+            core.count_exit("idreg")
+            core.write_x(rt, core.model.id_register(reg))
+            core.set_pc(pc + 4)
+            return
+        if el == 1 and core.host.sysreg_access(core, insn):
+            return
+        core.count_exit("undef")
+        if el == 0 and _is_id_register(reg):
+            # FEAT_IDST: EL0 reads of the ID space trap with EC 0x18, which Linux emulates.
+            esr = syn.esr_sysreg_trap(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2, rt, is_read)
+            take_exception_to_el1(core, esr, pc)
+        else:
+            self._undefined(pc)
+
+    # -- aborts ------------------------------------------------------------------
+
+    def _stage1_regs(self) -> Stage1Regs:
+        core = self.core
+        return Stage1Regs(sctlr=core.read_sysreg(sr.SCTLR_EL1), tcr=core.read_sysreg(sr.TCR_EL1),
+                          ttbr0=core.read_reg(A.UC_ARM64_REG_TTBR0_EL1),
+                          ttbr1=core.read_reg(A.UC_ARM64_REG_TTBR1_EL1),
+                          pan=bool(core.pstate & sr.PSTATE_PAN))
+
+    def _read_phys64(self, pa: int) -> int:
+        return int.from_bytes(self.core.read_phys(pa, 8), "little")
+
+    def _prefetch_abort(self) -> None:
+        core = self.core
+        core.count_exit("abort")
+        va = core.pc
+        el = core.el
+        walk = walk_stage1(va, Access.EXEC, el, self._stage1_regs(), self._read_phys64)
+        fsc = walk.fsc if not walk.ok else syn.FSC_SYNC_EXTERNAL
+        take_exception_to_el1(core, syn.esr_instruction_abort(same_el=el == 1, ifsc=fsc), va, far=va)
+
+    def _data_abort(self) -> None:
+        core = self.core
+        core.count_exit("abort")
+        pc = core.pc
+        el = core.el
+        insn = core.read_insn(pc)
+        access = decode_memory_access(insn, core.read_x, pc=pc) if insn is not None else None
+        if access is None:
+            raise RuntimeError(f"data abort at {pc:#x} on an instruction that is not a load/store"
+                               f" ({insn if insn is None else hex(insn)})")
+        kind = Access.WRITE if access.is_write and not access.is_cache_maintenance else Access.READ
+        walk = walk_stage1(access.address, kind, el, self._stage1_regs(), self._read_phys64)
+        if walk.ok:
+            aligned = access.address % max(access.size, 1) == 0
+            fsc = syn.FSC_SYNC_EXTERNAL if aligned else syn.FSC_ALIGNMENT
+        else:
+            fsc = walk.fsc
+        # ISV stays 0: the Arm ARM makes it 0 for every fault reported in ESR_EL1.
+        esr = syn.esr_data_abort(same_el=el == 1, dfsc=fsc, wnr=access.is_write,
+                                 cm=access.is_cache_maintenance)
+        take_exception_to_el1(core, esr, pc, far=access.address)
+
+
+def _is_id_register(reg: SysReg) -> bool:
+    """op0=3, op1=0, CRn=0, CRm=1..7: the feature ID space trapped by HCR_EL2.TID3."""
+    return reg.op0 == 3 and reg.op1 == 0 and reg.crn == 0 and 1 <= reg.crm <= 7

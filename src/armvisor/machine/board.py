@@ -1,0 +1,282 @@
+"""The virt board: RAM, devices, one core per CPU, the EL3 firmware, and the run loop."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from armvisor.cpu.core import Core, Stop
+from armvisor.cpu.models import CPU_MODELS
+from armvisor.devices.pl011 import Pl011
+from armvisor.devices.pl031 import Pl031
+from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
+from armvisor.firmware import Firmware
+from armvisor.machine import memmap
+from armvisor.machine.config import MachineConfig
+from armvisor.machine.dtb import BoardDescription, build_dtb
+from armvisor.machine.lanes import Lane, LaneState
+from armvisor.machine.loader import LoadedImage, choose_dtb_address, load_initrd, load_kernel
+from armvisor.machine.report import machine_report
+from armvisor.trace import TraceBus
+
+
+class Ram:
+    """One host buffer, mapped into every core at the same guest physical address."""
+
+    def __init__(self, base: int, size: int):
+        self.base, self.size = base, size
+        self._buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.pointer = ctypes.addressof(ctypes.c_char.from_buffer(self._buffer))
+
+    def contains(self, address: int, size: int = 1) -> bool:
+        return self.base <= address and address + size <= self.base + self.size
+
+    def write(self, address: int, data: bytes) -> None:
+        if not self.contains(address, len(data)):
+            raise ArmvisorError(f"{len(data)} bytes at {address:#x} do not fit in RAM")
+        offset = address - self.base
+        self._buffer[offset:offset + len(data)] = data
+
+    def read(self, address: int, size: int) -> bytes:
+        offset = address - self.base
+        return bytes(self._buffer[offset:offset + size])
+
+    def clear(self) -> None:
+        ctypes.memset(self.pointer, 0, self.size)
+
+
+@dataclass
+class DeviceWindow:
+    """An MMIO window: a device's register block at `base` (the per-core mmio_map unit)."""
+
+    base: int
+    size: int
+    device: object
+
+    def read(self, offset: int, size: int, cpu: int) -> int:
+        return self.device.read(offset, size)
+
+    def write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        self.device.write(offset, size, value)
+
+
+class Machine:
+    """A QEMU-virt-compatible board running `config.kernel` on `config.smp` CPUs."""
+
+    def __init__(self, config: MachineConfig, trace: Optional[TraceBus] = None,
+                 console: Callable[[bytes], None] = lambda data: None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.trace = trace or TraceBus()
+        self.clock = clock
+        self.model = CPU_MODELS[config.cpu]
+        self.kernel_data = _read_file(config.kernel, "kernel")
+        self.initrd_data = _read_file(config.initrd, "initrd") if config.initrd else None
+        self.user_dtb = _read_file(config.dtb, "dtb") if config.dtb else None
+        self.ram = Ram(memmap.RAM_BASE, config.memory)
+        self.uart = Pl011(console, trace=self.trace)
+        self.rtc = Pl031(trace=self.trace)
+        self.devices = [DeviceWindow(memmap.UART0_BASE, memmap.UART0_SIZE, self.uart),
+                        DeviceWindow(memmap.RTC_BASE, memmap.RTC_SIZE, self.rtc)]
+        self.firmware = Firmware(self, self.trace)
+        tcg_buffer = 0 if config.smp <= 8 else 128 << 20
+        self.lanes: List[Lane] = []
+        for index in range(config.smp):
+            core = Core(index, memmap.mpidr_affinity(index), self.model,
+                        (self.ram.base, self.ram.size, self.ram.pointer), self.devices, self,
+                        tcg_buffer_size=tcg_buffer)
+            self.lanes.append(Lane(index, core))
+        self.current: Optional[Lane] = None
+        self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
+        self._reset_requested = False
+        self.boots = 0
+        self.image: Optional[LoadedImage] = None
+        self.dtb_address = 0
+
+    # -- boot ---------------------------------------------------------------------
+
+    def generated_dtb(self, initrd: Optional[tuple] = None) -> bytes:
+        return build_dtb(BoardDescription(
+            cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
+            psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible,
+            bootargs=self.config.append, initrd=initrd))
+
+    def load(self) -> None:
+        """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
+        self.ram.clear()
+        self.image = load_kernel(self.kernel_data, self.ram.base, self.ram.size, self.ram.write)
+        occupied = list(self.image.segments)
+        initrd = None
+        if self.initrd_data is not None:
+            initrd = load_initrd(self.initrd_data, self.ram.base, self.ram.size, self.image.end,
+                                 self.ram.write)
+            occupied.append((initrd[0], initrd[1] - initrd[0]))
+        dtb = self.user_dtb if self.user_dtb is not None else self.generated_dtb(initrd)
+        self.dtb_address = choose_dtb_address(self.ram.base, self.ram.size, len(dtb), occupied,
+                                              self.image.kind)
+        self.ram.write(self.dtb_address, dtb)
+
+    def boot(self) -> None:
+        """Cold boot: the boot CPU starts at the kernel entry, every other CPU is off."""
+        self.load()
+        self.boots += 1
+        self.exit_status = None
+        self._reset_requested = False
+        self.uart.reset()
+        for lane in self.lanes:
+            lane.power_off()
+        self.firmware.cold_boot(0)
+        boot = self.lanes[0]
+        boot.core.reset(self.image.entry, x0=self.dtb_address)
+        boot.start(warm=False)
+        self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
+                        kind=self.image.kind, cpus=self.config.smp)
+        self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
+
+    # -- the run loop ------------------------------------------------------------
+
+    def run(self, timeout: Optional[float] = None,
+            between_rounds: Callable[[], None] = lambda: None) -> int:
+        """Run until SYSTEM_OFF (returns 0) or an error; SYSTEM_RESET reboots the machine."""
+        self.boot()
+        deadline = None if timeout is None else self.clock() + timeout
+        budget = self.config.slice_budget
+        while True:
+            ran = False
+            for lane in self.lanes:
+                if lane.state is not LaneState.RUNNING:
+                    continue
+                ran = True
+                self._run_slice(lane, budget)
+                if self.exit_status is not None:
+                    break
+            if self.exit_status is not None:
+                if not self._reset_requested or self.config.no_reboot:
+                    return self.exit_status
+                self.trace.emit("machine.reset", None)
+                self.boot()
+                continue
+            if not ran:
+                raise GuestError("every CPU is off or waiting for an interrupt that nothing "
+                                 "can raise: the guest hangs", machine_report(self))
+            between_rounds()
+            if deadline is not None and self.clock() > deadline:
+                raise GuestTimeout(f"timeout after {timeout:g} s", machine_report(self))
+
+    def _run_slice(self, lane: Lane, budget: int) -> None:
+        core = lane.core
+        if lane.warm_boot_pending:
+            lane.warm_boot_pending = False
+            self.firmware.warm_boot_finished(lane.index)
+        self.current = lane
+        reason = core.run(budget)
+        self.current = None
+        self._broadcast_maintenance(lane)
+        if reason is Stop.FAULT:
+            raise GuestError(f"cpu{lane.index}: {core.error} (the guest touched memory that "
+                             "does not exist)", machine_report(self, lane))
+        if reason is Stop.MACHINE and core.error is not None:
+            raise GuestError(f"cpu{lane.index}: {core.error}", machine_report(self, lane))
+        if reason is Stop.WFI:
+            lane.state = LaneState.WFI
+            self.trace.emit("cpu.wfi", lane.index)
+
+    def _broadcast_maintenance(self, source: Lane) -> None:
+        """Make another core's TLBI ...IS and IC IVAU visible before any other core runs."""
+        tlbi, ic_all, lines = source.core.take_maintenance()
+        if not (tlbi or ic_all or lines):
+            return
+        for lane in self.lanes:
+            if lane is source or lane.state is LaneState.OFF:
+                continue
+            if tlbi:
+                lane.core.flush_tlb()
+            if ic_all:
+                lane.core.flush_code()
+            elif lines:
+                lane.core.flush_code(lines)
+
+    # -- what the cores ask (CoreHost) ----------------------------------------------
+
+    def smc(self, core: Core, imm: int) -> None:
+        results = self.firmware.smc(core.index, core.read_args())
+        if results is not None:
+            core.write_results(results)
+
+    def hvc(self, core: Core, imm: int) -> bool:
+        if self.config.psci_conduit != "hvc":
+            return False                         # no EL2 on this board: HVC is UNDEFINED
+        self.smc(core, imm)
+        return True
+
+    def sysreg_access(self, core: Core, insn: int) -> bool:
+        return False
+
+    # -- the PSCI platform (what the firmware asks) --------------------------------
+
+    @property
+    def cpu_count(self) -> int:
+        return self.config.smp
+
+    def mpidr_of(self, cpu: int) -> int:
+        return memmap.mpidr_affinity(cpu)
+
+    def cpu_of_mpidr(self, mpidr: int) -> Optional[int]:
+        affinity = mpidr & 0xFF_00FF_FFFF
+        aff0, aff1 = affinity & 0xFF, (affinity >> 8) & 0xFF
+        if affinity >> 16 or aff0 >= memmap.GICV3_CPUS_PER_CLUSTER:
+            return None
+        cpu = aff1 * memmap.GICV3_CPUS_PER_CLUSTER + aff0
+        return cpu if cpu < self.config.smp else None
+
+    def entry_point_valid(self, entry: int) -> bool:
+        return self.ram.contains(entry, 4)
+
+    def power_on(self, cpu: int, entry: int, context_id: int) -> bool:
+        lane = self.lanes[cpu]
+        lane.core.reset(entry, x0=context_id)
+        lane.start(warm=True)
+        self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON")
+        return True
+
+    def power_off(self, cpu: int) -> None:
+        lane = self.lanes[cpu]
+        lane.core.stop(Stop.POWER)
+        lane.power_off()
+        self.trace.emit("cpu.off", cpu)
+
+    def suspend_standby(self, cpu: int) -> None:
+        lane = self.lanes[cpu]
+        lane.core.stop(Stop.WFI, resume_pc=lane.core.pc)
+        lane.state = LaneState.WFI
+        self.trace.emit("cpu.standby", cpu)
+
+    def suspend_powerdown(self, cpu: int, entry: int, context_id: int) -> None:
+        lane = self.lanes[cpu]
+        lane.core.stop(Stop.POWER)
+        lane.suspend(entry, context_id)
+        self.trace.emit("cpu.powerdown", cpu, entry=entry)
+
+    def system_off(self) -> None:
+        self._end(0, reset=False)
+
+    def system_reset(self) -> None:
+        self._end(0, reset=True)
+
+    def _end(self, status: int, reset: bool) -> None:
+        self.exit_status = status
+        self._reset_requested = reset
+        if self.current is not None:
+            self.current.core.stop(Stop.MACHINE)
+        self.trace.emit("machine.reset_requested" if reset else "machine.off", None)
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ArmvisorError(f"cannot read the {what} file {path!r}: {exc.strerror}") from None

@@ -1,0 +1,44 @@
+"""The QEMU `virt` memory map and interrupt numbers (hw/arm/virt.c base_memmap, a15irqmap).
+
+Software built for `qemu-system-aarch64 -M virt` finds its devices here.
+"""
+
+FLASH_BASE = 0x0000_0000
+FLASH_SIZE = 0x0800_0000
+GICD_BASE = 0x0800_0000
+GICD_SIZE = 0x0001_0000
+GITS_BASE = 0x0808_0000
+GITS_SIZE = 0x0002_0000
+GICR_BASE = 0x080A_0000
+GICR_SIZE = 0x00F6_0000
+GICR_STRIDE = 0x2_0000            # RD frame + SGI frame, 64 KiB each (IHI0069 12.10)
+UART0_BASE = 0x0900_0000
+UART0_SIZE = 0x1000
+RTC_BASE = 0x0901_0000
+RTC_SIZE = 0x1000
+FW_CFG_BASE = 0x0902_0000
+GPIO_BASE = 0x0903_0000
+VIRTIO_MMIO_BASE = 0x0A00_0000
+VIRTIO_MMIO_SLOT_SIZE = 0x200
+VIRTIO_MMIO_SLOTS = 32
+RAM_BASE = 0x4000_0000
+
+# SPI numbers (add 32 for the GIC INTID).
+UART0_SPI = 1
+RTC_SPI = 2
+GPIO_SPI = 7
+VIRTIO_MMIO_FIRST_SPI = 16
+
+# PPI numbers for the generic timers (add 16 for the INTID), as QEMU's DTB lists them.
+TIMER_SECURE_PHYS_PPI = 13        # INTID 29
+TIMER_NONSECURE_PHYS_PPI = 14     # INTID 30
+TIMER_VIRT_PPI = 11               # INTID 27
+TIMER_HYP_PHYS_PPI = 10           # INTID 26
+
+MAX_CPUS = 64
+GICV3_CPUS_PER_CLUSTER = 16       # QEMU virt_cpu_mp_affinity with GICv3
+
+
+def mpidr_affinity(cpu_index: int) -> int:
+    """The MPIDR affinity fields QEMU gives CPU n on virt with GICv3 (Aff0 = n%16, Aff1 = n/16)."""
+    return ((cpu_index // GICV3_CPUS_PER_CLUSTER) << 8) | (cpu_index % GICV3_CPUS_PER_CLUSTER)

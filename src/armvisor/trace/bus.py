@@ -1,0 +1,52 @@
+"""An in-process event bus.
+
+Models call `bus.emit(kind, cpu, **fields)`; they never print. Subscribers
+(the Chrome trace writer, tests, the console reporter) receive every event.
+The bus also keeps the last events in a ring so error reports can show them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, List, Optional
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str                 # e.g. "psci.call", "power", "cpu.start", "exception"
+    cpu: Optional[int]        # CPU index, or None for machine-wide events
+    ts_us: float              # microseconds since the bus was created
+    fields: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = f"cpu{self.cpu}" if self.cpu is not None else "machine"
+        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
+        return f"{self.ts_us / 1e6:10.6f}s {where:8s} {self.kind} {args}".rstrip()
+
+
+def _fmt(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 9:
+        return hex(value)
+    return str(value)
+
+
+class TraceBus:
+    """Collects events; `recent` keeps the last `ring_size` for diagnostics."""
+
+    def __init__(self, ring_size: int = 64, clock: Callable[[], float] = time.perf_counter):
+        self._clock = clock
+        self._t0 = clock()
+        self._subscribers: List[Callable[[Event], None]] = []
+        self.recent: Deque[Event] = deque(maxlen=ring_size)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        self._subscribers.append(callback)
+
+    def emit(self, kind: str, cpu: Optional[int] = None, /, **fields) -> Event:
+        event = Event(kind, cpu, (self._clock() - self._t0) * 1e6, fields)
+        self.recent.append(event)
+        for callback in self._subscribers:
+            callback(event)
+        return event
