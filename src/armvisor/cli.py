@@ -29,11 +29,24 @@ class SizeType(click.ParamType):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="armvisor")
-def main() -> None:
+def cli() -> None:
     """armvisor: a multi-core ARMv8-A machine (QEMU virt board, PSCI firmware)."""
 
 
-@main.command()
+def main(argv: Optional[list] = None) -> None:
+    """Entry point: option errors become one line on stderr and exit code 2."""
+    try:
+        status = cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        _error("interrupted")
+        status = 130
+    except click.ClickException as exc:
+        _error(exc.format_message())
+        status = 2
+    sys.exit(status or 0)
+
+
+@cli.command()
 @click.option("--kernel", "-kernel", required=True, type=click.Path(dir_okay=False),
               help="ELF, Linux arm64 Image or raw binary to boot.")
 @click.option("--smp", "-smp", default=1, show_default=True, type=int, help="Number of CPUs (1-64).")
@@ -55,7 +68,7 @@ def main() -> None:
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeout, no_reboot, slice_budget) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
-    sys.exit(_run(dict(locals())))
+    return _run(dict(locals()))
 
 
 def _run(options: dict) -> int:

@@ -66,6 +66,8 @@ class Core:
         self.error: Optional[BaseException] = None
         self.exits = {}                     # exit counters by kind, for the benchmark
         self._next_pc: Optional[int] = None
+        self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
+        self.vector_faults = 0
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)

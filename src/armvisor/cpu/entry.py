@@ -61,9 +61,30 @@ def take_exception_to_el1(core: "Core", esr: int, return_address: int,
     else:
         # The live SP is SP_EL0; Unicorn keeps SP_EL1 banked until we switch.
         sp_el0, new_sp = sp, sp_el1
+    _check_not_looping(core, return_address, vector)
     core.write_exception_entry(esr=esr, far=far, elr=return_address, sp_el0=sp_el0,
                                sp=new_sp, pstate=new_pstate, pc=vector)
     # The SPSR write goes through CP_REG, which also makes QEMU rebuild its
     # cached EL flags after the PSTATE change (UNICORN-FACTS.md).
     core.write_sysreg(sr.SPSR_EL1, pstate)
     return vector
+
+
+# A vector that faults on its own first instruction (VBAR_EL1 never set, a
+# table full of zeros) would make the machine deliver exceptions forever.
+VECTOR_LOOP_LIMIT = 64
+
+
+class ExceptionLoop(RuntimeError):
+    pass
+
+
+def _check_not_looping(core: "Core", return_address: int, vector: int) -> None:
+    if return_address == core.last_vector:
+        core.vector_faults += 1
+        if core.vector_faults >= VECTOR_LOOP_LIMIT:
+            raise ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
+                                f"exception on its first instruction (is VBAR_EL1 set?)")
+    else:
+        core.vector_faults = 0
+    core.last_vector = vector
