@@ -1,0 +1,297 @@
+"""The flattened device tree QEMU `-M virt,gic-version=3` hands to its guest.
+
+Linux, U-Boot and bare-metal test programs written for QEMU's virt board find
+the CPUs, the GIC, the timer and the devices only through this blob, so node
+names, phandle numbers and property order follow what QEMU 7.2 emits (checked
+against `qemu-system-aarch64 -M virt,gic-version=3,dumpdtb=...`). QEMU builds
+the tree with libfdt, which inserts each new property and subnode in front of
+the older ones, so its blob lists them in reverse creation order; we write the
+blob order directly.
+
+Nodes QEMU has that we leave out because the board does not model them:
+flash@0, fw-cfg, platform-bus, pl061 + gpio-keys, pcie, pmu and the GICv3 ITS
+(its@8080000). Leaving a node out makes the guest skip the device instead of
+probing registers that would fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import fdt
+
+from armvisor.errors import ArmvisorError
+from armvisor.machine import memmap
+
+# PSCI legacy (0.1) function IDs QEMU advertises next to the 0.2+ compatible
+# strings (PSCI DEN0022 5.1; QEMU target/arm/kvm-consts.h QEMU_PSCI_0_2_FN*).
+PSCI_FN_CPU_SUSPEND_64 = 0xC400_0001
+PSCI_FN_CPU_OFF = 0x8400_0002
+PSCI_FN_CPU_ON_64 = 0xC400_0003
+PSCI_FN_MIGRATE_64 = 0xC400_0005
+
+# Interrupt specifier cells of the arm,gic-v3 binding: <type number flags>
+# (Linux Documentation/devicetree/bindings/interrupt-controller/arm,gic-v3.yaml).
+GIC_FDT_IRQ_TYPE_SPI = 0
+GIC_FDT_IRQ_TYPE_PPI = 1
+IRQ_TYPE_EDGE_RISING = 1
+IRQ_TYPE_LEVEL_HIGH = 4
+
+# GICv3 maintenance interrupt, PPI 9 (INTID 25), which QEMU lists when it emulates EL2.
+GIC_MAINTENANCE_PPI = 9
+
+# QEMU allocates phandles from 0x8000 upwards (softmmu/device_tree.c).
+PHANDLE_BASE = 0x8000
+
+APB_PCLK_HZ = 24_000_000           # QEMU virt create_fdt: fixed 24 MHz APB clock
+RNG_SEED_BYTES = 32                # QEMU fills /chosen/rng-seed with 32 random bytes
+
+DTB_VERSION = 17                   # devicetree spec 5.2: version 17, compatible with 16
+DTB_LAST_COMP_VERSION = 16
+
+
+@dataclass
+class BoardDescription:
+    cpu_count: int
+    ram_base: int
+    ram_size: int
+    psci_conduit: str                              # "smc" | "hvc"
+    cpu_compatible: str = "arm,cortex-a57"
+    bootargs: str = ""
+    initrd: Optional[tuple[int, int]] = None       # (start, end), end exclusive
+    gic: bool = True
+    timer: bool = True
+    virtio_slots: int = memmap.VIRTIO_MMIO_SLOTS
+    rng_seed: Optional[bytes] = None
+    kaslr_seed: Optional[int] = None
+    # QEMU adds the GIC maintenance interrupt only with virtualization=on.
+    gic_maintenance_irq: bool = False
+
+
+def build_dtb(desc: BoardDescription) -> bytes:
+    """Return the DTB blob for `desc`; bad descriptions raise ArmvisorError."""
+    _validate(desc)
+    phandles = _Phandles(desc)
+    tree = fdt.FDT()
+    root = tree.root
+    if desc.gic:
+        root.append(fdt.PropWords("interrupt-parent", phandles.gic))
+    root.append(fdt.PropStrings("model", "linux,dummy-virt"))
+    root.append(fdt.PropWords("#size-cells", 2))
+    root.append(fdt.PropWords("#address-cells", 2))
+    root.append(fdt.PropStrings("compatible", "linux,dummy-virt"))
+
+    root.append(_psci_node(desc))
+    root.append(_memory_node(desc))
+    for slot in range(desc.virtio_slots):
+        root.append(_virtio_node(desc, slot))
+    root.append(_pl031_node(desc, phandles))
+    root.append(_pl011_node(desc, phandles))
+    if desc.gic:
+        root.append(_gic_node(desc, phandles))
+    root.append(_cpus_node(desc, phandles))
+    if desc.timer:
+        root.append(_timer_node(desc))
+    root.append(_apb_pclk_node(phandles))
+    root.append(_chosen_node(desc))
+    return tree.to_dtb(version=DTB_VERSION, last_comp_version=DTB_LAST_COMP_VERSION,
+                       boot_cpuid_phys=0)
+
+
+class _Phandles:
+    """QEMU's phandle numbering: the clock first, then the CPUs in reverse, then the GIC."""
+
+    def __init__(self, desc: BoardDescription):
+        self.apb_pclk = PHANDLE_BASE
+        self._cpu_count = desc.cpu_count
+        self.gic = PHANDLE_BASE + desc.cpu_count + 1
+
+    def cpu(self, index: int) -> int:
+        # QEMU's cpu-map loop walks the CPUs from the last to the first.
+        return PHANDLE_BASE + self._cpu_count - index
+
+
+def _validate(desc: BoardDescription) -> None:
+    if not 1 <= desc.cpu_count <= memmap.MAX_CPUS:
+        raise ArmvisorError(f"cpu count {desc.cpu_count} out of range 1..{memmap.MAX_CPUS}")
+    if desc.psci_conduit not in ("smc", "hvc"):
+        raise ArmvisorError(f"PSCI conduit must be 'smc' or 'hvc', not {desc.psci_conduit!r}")
+    if desc.ram_size <= 0:
+        raise ArmvisorError(f"RAM size must be positive, not {desc.ram_size:#x}")
+    if not 0 <= desc.virtio_slots <= memmap.VIRTIO_MMIO_SLOTS:
+        raise ArmvisorError(f"virtio slots {desc.virtio_slots} out of range 0..{memmap.VIRTIO_MMIO_SLOTS}")
+    if desc.initrd is not None and desc.initrd[1] < desc.initrd[0]:
+        raise ArmvisorError(f"initrd end {desc.initrd[1]:#x} is below its start {desc.initrd[0]:#x}")
+
+
+def _cells64(*values: int) -> list[int]:
+    """Split 64-bit numbers into the <high low> cell pairs of a 2-cell address."""
+    cells: list[int] = []
+    for value in values:
+        cells += [(value >> 32) & 0xFFFF_FFFF, value & 0xFFFF_FFFF]
+    return cells
+
+
+def _reg(base: int, size: int) -> fdt.PropWords:
+    return fdt.PropWords("reg", *_cells64(base, size))
+
+
+def _interrupts(*specs: tuple[int, int, int]) -> fdt.PropWords:
+    return fdt.PropWords("interrupts", *[cell for spec in specs for cell in spec])
+
+
+def _psci_node(desc: BoardDescription) -> fdt.Node:
+    node = fdt.Node("psci")
+    node.append(fdt.PropWords("migrate", PSCI_FN_MIGRATE_64))
+    node.append(fdt.PropWords("cpu_on", PSCI_FN_CPU_ON_64))
+    node.append(fdt.PropWords("cpu_off", PSCI_FN_CPU_OFF))
+    node.append(fdt.PropWords("cpu_suspend", PSCI_FN_CPU_SUSPEND_64))
+    node.append(fdt.PropStrings("method", desc.psci_conduit))
+    node.append(fdt.PropStrings("compatible", "arm,psci-1.0", "arm,psci-0.2", "arm,psci"))
+    return node
+
+
+def _memory_node(desc: BoardDescription) -> fdt.Node:
+    node = fdt.Node(f"memory@{desc.ram_base:x}")
+    node.append(_reg(desc.ram_base, desc.ram_size))
+    node.append(fdt.PropStrings("device_type", "memory"))
+    return node
+
+
+def _virtio_node(desc: BoardDescription, slot: int) -> fdt.Node:
+    base = memmap.VIRTIO_MMIO_BASE + slot * memmap.VIRTIO_MMIO_SLOT_SIZE
+    node = fdt.Node(f"virtio_mmio@{base:x}")
+    node.append(fdt.Property("dma-coherent"))
+    if desc.gic:
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, memmap.VIRTIO_MMIO_FIRST_SPI + slot,
+                                 IRQ_TYPE_EDGE_RISING)))
+    node.append(_reg(base, memmap.VIRTIO_MMIO_SLOT_SIZE))
+    node.append(fdt.PropStrings("compatible", "virtio,mmio"))
+    return node
+
+
+def _pl031_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    node = fdt.Node(f"pl031@{memmap.RTC_BASE:x}")
+    node.append(fdt.PropStrings("clock-names", "apb_pclk"))
+    node.append(fdt.PropWords("clocks", phandles.apb_pclk))
+    if desc.gic:
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, memmap.RTC_SPI, IRQ_TYPE_LEVEL_HIGH)))
+    node.append(_reg(memmap.RTC_BASE, memmap.RTC_SIZE))
+    node.append(fdt.PropStrings("compatible", "arm,pl031", "arm,primecell"))
+    return node
+
+
+def _pl011_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    node = fdt.Node(f"pl011@{memmap.UART0_BASE:x}")
+    node.append(fdt.PropStrings("clock-names", "uartclk", "apb_pclk"))
+    node.append(fdt.PropWords("clocks", phandles.apb_pclk, phandles.apb_pclk))
+    if desc.gic:
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, memmap.UART0_SPI, IRQ_TYPE_LEVEL_HIGH)))
+    node.append(_reg(memmap.UART0_BASE, memmap.UART0_SIZE))
+    node.append(fdt.PropStrings("compatible", "arm,pl011", "arm,primecell"))
+    return node
+
+
+def _gic_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    # QEMU lists the whole first redistributor region (room for 123 CPUs), not
+    # one frame per CPU: Linux walks it until a frame has GICR_TYPER.Last set
+    # (IHI0069 12.11.35), so the GIC model must set Last on the last CPU.
+    node = fdt.Node(f"intc@{memmap.GICD_BASE:x}")
+    node.append(fdt.PropWords("phandle", phandles.gic))
+    if desc.gic_maintenance_irq:
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_PPI, GIC_MAINTENANCE_PPI, IRQ_TYPE_LEVEL_HIGH)))
+    node.append(fdt.PropWords("reg", *_cells64(memmap.GICD_BASE, memmap.GICD_SIZE,
+                                               memmap.GICR_BASE, memmap.GICR_SIZE)))
+    node.append(fdt.PropWords("#redistributor-regions", 1))
+    node.append(fdt.PropStrings("compatible", "arm,gic-v3"))
+    node.append(fdt.Property("ranges"))
+    node.append(fdt.PropWords("#size-cells", 2))
+    node.append(fdt.PropWords("#address-cells", 2))
+    node.append(fdt.Property("interrupt-controller"))
+    node.append(fdt.PropWords("#interrupt-cells", 3))
+    return node
+
+
+def _cpus_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    affinities = [memmap.mpidr_affinity(i) for i in range(desc.cpu_count)]
+    # QEMU uses two address cells only when some CPU has Aff3 (MPIDR bits [39:32]).
+    address_cells = 2 if any(aff >> 32 for aff in affinities) else 1
+    node = fdt.Node("cpus")
+    node.append(fdt.PropWords("#size-cells", 0))
+    node.append(fdt.PropWords("#address-cells", address_cells))
+
+    # QEMU 7.2 describes `-smp N` as one socket holding one cluster of N cores.
+    cluster = fdt.Node("cluster0")
+    for i in range(desc.cpu_count):
+        core = fdt.Node(f"core{i}")
+        core.append(fdt.PropWords("cpu", phandles.cpu(i)))
+        cluster.append(core)
+    socket = fdt.Node("socket0")
+    socket.append(cluster)
+    cpu_map = fdt.Node("cpu-map")
+    cpu_map.append(socket)
+    node.append(cpu_map)
+
+    for i, aff in enumerate(affinities):
+        cpu = fdt.Node(f"cpu@{i}")     # QEMU names the node by index, not by reg
+        cpu.append(fdt.PropWords("phandle", phandles.cpu(i)))
+        reg = _cells64(aff) if address_cells == 2 else [aff]
+        cpu.append(fdt.PropWords("reg", *reg))
+        # With one CPU nothing needs bringing up, and QEMU omits the method.
+        if desc.cpu_count > 1:
+            cpu.append(fdt.PropStrings("enable-method", "psci"))
+        cpu.append(fdt.PropStrings("compatible", desc.cpu_compatible))
+        cpu.append(fdt.PropStrings("device_type", "cpu"))
+        node.append(cpu)
+    return node
+
+
+def _timer_node(desc: BoardDescription) -> fdt.Node:
+    node = fdt.Node("timer")
+    if desc.gic:
+        # Order fixed by the arm,arch_timer binding: secure phys, non-secure
+        # phys, virtual, hypervisor phys.
+        node.append(_interrupts(
+            (GIC_FDT_IRQ_TYPE_PPI, memmap.TIMER_SECURE_PHYS_PPI, IRQ_TYPE_LEVEL_HIGH),
+            (GIC_FDT_IRQ_TYPE_PPI, memmap.TIMER_NONSECURE_PHYS_PPI, IRQ_TYPE_LEVEL_HIGH),
+            (GIC_FDT_IRQ_TYPE_PPI, memmap.TIMER_VIRT_PPI, IRQ_TYPE_LEVEL_HIGH),
+            (GIC_FDT_IRQ_TYPE_PPI, memmap.TIMER_HYP_PHYS_PPI, IRQ_TYPE_LEVEL_HIGH),
+        ))
+    node.append(fdt.Property("always-on"))
+    node.append(fdt.PropStrings("compatible", "arm,armv8-timer", "arm,armv7-timer"))
+    return node
+
+
+def _apb_pclk_node(phandles: _Phandles) -> fdt.Node:
+    node = fdt.Node("apb-pclk")
+    node.append(fdt.PropWords("phandle", phandles.apb_pclk))
+    node.append(fdt.PropStrings("clock-output-names", "clk24mhz"))
+    node.append(fdt.PropWords("clock-frequency", APB_PCLK_HZ))
+    node.append(fdt.PropWords("#clock-cells", 0))
+    node.append(fdt.PropStrings("compatible", "fixed-clock"))
+    return node
+
+
+def _address_cells_value(name: str, value: int) -> fdt.PropWords:
+    # QEMU 7.2 writes the initrd bounds as one cell when they fit; Linux reads
+    # either length (of_read_number over the property length).
+    if value > 0xFFFF_FFFF:
+        return fdt.PropWords(name, *_cells64(value))
+    return fdt.PropWords(name, value)
+
+
+def _chosen_node(desc: BoardDescription) -> fdt.Node:
+    node = fdt.Node("chosen")
+    if desc.initrd is not None:
+        start, end = desc.initrd
+        node.append(_address_cells_value("linux,initrd-end", end))
+        node.append(_address_cells_value("linux,initrd-start", start))
+    if desc.bootargs:
+        node.append(fdt.PropStrings("bootargs", desc.bootargs))
+    node.append(fdt.PropStrings("stdout-path", f"/pl011@{memmap.UART0_BASE:x}"))
+    if desc.rng_seed is not None:
+        node.append(fdt.PropBytes("rng-seed", data=bytes(desc.rng_seed)))
+    if desc.kaslr_seed is not None:
+        node.append(fdt.PropWords("kaslr-seed", *_cells64(desc.kaslr_seed & 0xFFFF_FFFF_FFFF_FFFF)))
+    return node
