@@ -30,6 +30,7 @@ class Stop(enum.Enum):
     """Why a slice ended."""
 
     BUDGET = "budget"          # the slice's instruction budget was spent
+    YIELD = "yield"            # the machine ended the slice early (e.g. after CPU_ON)
     WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
     POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
     MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)

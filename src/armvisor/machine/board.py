@@ -106,7 +106,8 @@ class Machine:
 
     def load(self) -> None:
         """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
-        self.ram.clear()
+        if self.boots:                    # a fresh mapping is already zero
+            self.ram.clear()
         self.image = load_kernel(self.kernel_data, self.ram.base, self.ram.size, self.ram.write)
         occupied = list(self.image.segments)
         initrd = None
@@ -240,6 +241,10 @@ class Machine:
         lane.core.reset(entry, x0=context_id)
         lane.start(warm=True)
         self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON")
+        if self.current is not None:
+            # End the caller's slice so the new CPU starts in this round rather
+            # than after the caller spins through the rest of its budget.
+            self.current.core.stop(Stop.YIELD)
         return True
 
     def power_off(self, cpu: int) -> None:

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""armvisor machine benchmark: guest MIPS, cost per exit, CPU_ON latency, SMP boot times.
+
+Run from the repository: `.venv/bin/python benchmarks/machine.py`. Exit costs
+are measured as the difference between two runs of the same loop with N and
+2N iterations, so machine start-up and the loop's own instructions cancel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from armvisor.devtools.cross import build_program
+from armvisor.machine.board import Machine
+from armvisor.machine.config import MachineConfig
+from armvisor.trace import TraceBus
+
+REPO = Path(__file__).resolve().parent.parent
+
+MIPS_LOOP = """
+    ldr x1, ={iters}
+1:  add x2, x2, #1
+    add x3, x3, x2
+    eor x4, x4, x3
+    add x5, x5, #3
+    orr x6, x6, x5
+    add x7, x7, x6
+    subs x1, x1, #1
+    b.ne 1b
+    system_off
+"""
+
+# EL1 sets up a vector table, drops to EL0, and EL0 loops on SVC; the handler ERETs.
+SVC_EL0_LOOP = """
+    adr x0, vectors
+    msr vbar_el1, x0
+    adr x0, stack_top
+    msr sp_el0, x0
+    adr x0, el0_code
+    msr elr_el1, x0
+    msr spsr_el1, xzr          // EL0t, interrupts unmasked
+    isb
+    eret
+el0_code:
+    ldr x1, ={iters}
+1:  svc #0
+    subs x1, x1, #1
+    b.ne 1b
+    svc #1                     // imm 1: power off
+    .balign 2048
+vectors:
+    .skip 0x400
+    mrs x9, esr_el1            // lower EL, AArch64, synchronous
+    and x9, x9, #0xffff
+    cbnz x9, off
+    eret
+off:
+    system_off
+    .balign 16
+    .skip 256
+stack_top:
+"""
+
+MMIO_LOOP = """
+    ldr x1, ={iters}
+    ldr x2, =0x09000018        // UARTFR
+1:  ldr w3, [x2]
+    subs x1, x1, #1
+    b.ne 1b
+    system_off
+"""
+
+PSCI_LOOP = """
+    ldr x1, ={iters}
+1:  ldr x0, =0x84000000        // PSCI_VERSION
+    smc #0
+    subs x1, x1, #1
+    b.ne 1b
+    system_off
+"""
+
+
+def run_once(elf: Path, smp: int = 1, trace: TraceBus | None = None) -> tuple[float, Machine]:
+    start = time.perf_counter()
+    machine = Machine(MachineConfig(kernel=str(elf), smp=smp), trace=trace,
+                      console=lambda data: None)
+    status = machine.run(timeout=600)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"benchmark guest {elf.name} ended with status {status}")
+    return elapsed, machine
+
+
+def per_iteration(workdir: Path, name: str, source: str, n: int, repeat: int = 3) -> float:
+    """Seconds per loop iteration, from runs with n and 11n iterations (median of `repeat`)."""
+    small = build_program(workdir, source.format(iters=n), f"{name}_1")
+    large = build_program(workdir, source.format(iters=11 * n), f"{name}_2")
+    diffs = []
+    for _ in range(repeat):
+        t1, _ = run_once(small)
+        t2, _ = run_once(large)
+        diffs.append((t2 - t1) / (10 * n))
+    return statistics.median(diffs)
+
+
+def guest_mips(workdir: Path, iters: int) -> float:
+    elf = build_program(workdir, MIPS_LOOP.format(iters=iters), "mips")
+    elapsed, machine = run_once(elf)
+    return machine.lanes[0].core.executed / elapsed / 1e6
+
+
+def cpu_on_latency(smp: int) -> list[float]:
+    """Host microseconds from each CPU_ON call to the target's first instruction."""
+    trace = TraceBus()
+    calls, latencies = {}, []
+
+    def watch(event):
+        if event.kind == "psci.call" and event.fields.get("function") == "CPU_ON" \
+                and event.fields.get("result") == 0:
+            target = event.fields["args"][0] if event.fields.get("args") else None
+            calls[target] = event.ts_us
+        elif event.kind == "power.state" and event.fields.get("new") == "ON" \
+                and event.fields.get("old") == "ON_PENDING":
+            started = calls.pop(event.cpu, None)
+            if started is not None:
+                latencies.append(event.ts_us - started)
+
+    trace.subscribe(watch)
+    run_once(REPO / "guests/build/smp_demo.elf", smp, trace)
+    return latencies
+
+
+def smp_boot(smp: int, repeat: int = 3) -> float:
+    return min(run_once(REPO / "guests/build/smp_demo.elf", smp)[0] for _ in range(repeat))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller loops (a smoke run)")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    demo = REPO / "guests/build/smp_demo.elf"
+    if not demo.exists():
+        print("build the guests first: make -C guests", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print("armvisor machine benchmark (one host thread; lower is better except MIPS)")
+        print(f"  guest MIPS, ALU loop, 1 CPU:      {guest_mips(work, 50_000_000 // scale):8.0f}")
+        svc = per_iteration(work, "svc", SVC_EL0_LOOP, 20_000 // scale)
+        print(f"  EL0 SVC round trip:               {svc * 1e6:8.2f} us   (target < 10 us)")
+        mmio = per_iteration(work, "mmio", MMIO_LOOP, 50_000 // scale)
+        print(f"  MMIO read (PL011 UARTFR):         {mmio * 1e6:8.2f} us")
+        psci = per_iteration(work, "psci", PSCI_LOOP, 20_000 // scale)
+        print(f"  PSCI call (PSCI_VERSION over SMC): {psci * 1e6:7.2f} us")
+    lat = cpu_on_latency(4)
+    if lat:
+        print(f"  CPU_ON -> first instruction:      {statistics.median(lat):8.1f} us median "
+              f"(max {max(lat):.1f}, {len(lat)} calls, 4 CPUs, 50k-instruction slices)")
+    for smp in (1, 4, 16, 64):
+        print(f"  SMP demo boot, {smp:2d} CPUs:           {smp_boot(smp):8.3f} s"
+              + ("   (target < 10 s)" if smp == 64 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Developer tools: building small AArch64 programs for tests and benchmarks."""
