@@ -17,6 +17,7 @@ from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.models import CpuModel
+from armvisor.trace import TraceBus
 from armvisor.cpu.native import (UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore,
                                  CpReg, RegBatch, native)
 
@@ -58,8 +59,10 @@ GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC
 
 class Core:
     def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
-                 mmio: Sequence[MmioRegion], host: CoreHost, tcg_buffer_size: int = 0):
+                 mmio: Sequence[MmioRegion], host: CoreHost, trace: Optional[TraceBus] = None,
+                 tcg_buffer_size: int = 0):
         self.index = index
+        self.trace = trace
         self.mpidr = mpidr
         self.model = model
         self.host = host

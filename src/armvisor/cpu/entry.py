@@ -64,6 +64,9 @@ def take_exception_to_el1(core: "Core", esr: int, return_address: int,
     _check_not_looping(core, return_address, vector)
     core.write_exception_entry(esr=esr, far=far, elr=return_address, sp_el0=sp_el0,
                                sp=new_sp, pstate=new_pstate, pc=vector)
+    if core.trace is not None:
+        core.trace.emit("exception", core.index, ec=esr >> 26, esr=esr, elr=return_address,
+                        far=far, vector=vector)
     # The SPSR write goes through CP_REG, which also makes QEMU rebuild its
     # cached EL flags after the PSTATE change (UNICORN-FACTS.md).
     core.write_sysreg(sr.SPSR_EL1, pstate)

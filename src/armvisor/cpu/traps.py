@@ -199,7 +199,9 @@ class TrapHandler:
             raise RuntimeError(f"data abort at {pc:#x} on an instruction that is not a load/store"
                                f" ({insn if insn is None else hex(insn)})")
         kind = Access.WRITE if access.is_write and not access.is_cache_maintenance else Access.READ
-        walk = walk_stage1(access.address, kind, el, self._stage1_regs(), self._read_phys64)
+        # LDTR/STTR are checked with EL0 permissions whatever the current EL.
+        walk_el = 0 if access.is_unprivileged else el
+        walk = walk_stage1(access.address, kind, walk_el, self._stage1_regs(), self._read_phys64)
         if walk.ok:
             aligned = access.address % max(access.size, 1) == 0
             fsc = syn.FSC_SYNC_EXTERNAL if aligned else syn.FSC_ALIGNMENT

@@ -87,7 +87,7 @@ class Machine:
         for index in range(config.smp):
             core = Core(index, memmap.mpidr_affinity(index), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.devices, self,
-                        tcg_buffer_size=tcg_buffer)
+                        trace=self.trace, tcg_buffer_size=tcg_buffer)
             self.lanes.append(Lane(index, core))
         self.current: Optional[Lane] = None
         self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
