@@ -145,6 +145,11 @@ class Core:
         if self.model.midr is not None:
             self.write_sysreg(sr.VPIDR_EL2, self.model.midr)
         self.write_sysreg(sr.VMPIDR_EL2, (1 << 31) | self.mpidr)
+        if self.model.sve:
+            # Only CPACR_EL1.ZEN decides: EL3 and EL2 let SVE through at any length.
+            self.write_sysreg(sr.CPTR_EL3, sr.CPTR_EL3_EZ)
+            self.write_sysreg(sr.ZCR_EL3, sr.ZCR_LEN_MAX)
+            self.write_sysreg(sr.ZCR_EL2, sr.ZCR_LEN_MAX)
         # EL1PCTEN | EL1PCEN: EL1 reaches the physical counter and timer without trapping.
         self.write_sysreg(sr.CNTHCTL_EL2, 0b11)
 

@@ -33,6 +33,9 @@ HCR_EL2 = SysReg(3, 4, 1, 1, 0)
 VPIDR_EL2 = SysReg(3, 4, 0, 0, 0)
 VMPIDR_EL2 = SysReg(3, 4, 0, 0, 5)
 CPTR_EL2 = SysReg(3, 4, 1, 1, 2)
+CPTR_EL3 = SysReg(3, 6, 1, 1, 2)
+ZCR_EL2 = SysReg(3, 4, 1, 2, 0)
+ZCR_EL3 = SysReg(3, 6, 1, 2, 0)
 CNTHCTL_EL2 = SysReg(3, 4, 14, 1, 0)
 CNTVOFF_EL2 = SysReg(3, 4, 14, 0, 3)
 
@@ -50,6 +53,11 @@ SCR_HCE = 1 << 8
 SCR_RW = 1 << 10
 SCR_APK = 1 << 16
 SCR_API = 1 << 17
+
+# CPTR_EL3.EZ (D19.2.32): SVE is not trapped to EL3. ZCR_ELx.LEN (D19.2.169):
+# the largest vector length a lower EL may use, in 128-bit units minus one.
+CPTR_EL3_EZ = 1 << 8
+ZCR_LEN_MAX = 0xF
 
 # HCR_EL2 bits (D19.2.48).
 HCR_FMO = 1 << 3
