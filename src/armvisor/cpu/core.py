@@ -31,7 +31,6 @@ class Stop(enum.Enum):
     """Why a slice ended."""
 
     BUDGET = "budget"          # the slice's instruction budget was spent
-    YIELD = "yield"            # the machine ended the slice early (e.g. after CPU_ON)
     WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
     POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
     MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)
@@ -197,6 +196,10 @@ class Core:
         if resume_pc is not None:
             self._next_pc = resume_pc
         self._native.uc_emu_stop(self.handle)
+
+    def shorten_slice(self, instructions: int) -> None:
+        """Let the running slice go on for at most `instructions` more (from a hook)."""
+        self._budget.budget = min(self._budget.budget, instructions)
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:

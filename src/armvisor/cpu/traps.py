@@ -33,6 +33,9 @@ EXCP_HVC = 11
 EXCP_SMC = 13
 
 INSN_WFI = 0xD503_207F
+# op1 = 3 is where the registers and operations usable from EL0 live (D19.1.3,
+# "op1 ... 0b011: accessible from EL0"): CTR_EL0, DCZID_EL0, CNTVCT_EL0, DC ZVA...
+OP1_EL0_SPACE = 3
 SCTLR_NTWI = 1 << 16          # SCTLR_EL1.nTWI: 0 traps EL0 WFI to EL1
 
 
@@ -160,8 +163,11 @@ class TrapHandler:
         if el == 1 and core.host.sysreg_access(core, insn):
             return
         core.count_exit("undef")
-        if el == 0 and _is_id_register(reg):
-            # FEAT_IDST: EL0 reads of the ID space trap with EC 0x18, which Linux emulates.
+        if el == 0 and (_is_id_register(reg) or reg.op1 == OP1_EL0_SPACE):
+            # An EL0 register or operation that EL1 has trapped (SCTLR_EL1.UCT,
+            # UCI, DZE, UMA, CNTKCTL_EL1...) and, with FEAT_IDST, the ID space:
+            # both are reported as trapped system register accesses (EC 0x18),
+            # which Linux emulates. Anything else is simply UNDEFINED.
             esr = syn.esr_sysreg_trap(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2, rt, is_read)
             take_exception_to_el1(core, esr, pc)
         else:

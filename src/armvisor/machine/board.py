@@ -23,6 +23,10 @@ from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
 
 
+# Instructions the caller of CPU_ON runs before the target's first instruction.
+POWER_ON_LATENCY = 1000
+
+
 class Ram:
     """One host buffer, mapped into every core at the same guest physical address."""
 
@@ -243,9 +247,11 @@ class Machine:
         lane.start(warm=True)
         self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON")
         if self.current is not None:
-            # End the caller's slice so the new CPU starts in this round rather
-            # than after the caller spins through the rest of its budget.
-            self.current.core.stop(Stop.YIELD)
+            # The new CPU starts once the caller has run POWER_ON_LATENCY more
+            # instructions, not after the rest of a long slice: a short,
+            # deterministic power-up window in which the caller still sees
+            # ON_PENDING, as on hardware under TF-A.
+            self.current.core.shorten_slice(POWER_ON_LATENCY)
         return True
 
     def power_off(self, cpu: int) -> None:
