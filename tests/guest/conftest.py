@@ -1,0 +1,136 @@
+"""Harness for the bare-metal AArch64 guests in guests/.
+
+The session fixture builds them with `make -C guests`; `run_guest` boots one
+on armvisor (default) or, with ARMVISOR_TEST_RUNNER=qemu, on
+qemu-system-aarch64 -M virt, so the guests themselves can be validated
+against the machine armvisor copies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GUESTS = REPO / "guests"
+BUILD = GUESTS / "build"
+CROSS_GCC = "aarch64-linux-gnu-gcc"
+RUNNER_ENV = "ARMVISOR_TEST_RUNNER"
+RUN_TIMEOUT_S = 120
+# Extra wall time before the harness gives up on the runner process itself.
+HARNESS_SLACK_S = 60
+
+
+def runner_kind() -> str:
+    """'armvisor' (default) or 'qemu'."""
+    kind = os.environ.get(RUNNER_ENV, "armvisor").strip().lower() or "armvisor"
+    if kind not in ("armvisor", "qemu"):
+        raise pytest.UsageError(f"{RUNNER_ENV} must be 'armvisor' or 'qemu', not {kind!r}")
+    return kind
+
+
+@dataclass
+class GuestRun:
+    cmd: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line.rstrip("\r") for line in self.stdout.splitlines()]
+
+    def describe(self) -> str:
+        return (f"command: {' '.join(self.cmd)}\nexit code: {self.returncode}\n"
+                f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr[-4000:]}")
+
+    def assert_passed(self) -> None:
+        assert "RESULT: PASS" in self.lines, self.describe()
+        assert not any(line.startswith("RESULT: FAIL") for line in self.lines), self.describe()
+        assert self.returncode == 0, self.describe()
+
+    def assert_lines(self, expected: Sequence[str]) -> None:
+        """Each expected string must be a whole output line."""
+        have = set(self.lines)
+        missing = [line for line in expected if line not in have]
+        assert not missing, f"missing lines: {missing}\n{self.describe()}"
+
+    def line_starting(self, prefix: str) -> str:
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starts with {prefix!r}\n{self.describe()}")
+
+
+def qemu_command(elf: Path, smp: int, conduit: Optional[str]) -> list[str]:
+    # virtualization=on makes QEMU start CPUs at EL2 with the SMC conduit;
+    # without it they start at EL1 and PSCI goes over HVC.
+    machine = "virt,gic-version=3" if conduit == "hvc" else "virt,virtualization=on,gic-version=3"
+    return ["qemu-system-aarch64", "-M", machine, "-cpu", "cortex-a57", "-smp", str(smp),
+            "-m", "512M", "-display", "none", "-serial", "stdio", "-monitor", "none",
+            "-no-reboot", "-kernel", str(elf)]
+
+
+def armvisor_command(elf: Path, smp: int, conduit: Optional[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "armvisor", "run", "--smp", str(smp), "--kernel", str(elf),
+           "--timeout", str(RUN_TIMEOUT_S)]
+    if conduit:
+        cmd += ["--psci-conduit", conduit]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def guest_build() -> Path:
+    """Builds every guest once per session; skips when the cross compiler is missing."""
+    if shutil.which(CROSS_GCC) is None:
+        pytest.skip(f"{CROSS_GCC} not installed: cannot build the AArch64 guests")
+    if shutil.which("make") is None:
+        pytest.skip("make not installed: cannot build the AArch64 guests")
+    proc = subprocess.run(["make", "-C", str(GUESTS)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"make -C guests failed:\n{proc.stdout}\n{proc.stderr}")
+    return BUILD
+
+
+RunGuest = Callable[..., GuestRun]
+
+
+@pytest.fixture
+def run_guest(guest_build: Path) -> RunGuest:
+    """run_guest(name, smp, conduit=None, extra_args=()) -> GuestRun."""
+    kind = runner_kind()
+    if kind == "qemu" and shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 not installed")
+
+    def run(name: str, smp: int, conduit: Optional[str] = None,
+            extra_args: Sequence[str] = ()) -> GuestRun:
+        elf = guest_build / f"{name}.elf"
+        assert elf.is_file(), f"{elf} was not built"
+        if kind == "qemu":
+            cmd = qemu_command(elf, smp, conduit)
+        else:
+            cmd = armvisor_command(elf, smp, conduit) + list(extra_args)
+        env = dict(os.environ)
+        src = str(REPO / "src")
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                  cwd=REPO, env=env, timeout=RUN_TIMEOUT_S + HARNESS_SLACK_S)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            pytest.fail(f"{' '.join(cmd)} timed out; output so far:\n{out}")
+        return GuestRun(cmd, proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def on_armvisor() -> bool:
+    return runner_kind() == "armvisor"
