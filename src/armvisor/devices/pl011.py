@@ -14,6 +14,7 @@ Like QEMU, the RX interrupt is raised as soon as one character is in the FIFO
 from __future__ import annotations
 
 from collections import deque
+from armvisor.devices.primecell import PrimeCell
 from typing import Callable, Deque, Optional
 
 # Register offsets (DDI0183 3.2, table 3-1).
@@ -31,11 +32,10 @@ UARTRIS = 0x03C
 UARTMIS = 0x040
 UARTICR = 0x044
 UARTDMACR = 0x048
-PERIPH_ID_BASE = 0xFE0             # UARTPeriphID0..3 then UARTPCellID0..3 (DDI0183 3.3.14-15)
 
 # PrimeCell identification bytes QEMU reports: part 0x011, designer 0x41 (Arm),
-# revision 1; cell ID B105F00D, which Linux's AMBA bus checks before probing.
-PL011_ID_BYTES = (0x11, 0x10, 0x14, 0x00, 0x0D, 0xF0, 0x05, 0xB1)
+# revision 1 (PeriphID0..3); the cell ID comes from primecell.py.
+PL011_ID_BYTES = (0x11, 0x10, 0x14, 0x00)
 
 # UARTFR bits (DDI0183 3.3.3).
 FR_CTS = 1 << 0
@@ -82,16 +82,16 @@ FIFO_DEPTH = 16                    # RX FIFO entries (DDI0183 2.4.3), as QEMU mo
 
 
 
-class Pl011:
+class Pl011(PrimeCell):
     """One PL011. `read`/`write` are the MMIO handlers for offsets within its 4 KiB page."""
+
+    PERIPH_ID_BYTES = PL011_ID_BYTES
 
     def __init__(self, sink: Callable[[bytes], None],
                  on_irq_change: Optional[Callable[[bool], None]] = None,
                  trace=None, name: str = "uart0"):
         self._sink = sink
-        self._on_irq_change = on_irq_change
-        self._trace = trace
-        self._name = name
+        super().__init__(name, trace, on_irq_change)
         self._backlog: Deque[int] = deque()
         self.reset()
 
@@ -151,14 +151,14 @@ class Pl011:
     # -------------------------------------------------------------------- MMIO
     def read(self, offset: int, size: int) -> int:
         if not self._valid_access(offset, size):
-            self._bad_access("read", offset, size)
+            self.bad_access("read", offset, size)
             return 0
         value = self._read_reg(offset)
         return value & ((1 << (8 * size)) - 1)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if not self._valid_access(offset, size):
-            self._bad_access("write", offset, size)
+            self.bad_access("write", offset, size)
             return
         self._write_reg(offset, value & ((1 << (8 * size)) - 1))
 
@@ -195,9 +195,10 @@ class Pl011:
             return self.ris & self.imsc
         if offset == UARTDMACR:
             return self.dmacr
-        if PERIPH_ID_BASE <= offset < PERIPH_ID_BASE + 4 * len(PL011_ID_BYTES):
-            return PL011_ID_BYTES[(offset - PERIPH_ID_BASE) // 4]
-        self._bad_access("read", offset, 4)
+        ident = self.id_register(offset)
+        if ident is not None:
+            return ident
+        self.bad_access("read", offset, 4)
         return 0
 
     def _read_dr(self) -> int:
@@ -240,7 +241,7 @@ class Pl011:
         elif offset == UARTDMACR:
             self.dmacr = value & DMACR_MASK
         else:
-            self._bad_access("write", offset, 4)
+            self.bad_access("write", offset, 4)
 
     def _write_lcr_h(self, value: int) -> None:
         if (self.lcr_h ^ value) & LCR_H_FEN:
@@ -255,15 +256,4 @@ class Pl011:
 
     # -------------------------------------------------------------- interrupt
     def _update_irq(self) -> None:
-        level = bool(self.ris & self.imsc)
-        if level != self.irq_level:
-            self.irq_level = level
-            if self._trace is not None:
-                self._trace.emit("irq.line", None, device=self._name, level=level)
-            if self._on_irq_change is not None:
-                self._on_irq_change(level)
-
-    def _bad_access(self, op: str, offset: int, size: int) -> None:
-        if self._trace is not None:
-            self._trace.emit("device.bad_access", None, device=self._name, op=op,
-                             offset=offset, size=size)
+        self.set_irq(bool(self.ris & self.imsc))

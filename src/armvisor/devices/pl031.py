@@ -12,6 +12,7 @@ As in QEMU, the RTC is always running: RTCCR reads 1 and writes are ignored.
 from __future__ import annotations
 
 import time
+from armvisor.devices.primecell import PrimeCell
 from typing import Callable, Optional
 
 # Register offsets (DDI0224 3.2, table 3-1).
@@ -23,24 +24,23 @@ RTCIMSC = 0x010
 RTCRIS = 0x014
 RTCMIS = 0x018
 RTCICR = 0x01C
-PERIPH_ID_BASE = 0xFE0             # RTCPeriphID0..3 then RTCPCellID0..3 (DDI0224 3.3.9-10)
 
-# Part 0x031, designer 0x41 (Arm), revision 1 as QEMU reports; cell ID B105F00D.
-PL031_ID_BYTES = (0x31, 0x10, 0x14, 0x00, 0x0D, 0xF0, 0x05, 0xB1)
+# PeriphID0..3: part 0x031, designer 0x41 (Arm), revision 1, as QEMU reports.
+PL031_ID_BYTES = (0x31, 0x10, 0x14, 0x00)
 
 RTC_INT = 1 << 0                   # the single match interrupt bit (DDI0224 3.3.5-8)
 RTCCR_START = 1 << 0               # RTC enabled (DDI0224 3.3.4)
 COUNTER_MASK = 0xFFFF_FFFF         # 32-bit counter
 
 
-class Pl031:
+class Pl031(PrimeCell):
+    PERIPH_ID_BYTES = PL031_ID_BYTES
+
     def __init__(self, clock: Callable[[], float] = time.time,
                  on_irq_change: Optional[Callable[[bool], None]] = None,
                  trace=None, name: str = "rtc"):
         self._clock = clock
-        self._on_irq_change = on_irq_change
-        self._trace = trace
-        self._name = name
+        super().__init__(name, trace, on_irq_change)
         self.reset()
 
     def reset(self) -> None:
@@ -86,14 +86,14 @@ class Pl031:
     # -------------------------------------------------------------------- MMIO
     def read(self, offset: int, size: int) -> int:
         if size not in (1, 2, 4) or offset % 4:
-            self._bad_access("read", offset, size)
+            self.bad_access("read", offset, size)
             return 0
         self.tick()
         return self._read_reg(offset) & ((1 << (8 * size)) - 1)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size not in (1, 2, 4) or offset % 4:
-            self._bad_access("write", offset, size)
+            self.bad_access("write", offset, size)
             return
         self.tick()
         self._write_reg(offset, value & ((1 << (8 * size)) - 1))
@@ -113,9 +113,10 @@ class Pl031:
             return self.ris
         if offset == RTCMIS:
             return self.ris & self.imsc
-        if PERIPH_ID_BASE <= offset < PERIPH_ID_BASE + 4 * len(PL031_ID_BYTES):
-            return PL031_ID_BYTES[(offset - PERIPH_ID_BASE) // 4]
-        self._bad_access("read", offset, 4)
+        ident = self.id_register(offset)
+        if ident is not None:
+            return ident
+        self.bad_access("read", offset, 4)
         return 0
 
     def _write_reg(self, offset: int, value: int) -> None:
@@ -138,19 +139,8 @@ class Pl031:
         elif offset in (RTCDR, RTCRIS, RTCMIS):
             pass                       # read-only registers
         else:
-            self._bad_access("write", offset, 4)
+            self.bad_access("write", offset, 4)
 
     # -------------------------------------------------------------- interrupt
     def _update_irq(self) -> None:
-        level = bool(self.ris & self.imsc)
-        if level != self.irq_level:
-            self.irq_level = level
-            if self._trace is not None:
-                self._trace.emit("irq.line", None, device=self._name, level=level)
-            if self._on_irq_change is not None:
-                self._on_irq_change(level)
-
-    def _bad_access(self, op: str, offset: int, size: int) -> None:
-        if self._trace is not None:
-            self._trace.emit("device.bad_access", None, device=self._name, op=op,
-                             offset=offset, size=size)
+        self.set_irq(bool(self.ris & self.imsc))
