@@ -10,6 +10,7 @@ import pytest
 from armvisor.errors import GuestError
 from armvisor.machine.board import Machine
 from armvisor.machine.config import MachineConfig
+from armvisor.devtools.cross import PRINT_HEX
 from tests.machine.tinyguest import build
 
 
@@ -151,23 +152,14 @@ wait_all:
     cmp x6, #{cpus}
     b.ne 3b
     ldr x4, =counter
-    ldr x6, [x4]
-    mov x9, #60
-4:  lsr x10, x6, x9
-    and x10, x10, #0xf
-    cmp x10, #10
-    add x11, x10, #'0'
-    add x12, x10, #('a' - 10)
-    csel x10, x11, x12, lt
-    putc w10
-    subs x9, x9, #4
-    b.ge 4b
+    ldr x0, [x4]
+    bl print_hex
     system_off
     .balign 64
 counter: .quad 0
     .balign 64
 done: .quad 0
-"""
+""" + PRINT_HEX.replace("{", "{{").replace("}", "}}")
 
 
 @pytest.mark.parametrize("budget", [1, 7, 1000])

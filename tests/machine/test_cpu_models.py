@@ -9,25 +9,8 @@ from __future__ import annotations
 
 from armvisor.machine.board import Machine
 from armvisor.machine.config import MachineConfig
+from armvisor.devtools.cross import PRINT_HEX
 from tests.machine.tinyguest import build
-
-# Print x<reg> as 16 hex digits then a newline.
-PRINT_HEX = """
-print_hex:                  // x0 = value; clobbers x9-x12
-    mov x9, #60
-1:  lsr x10, x0, x9
-    and x10, x10, #0xf
-    cmp x10, #10
-    add x11, x10, #'0'
-    add x12, x10, #('a' - 10)
-    csel x10, x11, x12, lt
-    putc w10
-    subs x9, x9, #4
-    b.ge 1b
-    mov w10, #'\\n'
-    putc w10
-    ret
-"""
 
 VECTORS = """
     .balign 2048

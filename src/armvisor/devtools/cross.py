@@ -26,6 +26,25 @@ _start:
 """
 
 
+# `bl print_hex`: x0 as 16 hex digits and a newline on the UART; clobbers x9-x12.
+PRINT_HEX = """
+print_hex:
+    mov x9, #60
+1:  lsr x10, x0, x9
+    and x10, x10, #0xf
+    cmp x10, #10
+    add x11, x10, #'0'
+    add x12, x10, #('a' - 10)
+    csel x10, x11, x12, lt
+    putc w10
+    subs x9, x9, #4
+    b.ge 1b
+    mov w10, #'\\n'
+    putc w10
+    ret
+"""
+
+
 class CrossToolsMissing(RuntimeError):
     pass
 
