@@ -95,7 +95,7 @@ def _run(options: dict) -> int:
             return 0
         console.receive = machine.uart.receive
         with console:
-            return machine.run(timeout=options["timeout"], between_rounds=console.poll)
+            return machine.run(timeout=options["timeout"], host=console)
     except ArmvisorError as exc:
         _error(str(exc))
         return exc.exit_code

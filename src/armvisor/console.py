@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 from typing import Callable, Optional
 
 ESCAPE = 0x01          # Ctrl-A
@@ -53,13 +54,26 @@ class HostConsole:
             termios.tcsetattr(self._in_fd, termios.TCSADRAIN, self._saved_tty)
             self._saved_tty = None
 
+    @property
+    def input_open(self) -> bool:
+        """True while input may still arrive (a guest waiting for it is not hung)."""
+        return self._in_fd is not None
+
     def poll(self) -> None:
         """Between rounds: pass typed bytes to the guest (not every round: select costs)."""
         self._rounds += 1
         if self._in_fd is None or self._rounds % self._poll_every:
             return
+        self.wait(0)
+
+    def wait(self, seconds: float) -> None:
+        """Idle: sleep up to `seconds`, returning early with any input passed to the guest."""
+        if self._in_fd is None:
+            if seconds > 0:
+                time.sleep(seconds)
+            return
         try:
-            ready, _, _ = select.select([self._in_fd], [], [], 0)
+            ready, _, _ = select.select([self._in_fd], [], [], max(seconds, 0))
         except (OSError, ValueError):
             self._in_fd = None
             return

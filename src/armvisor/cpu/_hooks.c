@@ -17,6 +17,19 @@
 #define ARMV_IC_RING 32
 
 typedef uc_err (*armv_stop_fn)(uc_engine *);
+typedef uc_err (*armv_reg_fn)(uc_engine *, int, void *);
+/*
+ * Python's handler for a filtered system register access. Returns
+ * ARMV_SYSREG_NOT_HANDLED (let Unicorn execute or UNDEF it), ARMV_SYSREG_DONE
+ * (for a read, *result goes to Xt) or ARMV_SYSREG_DONE_ADVANCE (also step
+ * over the instruction: Unicorn leaves PC on a skipped access to a register
+ * it does not implement).
+ */
+typedef int (*armv_sysreg_fn)(uint32_t key, uint32_t el, uint32_t is_write, uint64_t value,
+                              uint64_t *result);
+#define ARMV_SYSREG_NOT_HANDLED 0
+#define ARMV_SYSREG_DONE 1
+#define ARMV_SYSREG_DONE_ADVANCE 2
 
 typedef struct armv_core {
     int64_t budget;            /* instructions left in this slice */
@@ -29,6 +42,10 @@ typedef struct armv_core {
     uint32_t ic_all;           /* IC IALLUIS, or more IC IVAUs than the ring holds */
     uint32_t ic_used;          /* entries used in ic_lines */
     uint64_t ic_lines[ARMV_IC_RING]; /* VAs of IC IVAU in this slice */
+    armv_sysreg_fn sysreg;     /* Python handler for timer and GIC CPU interface registers */
+    armv_reg_fn reg_read;      /* uc_reg_read */
+    armv_reg_fn reg_write;     /* uc_reg_write */
+    uint64_t sysreg_count;     /* accesses passed to Python, for statistics */
 } armv_core;
 
 /*
@@ -41,10 +58,10 @@ void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_
     armv_core *core = (armv_core *)user_data;
     (void)address;
     if (core->budget <= 0) {
-        if (!core->budget_expired) {
-            core->budget_expired = 1;
-            core->stop(uc);
-        }
+        /* Stop on every block while spent: a PC write in another hook makes
+         * Unicorn drop a pending stop request. */
+        core->budget_expired = 1;
+        core->stop(uc);
         return;
     }
     core->budget -= size / 4;
@@ -91,4 +108,65 @@ uint32_t armv_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *c
         }
     }
     return 0;
+}
+
+/* System register key: op0:op1:CRn:CRm:op2 packed as in the MRS/MSR encoding (bits 20:5). */
+static uint32_t sysreg_key(const uc_arm64_cp_reg *cp)
+{
+    return (cp->op0 << 14) | (cp->op1 << 11) | (cp->crn << 7) | (cp->crm << 3) | cp->op2;
+}
+
+/*
+ * Which accesses Python models: the EL1 physical and virtual timers
+ * (op0=3 op1=3 CRn=14 CRm=2/3 op2=0..2, Arm ARM D19.11) and the GICv3 CPU
+ * interface (ICC_PMR_EL1 = 3,0,4,6,0 and op0=3 op1=0 CRn=12 CRm=8/9/11/12,
+ * IHI0069 12.1.6). Everything else runs natively at no cost beyond this test.
+ */
+static int wanted(const uc_arm64_cp_reg *cp)
+{
+    if (cp->op0 != 3)
+        return 0;
+    if (cp->op1 == 3 && cp->crn == 14)
+        return (cp->crm == 2 || cp->crm == 3) && cp->op2 <= 2;
+    if (cp->op1 == 0 && cp->crn == 12)
+        return cp->crm == 8 || cp->crm == 9 || cp->crm == 11 || cp->crm == 12;
+    return cp->op1 == 0 && cp->crn == 4 && cp->crm == 6 && cp->op2 == 0;
+}
+
+#define PSTATE_EL_SHIFT 2
+
+static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
+                              armv_core *core, uint32_t is_write)
+{
+    uint64_t pstate = 0, result = 0, pc = 0;
+    int status;
+    if (!core->sysreg || !wanted(cp))
+        return 0;
+    core->reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    core->sysreg_count++;
+    status = core->sysreg(sysreg_key(cp), (uint32_t)(pstate >> PSTATE_EL_SHIFT) & 3, is_write,
+                          cp->val, &result);
+    if (status == ARMV_SYSREG_NOT_HANDLED)
+        return 0;
+    if (!is_write && reg != UC_ARM64_REG_XZR)
+        core->reg_write(uc, reg, &result);
+    if (status == ARMV_SYSREG_DONE_ADVANCE) {
+        /* PC is synced to this instruction here; the block ends after it. */
+        core->reg_read(uc, UC_ARM64_REG_PC, &pc);
+        pc += 4;
+        core->reg_write(uc, UC_ARM64_REG_PC, &pc);
+    }
+    return 1;
+}
+
+/* UC_HOOK_INSN (UC_ARM64_INS_MRS). */
+uint32_t armv_mrs_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *user_data)
+{
+    return sysreg_access(uc, reg, cp, (armv_core *)user_data, 0);
+}
+
+/* UC_HOOK_INSN (UC_ARM64_INS_MSR). */
+uint32_t armv_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *user_data)
+{
+    return sysreg_access(uc, reg, cp, (armv_core *)user_data, 1);
 }

@@ -18,8 +18,10 @@ from unicorn import arm64_const as A
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.models import CpuModel
 from armvisor.trace import TraceBus
-from armvisor.cpu.native import (UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore,
-                                 CpReg, RegBatch, native)
+from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
+                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
+                                 UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore, CpReg,
+                                 RegBatch, native)
 
 UC_PROT_EXEC = 4
 # `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
@@ -43,6 +45,8 @@ class CoreHost(Protocol):
     def smc(self, core: "Core", imm: int) -> None: ...
     def hvc(self, core: "Core", imm: int) -> bool: ...
     def sysreg_access(self, core: "Core", insn: int) -> bool: ...
+    def sysreg(self, core: "Core", reg: sr.SysReg, el: int, is_write: bool,
+               value: int) -> Optional[int]: ...
 
 
 class MmioRegion(Protocol):
@@ -89,6 +93,16 @@ class Core:
                                 ctypes.byref(self._budget))
         self._native.add_c_hook(self.handle, UC_HOOK_INSN, self._native.sys_hook_address,
                                 ctypes.byref(self._budget), 1, 0, UC_ARM64_INS_SYS)
+        # Timer and GIC CPU interface registers: filtered in C, modelled in Python.
+        self._sysreg_callback = SYSREG_CALLBACK(self._on_sysreg)
+        self._budget.sysreg = self._sysreg_callback
+        self._budget.reg_read = self._native.reg_read_address
+        self._budget.reg_write = self._native.reg_write_address
+        for insn, hook in ((UC_ARM64_INS_MRS, self._native.mrs_hook_address),
+                           (UC_ARM64_INS_MSR, self._native.msr_hook_address)):
+            self._native.add_c_hook(self.handle, UC_HOOK_INSN, hook, ctypes.byref(self._budget),
+                                    1, 0, insn)
+        self._irq_lines = (False, False)          # what HCR_EL2.VI / VF say now
         self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
         self._cpreg = CpReg()
         self._pc = RegBatch(self._native, self.handle, [A.UC_ARM64_REG_PC])
@@ -243,6 +257,38 @@ class Core:
             self._traps.handle(intno)
         except Exception as exc:                          # noqa: BLE001 - hooks must not lose errors
             self.fail(exc)
+
+    def _on_sysreg(self, key: int, el: int, is_write: int, value: int, result) -> int:
+        try:
+            reg = sr.SysReg.from_key(key)
+            answer = self.host.sysreg(self, reg, el, bool(is_write), value)
+            if answer is None:
+                return SYSREG_NOT_HANDLED
+            result[0] = answer & 0xFFFF_FFFF_FFFF_FFFF
+            # Unicorn implements the timer registers (op1 = 3) but not the GIC's:
+            # skipping one of those leaves PC on it.
+            return SYSREG_DONE if reg.op1 == 3 else SYSREG_DONE_ADVANCE
+        except Exception as exc:                          # noqa: BLE001
+            self.fail(exc)
+            return SYSREG_NOT_HANDLED
+
+    # -- interrupt lines -------------------------------------------------------------
+
+    @property
+    def irq_lines(self) -> Tuple[bool, bool]:
+        return self._irq_lines
+
+    def set_irq_lines(self, irq: bool, fiq: bool) -> None:
+        """Drive the virtual IRQ/FIQ inputs (HCR_EL2.VI/VF), which the guest takes natively.
+
+        Raising a line from inside a block (an MMIO or MSR callback) makes
+        Unicorn re-execute half-done instructions: callers raise only at safe
+        points (between slices, in an exception hook); lowering is safe anywhere.
+        """
+        if (irq, fiq) == self._irq_lines:
+            return
+        self._irq_lines = (irq, fiq)
+        self.write_sysreg(sr.HCR_EL2, self.hcr | (sr.HCR_VI if irq else 0) | (sr.HCR_VF if fiq else 0))
 
     def count_exit(self, kind: str) -> None:
         self.exits[kind] = self.exits.get(kind, 0) + 1

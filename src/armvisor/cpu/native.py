@@ -16,7 +16,9 @@ from typing import Sequence
 
 from unicorn.unicorn_py3 import unicorn as _ucbinding
 
-UC_ARM64_INS_SYS = 3          # uc_arm64_insn (unicorn/arm64.h)
+UC_ARM64_INS_MRS = 1          # uc_arm64_insn (unicorn/arm64.h)
+UC_ARM64_INS_MSR = 2
+UC_ARM64_INS_SYS = 3
 UC_HOOK_BLOCK = 1 << 3
 UC_HOOK_INSN = 1 << 1
 UC_CTL_IO_WRITE = 1
@@ -24,6 +26,13 @@ UC_CTL_TB_REMOVE_CACHE = 9
 UC_CTL_TB_FLUSH = 10
 UC_CTL_TLB_FLUSH = 11
 IC_RING = 32                  # ARMV_IC_RING in _hooks.c
+
+# armv_sysreg_fn and its results (_hooks.c).
+SYSREG_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                                   ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64))
+SYSREG_NOT_HANDLED = 0
+SYSREG_DONE = 1
+SYSREG_DONE_ADVANCE = 2
 
 
 def _uc_ctl_code(nr: int, nargs: int, rw: int) -> int:
@@ -45,6 +54,10 @@ class ArmvCore(ctypes.Structure):
         ("ic_all", ctypes.c_uint32),
         ("ic_used", ctypes.c_uint32),
         ("ic_lines", ctypes.c_uint64 * IC_RING),
+        ("sysreg", SYSREG_CALLBACK),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("sysreg_count", ctypes.c_uint64),
     ]
 
 
@@ -91,10 +104,14 @@ class Native:
         self.uc_ctl = lib.uc_ctl
         self.uc_ctl.restype = ctypes.c_int
         self.emu_stop_address = ctypes.cast(lib.uc_emu_stop, ctypes.c_void_p).value
+        self.reg_read_address = ctypes.cast(lib.uc_reg_read, ctypes.c_void_p).value
+        self.reg_write_address = ctypes.cast(lib.uc_reg_write, ctypes.c_void_p).value
 
         hooks = ctypes.CDLL(_hooks_library_path())
         self.block_hook_address = ctypes.cast(hooks.armv_block_hook, ctypes.c_void_p).value
         self.sys_hook_address = ctypes.cast(hooks.armv_sys_hook, ctypes.c_void_p).value
+        self.mrs_hook_address = ctypes.cast(hooks.armv_mrs_hook, ctypes.c_void_p).value
+        self.msr_hook_address = ctypes.cast(hooks.armv_msr_hook, ctypes.c_void_p).value
 
     # -- uc_ctl helpers that the 2.1.4 binding lacks or wraps slowly --------
 

@@ -23,6 +23,11 @@ class SysReg(NamedTuple):
         return cls(2 + ((insn >> 19) & 1), (insn >> 16) & 7, (insn >> 12) & 0xF,
                    (insn >> 8) & 0xF, (insn >> 5) & 7)
 
+    @classmethod
+    def from_key(cls, key: int) -> "SysReg":
+        """From op0:op1:CRn:CRm:op2 packed as in the instruction's bits [20:5] (see _hooks.c)."""
+        return cls(key >> 14, (key >> 11) & 7, (key >> 7) & 0xF, (key >> 3) & 0xF, key & 7)
+
     def __str__(self) -> str:
         return f"S{self.op0}_{self.op1}_C{self.crn}_C{self.crm}_{self.op2}"
 
@@ -63,6 +68,7 @@ ZCR_LEN_MAX = 0xF
 HCR_FMO = 1 << 3
 HCR_IMO = 1 << 4
 HCR_AMO = 1 << 5
+HCR_VF = 1 << 6
 HCR_VI = 1 << 7
 HCR_TWI = 1 << 13
 HCR_TID3 = 1 << 18

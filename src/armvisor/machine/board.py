@@ -6,12 +6,15 @@ import ctypes
 import mmap
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Protocol
 
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
+from armvisor.cpu.sysregs import SysReg
+from armvisor.devices.gic import GicV3
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
+from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
 from armvisor.firmware import Firmware
 from armvisor.machine import memmap
@@ -22,9 +25,30 @@ from armvisor.machine.loader import LoadedImage, choose_dtb_address, load_initrd
 from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
 
-
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
+# Longest host sleep while every CPU waits, so typed input and the RTC are seen.
+MAX_IDLE_SLEEP = 0.05
+
+
+class HostIO(Protocol):
+    """The host side of the console as the run loop needs it (see console.HostConsole)."""
+
+    input_open: bool
+
+    def poll(self) -> None: ...
+    def wait(self, seconds: float) -> None: ...
+
+
+class NoInput:
+    input_open = False
+
+    def poll(self) -> None:
+        pass
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
 
 
 class Ram:
@@ -55,18 +79,19 @@ class Ram:
 
 
 @dataclass
-class DeviceWindow:
-    """An MMIO window: a device's register block at `base` (the per-core mmio_map unit)."""
+class MmioWindow:
+    """A device's register block at `base`: the unit each core maps with mmio_map."""
 
     base: int
     size: int
-    device: object
+    read: Callable[[int, int, int], int]            # (offset, size, cpu) -> value
+    write: Callable[[int, int, int, int], None]     # (offset, size, value, cpu)
 
-    def read(self, offset: int, size: int, cpu: int) -> int:
-        return self.device.read(offset, size)
 
-    def write(self, offset: int, size: int, value: int, cpu: int) -> None:
-        self.device.write(offset, size, value)
+def per_device(device) -> tuple:
+    """Read/write callables for a device whose registers do not depend on the CPU."""
+    return (lambda offset, size, cpu: device.read(offset, size),
+            lambda offset, size, value, cpu: device.write(offset, size, value))
 
 
 class Machine:
@@ -83,19 +108,30 @@ class Machine:
         self.initrd_data = _read_file(config.initrd, "initrd") if config.initrd else None
         self.user_dtb = _read_file(config.dtb, "dtb") if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
-        self.uart = Pl011(console, trace=self.trace)
-        self.rtc = Pl031(trace=self.trace)
-        self.devices = [DeviceWindow(memmap.UART0_BASE, memmap.UART0_SIZE, self.uart),
-                        DeviceWindow(memmap.RTC_BASE, memmap.RTC_SIZE, self.rtc)]
+        self.current: Optional[Lane] = None
+        self.lanes: List[Lane] = []
+        self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
+        self.uart = Pl011(console, trace=self.trace,
+                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.UART0_SPI, lv))
+        self.rtc = Pl031(trace=self.trace,
+                         on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
+        self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
+        self._timer_deadline: Optional[int] = None
+        self.windows = [
+            MmioWindow(memmap.GICD_BASE, memmap.GICD_SIZE, self.gic.distributor_read,
+                       self.gic.distributor_write),
+            MmioWindow(memmap.GICR_BASE, config.smp * memmap.GICR_STRIDE,
+                       self.gic.redistributor_read, self.gic.redistributor_write),
+            MmioWindow(memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
+            MmioWindow(memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
+        ]
         self.firmware = Firmware(self, self.trace)
         tcg_buffer = 0 if config.smp <= 8 else 128 << 20
-        self.lanes: List[Lane] = []
         for index in range(config.smp):
             core = Core(index, memmap.mpidr_affinity(index), self.model,
-                        (self.ram.base, self.ram.size, self.ram.pointer), self.devices, self,
+                        (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
                         trace=self.trace, tcg_buffer_size=tcg_buffer)
             self.lanes.append(Lane(index, core))
-        self.current: Optional[Lane] = None
         self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
         self._reset_requested = False
         self.boots = 0
@@ -133,6 +169,11 @@ class Machine:
         self.exit_status = None
         self._reset_requested = False
         self.uart.reset()
+        self.rtc.reset()
+        for timer in self.timers:
+            timer.reset()
+        self.gic.reset()
+        self._timer_deadline = None
         for lane in self.lanes:
             lane.power_off()
         self.firmware.cold_boot(0)
@@ -145,9 +186,9 @@ class Machine:
 
     # -- the run loop ------------------------------------------------------------
 
-    def run(self, timeout: Optional[float] = None,
-            between_rounds: Callable[[], None] = lambda: None) -> int:
+    def run(self, timeout: Optional[float] = None, host: Optional[HostIO] = None) -> int:
         """Run until SYSTEM_OFF (returns 0) or an error; SYSTEM_RESET reboots the machine."""
+        host = host or NoInput()
         self.boot()
         deadline = None if timeout is None else self.clock() + timeout
         budget = self.config.slice_budget
@@ -160,35 +201,64 @@ class Machine:
                 self._run_slice(lane, budget)
                 if self.exit_status is not None:
                     break
+                self._expire_timers()
             if self.exit_status is not None:
                 if not self._reset_requested or self.config.no_reboot:
                     return self.exit_status
                 self.trace.emit("machine.reset", None)
                 self.boot()
             elif not ran:
-                raise GuestError("every CPU is off or waiting for an interrupt that nothing "
-                                 "can raise: the guest hangs", machine_report(self))
-            between_rounds()
+                self._idle(host, deadline)
+            host.poll()
+            self.rtc.tick()
             if deadline is not None and self.clock() > deadline:
                 raise GuestTimeout(f"timeout after {timeout:g} s", machine_report(self))
 
     def _run_slice(self, lane: Lane, budget: int) -> None:
         core = lane.core
+        index = lane.index
         if lane.warm_boot_pending:
             lane.warm_boot_pending = False
-            self.firmware.warm_boot_finished(lane.index)
+            self.firmware.warm_boot_finished(index)
+        # Interrupt lines are raised only here, between slices (a safe point).
+        core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
         self.current = lane
         reason = core.run(budget)
         self.current = None
         self._broadcast_maintenance(lane)
         if reason is Stop.FAULT:
-            raise GuestError(f"cpu{lane.index}: {core.error} (the guest touched memory that "
+            raise GuestError(f"cpu{index}: {core.error} (the guest touched memory that "
                              "does not exist)", machine_report(self, lane))
         if reason is Stop.MACHINE and core.error is not None:
-            raise GuestError(f"cpu{lane.index}: {core.error}", machine_report(self, lane))
-        if reason is Stop.WFI:
-            lane.state = LaneState.WFI
-            self.trace.emit("cpu.wfi", lane.index)
+            raise GuestError(f"cpu{index}: {core.error}", machine_report(self, lane))
+        if reason is Stop.WFI and lane.state is LaneState.RUNNING:
+            self._park(lane)
+
+    def _park(self, lane: Lane) -> None:
+        """WFI: the lane sleeps until an interrupt is pending for it (one may be already)."""
+        if self.gic.wake_pending(lane.index):
+            return
+        lane.state = LaneState.WFI
+        self.trace.emit("cpu.wfi", lane.index)
+
+    def _idle(self, host: HostIO, deadline: Optional[float]) -> None:
+        """Every CPU waits: sleep on the host until the next timer deadline or input."""
+        self._expire_timers()
+        if any(lane.state is LaneState.RUNNING for lane in self.lanes):
+            return
+        waits = []
+        if self._timer_deadline is not None:
+            waits.append(max(self._timer_deadline - host_counter(), 0) / COUNTER_HZ)
+        rtc_at = self.rtc.next_deadline()
+        if rtc_at is not None:
+            waits.append(max(rtc_at - time.time(), 0))
+        if not waits and not host.input_open:
+            raise GuestError("every CPU is off or waiting for an interrupt that nothing "
+                             "can raise: the guest hangs", machine_report(self))
+        if deadline is not None:
+            waits.append(max(deadline - self.clock(), 0))
+        host.wait(min(waits + [MAX_IDLE_SLEEP]))
+        self._expire_timers()
 
     def _broadcast_maintenance(self, source: Lane) -> None:
         """Make another core's TLBI ...IS and IC IVAU visible before any other core runs."""
@@ -205,6 +275,49 @@ class Machine:
             elif lines:
                 lane.core.flush_code(lines)
 
+    # -- interrupts ---------------------------------------------------------------------
+
+    def _gic_changed(self, cpu: int) -> None:
+        """The GIC's output to `cpu` may have changed (called from inside device models)."""
+        lane = self.lanes[cpu]
+        irq, fiq = self.gic.irq_pending(cpu), self.gic.fiq_pending(cpu)
+        if lane is self.current:
+            old_irq, old_fiq = lane.core.irq_lines
+            if (irq and not old_irq) or (fiq and not old_fiq):
+                # Raising inside a block is unsafe: end the slice at the next
+                # block boundary; _run_slice raises the line before it resumes.
+                lane.core.shorten_slice(0)
+            else:
+                lane.core.set_irq_lines(irq, fiq)
+        elif (irq or fiq) and lane.state in (LaneState.WFI, LaneState.POWERDOWN):
+            self._wake(lane)
+
+    def _wake(self, lane: Lane) -> None:
+        cpu = lane.index
+        if lane.state is LaneState.POWERDOWN:
+            entry, context_id = lane.resume
+            lane.core.reset(entry, x0=context_id)
+            lane.start(warm=True)
+        else:
+            lane.state = LaneState.RUNNING
+            self.firmware.wake(cpu)
+        self.trace.emit("cpu.wake", cpu)
+
+    def _timer_setter(self, cpu: int) -> Callable[[int, bool], None]:
+        return lambda intid, level: self.gic.set_ppi_level(cpu, intid, level)
+
+    def _expire_timers(self) -> None:
+        if self._timer_deadline is None or host_counter() < self._timer_deadline:
+            return
+        now = host_counter()
+        for timer in self.timers:
+            timer.update(now)
+        self._rearm_timers()
+
+    def _rearm_timers(self) -> None:
+        deadlines = [d for d in (t.next_deadline() for t in self.timers) if d is not None]
+        self._timer_deadline = min(deadlines) if deadlines else None
+
     # -- what the cores ask (CoreHost) ----------------------------------------------
 
     def smc(self, core: Core, imm: int) -> None:
@@ -220,6 +333,23 @@ class Machine:
 
     def sysreg_access(self, core: Core, insn: int) -> bool:
         return False
+
+    def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
+               value: int) -> Optional[int]:
+        """A trapped timer or GIC CPU interface register access at `el` (None: UNDEFINED)."""
+        if el == 0:
+            return None                  # EL1 registers; Unicorn raises the EL0 trap itself
+        cpu = core.index
+        if GenericTimer.is_timer_register(reg):
+            timer = self.timers[cpu]
+            if is_write:
+                timer.write(reg, value)
+                self._rearm_timers()
+                return 0
+            return timer.read(reg)
+        if is_write:
+            return 0 if self.gic.icc_write(cpu, reg, value) else None
+        return self.gic.icc_read(cpu, reg)
 
     # -- the PSCI platform (what the firmware asks) --------------------------------
 
@@ -262,7 +392,10 @@ class Machine:
 
     def suspend_standby(self, cpu: int) -> None:
         lane = self.lanes[cpu]
-        lane.core.stop(Stop.WFI, resume_pc=lane.core.pc)
+        lane.core.stop(Stop.WFI)
+        if self.gic.wake_pending(cpu):
+            self.firmware.wake(cpu)          # a wake-up event is already there
+            return
         lane.state = LaneState.WFI
         self.trace.emit("cpu.standby", cpu)
 
@@ -271,6 +404,8 @@ class Machine:
         lane.core.stop(Stop.POWER)
         lane.suspend(entry, context_id)
         self.trace.emit("cpu.powerdown", cpu, entry=entry)
+        if self.gic.wake_pending(cpu):
+            self._wake(lane)
 
     def system_off(self) -> None:
         self._end(0, reset=False)

@@ -1,0 +1,5 @@
+"""GICv3 interrupt controller (Arm IHI 0069), as QEMU's virt board has it with one Security state."""
+
+from armvisor.devices.gic.gicv3 import GicV3
+
+__all__ = ["GicV3"]

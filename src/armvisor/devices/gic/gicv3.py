@@ -1,0 +1,383 @@
+"""GicV3: Distributor, Redistributors and CPU interfaces wired together.
+
+The model is QEMU's `-M virt,gic-version=3` GIC without Security extensions:
+one Security state (GICD_CTLR.DS = 1), affinity routing always on, no LPIs
+or ITS, 5 priority bits in the CPU interface. The parts keep the state; this
+class routes SPIs, delivers SGIs, works out each PE's highest priority
+pending interrupt (HPPI) and drives the IRQ/FIQ outputs.
+
+Speed: every state change marks the PEs it can affect; at the end of each
+public call the HPPI of those PEs alone is recomputed from bitmaps of
+pending-enabled-inactive INTIDs (a few big-integer ANDs, then a walk over
+the few set bits), and `on_change(cpu)` is called when that PE's IRQ or FIQ
+output changed. `irq_pending` and `fiq_pending` just read the result.
+
+1-of-N SPIs (GICD_IROUTER.IRM = 1, IHI0069 5.2 leaves the choice of PE
+IMPLEMENTATION DEFINED): the lowest-numbered PE that participates, i.e.
+whose GICR_WAKER.ProcessorSleep is 0 and whose ICC_IGRPEN<g>_EL1 for the
+SPI's group is 1; with none, the SPI waits. The choice is redone when a
+WAKER, IGRPEN, group or IROUTER changes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+
+from armvisor.devices.gic import registers as r
+from armvisor.devices.gic.cpu_interface import CpuInterface
+from armvisor.devices.gic.distributor import Distributor
+from armvisor.devices.gic.redistributor import Redistributor
+
+if TYPE_CHECKING:
+    from armvisor.trace.bus import TraceBus
+
+_ICC_REGISTERS = frozenset((
+    r.ICC_PMR_EL1, r.ICC_IAR0_EL1, r.ICC_EOIR0_EL1, r.ICC_HPPIR0_EL1, r.ICC_BPR0_EL1,
+    r.ICC_AP0R0_EL1, r.ICC_AP1R0_EL1, r.ICC_DIR_EL1, r.ICC_RPR_EL1, r.ICC_SGI1R_EL1,
+    r.ICC_ASGI1R_EL1, r.ICC_SGI0R_EL1, r.ICC_IAR1_EL1, r.ICC_EOIR1_EL1, r.ICC_HPPIR1_EL1,
+    r.ICC_BPR1_EL1, r.ICC_CTLR_EL1, r.ICC_SRE_EL1, r.ICC_IGRPEN0_EL1, r.ICC_IGRPEN1_EL1,
+))
+
+_SGI_CLUSTER_MASK = 0xFF_00FF_FF00    # Aff3, Aff2, Aff1 in MPIDR/IROUTER positions
+
+# Which configured group an SGI register may make pending on the target, with
+# GICD_CTLR.DS = 1 (IHI0069 12.2 "Forwarding an SGI to a target PE"; the
+# choices are QEMU's): SGI0R Group 0 only, SGI1R Group 1 only, and ASGI1R,
+# having no other Security state to aim at, Group 0 only.
+_SGI_GROUP = {r.ICC_SGI0R_EL1: r.GROUP0, r.ICC_SGI1R_EL1: r.GROUP1, r.ICC_ASGI1R_EL1: r.GROUP0}
+
+
+class GicV3:
+    def __init__(self, cpu_count: int, mpidr_of: Callable[[int], int],
+                 trace: Optional["TraceBus"] = None,
+                 num_irqs: int = 288, on_change: Optional[Callable[[int], None]] = None):
+        if cpu_count < 1:
+            raise ValueError(f"GICv3 needs at least one CPU, not {cpu_count}")
+        if num_irqs % 32 or not r.SPI_BASE < num_irqs <= r.MAX_SPI_LIMIT:
+            raise ValueError(f"num_irqs must be a multiple of 32 in 64..992, not {num_irqs}")
+        self.cpu_count = cpu_count
+        self.num_irqs = num_irqs
+        self._trace = trace
+        self._on_change = on_change
+        self._dist = Distributor(num_irqs, self)
+        self._redist: List[Redistributor] = []
+        self._cif: List[CpuInterface] = []
+        self._cpu_by_affinity: Dict[int, int] = {}
+        self._sgi_clusters: Dict[int, List[Tuple[int, int]]] = {}
+        for cpu in range(cpu_count):
+            mpidr = mpidr_of(cpu)
+            affinity = mpidr & r.IROUTER_AFFINITY_MASK
+            if affinity in self._cpu_by_affinity:
+                raise ValueError(f"CPUs {self._cpu_by_affinity[affinity]} and {cpu} "
+                                 f"share the affinity {affinity:#x}")
+            self._cpu_by_affinity[affinity] = cpu
+            self._sgi_clusters.setdefault(affinity & _SGI_CLUSTER_MASK, []).append(
+                (affinity & 0xFF, cpu))
+            self._redist.append(Redistributor(cpu, mpidr, cpu == cpu_count - 1, self))
+            self._cif.append(CpuInterface(cpu, self))
+        self._spi_target: List[Optional[int]] = [None] * num_irqs
+        self._routed = [0] * cpu_count          # SPIs currently routed to each PE
+        self._irm_spis = 0                      # SPIs with IROUTER.IRM = 1
+        self._hppi: List[Optional[Tuple[int, int, int]]] = [None] * cpu_count
+        self._irq = [False] * cpu_count
+        self._fiq = [False] * cpu_count
+        self._dirty: set = set()
+        self._changed: List[int] = []
+        self.reset()
+
+    def reset(self) -> None:
+        self._dist.reset()
+        for part in self._redist:
+            part.reset()
+        for cif in self._cif:
+            cif.reset()
+        self._irm_spis = 0
+        self._spi_target = [None] * self.num_irqs
+        self._routed = [0] * self.cpu_count
+        for intid in range(r.SPI_BASE, self.num_irqs):
+            self._retarget(intid)
+        self._dirty.update(range(self.cpu_count))
+        self._flush()
+
+    # ------------------------------------------------------------------ MMIO
+    def distributor_read(self, offset: int, size: int, cpu: int) -> int:
+        value = self._dist.read(offset, size)
+        if value is None:
+            self._bad_access("GICD", offset, size, False, cpu)
+            return 0
+        return value
+
+    def distributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        if not self._dist.write(offset, size, value & ((1 << (8 * size)) - 1)):
+            self._bad_access("GICD", offset, size, True, cpu)
+        if self._dirty or self._changed:
+            self._flush()
+
+    def redistributor_read(self, offset: int, size: int, cpu: int) -> int:
+        frame, within = divmod(offset, r.GICR_FRAME_SIZE)
+        value = self._redist[frame].read(within, size) if frame < self.cpu_count else None
+        if value is None:
+            self._bad_access("GICR", offset, size, False, cpu)
+            return 0
+        return value
+
+    def redistributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        frame, within = divmod(offset, r.GICR_FRAME_SIZE)
+        ok = frame < self.cpu_count and self._redist[frame].write(
+            within, size, value & ((1 << (8 * size)) - 1))
+        if not ok:
+            self._bad_access("GICR", offset, size, True, cpu)
+        if self._dirty or self._changed:
+            self._flush()
+
+    def _bad_access(self, region: str, offset: int, size: int, write: bool, cpu: int) -> None:
+        if self._trace is not None:
+            self._trace.emit("gic.bad_access", cpu, region=region, offset=offset, size=size,
+                             write=write)
+
+    # ---------------------------------------------------------------- inputs
+    def set_spi_level(self, intid: int, level: bool) -> None:
+        if not r.SPI_BASE <= intid < self.num_irqs:
+            raise ValueError(f"INTID {intid} is not an SPI of this GIC (32..{self.num_irqs - 1})")
+        bank = self._dist.spi
+        bit = 1 << intid
+        if bool(bank.line & bit) == level:
+            return
+        before = bank.pending() & bit
+        if level:
+            bank.line |= bit
+            bank.latch |= bank.edge & bit       # an edge-triggered SPI latches on the rising edge
+        else:
+            bank.line &= ~bit
+        if (bank.pending() & bit) != before:
+            target = self._spi_target[intid]
+            if before == 0 and self._trace is not None:
+                self._trace.emit("irq.pending", target, intid=intid)
+            if target is not None:
+                self._dirty.add(target)
+                self._flush()
+
+    def set_ppi_level(self, cpu: int, intid: int, level: bool) -> None:
+        if not r.SGI_COUNT <= intid < r.PRIVATE_COUNT:
+            raise ValueError(f"INTID {intid} is not a PPI (16..31)")
+        bank = self._redist[cpu].bank
+        bit = 1 << intid
+        if bool(bank.line & bit) == level:
+            return
+        before = bank.pending() & bit
+        if level:
+            bank.line |= bit
+            bank.latch |= bank.edge & bit
+        else:
+            bank.line &= ~bit
+        if (bank.pending() & bit) != before:
+            if before == 0 and self._trace is not None:
+                self._trace.emit("irq.pending", cpu, intid=intid)
+            self._dirty.add(cpu)
+            self._flush()
+
+    # --------------------------------------------------------- CPU interface
+    @staticmethod
+    def is_icc_register(reg: tuple) -> bool:
+        return tuple(reg) in _ICC_REGISTERS
+
+    def icc_read(self, cpu: int, reg: tuple) -> Optional[int]:
+        value = self._cif[cpu].read(reg)
+        if self._dirty or self._changed:
+            self._flush()
+        return value
+
+    def icc_write(self, cpu: int, reg: tuple, value: int) -> bool:
+        handled = self._cif[cpu].write(reg, value)
+        if self._dirty or self._changed:
+            self._flush()
+        return handled
+
+    # --------------------------------------------------------------- outputs
+    def irq_pending(self, cpu: int) -> bool:
+        return self._irq[cpu]
+
+    def fiq_pending(self, cpu: int) -> bool:
+        return self._fiq[cpu]
+
+    def wake_pending(self, cpu: int) -> bool:
+        return self._irq[cpu] or self._fiq[cpu]
+
+    # ------------------------------------- callbacks from the Distributor
+    def spis_changed(self, mask: int) -> None:
+        for cpu, routed in enumerate(self._routed):
+            if routed & mask:
+                self._dirty.add(cpu)
+
+    def spis_rerouted(self, mask: int) -> None:
+        while mask:
+            low = mask & -mask
+            self._retarget(low.bit_length() - 1)
+            mask ^= low
+
+    def group_enables_changed(self) -> None:
+        self._dirty.update(range(self.cpu_count))
+
+    # ----------------------------------- callbacks from the Redistributors
+    def private_changed(self, cpu: int, mask: int) -> None:
+        self._dirty.add(cpu)
+
+    def waker_changed(self, cpu: int) -> None:
+        self.spis_rerouted(self._irm_spis)
+
+    # ----------------------------------- callbacks from the CPU interfaces
+    def hppi(self, cpu: int) -> Optional[Tuple[int, int, int]]:
+        if cpu in self._dirty:
+            self._recompute()       # no callbacks in the middle of a register access
+        return self._hppi[cpu]
+
+    def activate(self, cpu: int, intid: int) -> None:
+        bit = 1 << intid
+        if intid < r.PRIVATE_COUNT:
+            bank = self._redist[cpu].bank
+        else:
+            bank = self._dist.spi
+            target = self._spi_target[intid]
+            if target is not None:
+                self._dirty.add(target)
+        # Acknowledging clears the latch; a level interrupt whose line is still
+        # high stays pending through the line: active and pending (IHI0069 4.1.2).
+        bank.active |= bit
+        bank.latch &= ~bit
+        self._dirty.add(cpu)
+        if self._trace is not None:
+            self._trace.emit("gic.ack", cpu, intid=intid)
+
+    def deactivate(self, cpu: int, intid: int) -> None:
+        bit = 1 << intid
+        if intid < r.PRIVATE_COUNT:
+            self._redist[cpu].bank.active &= ~bit
+            self._dirty.add(cpu)
+        elif intid < self.num_irqs:
+            self._dist.spi.active &= ~bit
+            target = self._spi_target[intid]
+            if target is not None:
+                self._dirty.add(target)
+
+    def end_of_interrupt(self, cpu: int, intid: int) -> None:
+        if self._trace is not None:
+            self._trace.emit("gic.eoi", cpu, intid=intid)
+
+    def cpu_interface_changed(self, cpu: int) -> None:
+        self._dirty.add(cpu)
+
+    def group_enables_changed_at(self, cpu: int) -> None:
+        self._dirty.add(cpu)
+        self.spis_rerouted(self._irm_spis)
+
+    def send_sgi(self, cpu: int, value: int, register: tuple) -> None:
+        """ICC_SGI0R/SGI1R/ASGI1R_EL1: make an SGI pending on the PEs the value names."""
+        intid = (value >> r.SGIR_INTID_SHIFT) & 0xF
+        if value & r.SGIR_IRM:
+            targets = [t for t in range(self.cpu_count) if t != cpu]
+        else:
+            cluster = ((((value >> r.SGIR_AFF3_SHIFT) & 0xFF) << 32)
+                       | (((value >> r.SGIR_AFF2_SHIFT) & 0xFF) << 16)
+                       | (((value >> r.SGIR_AFF1_SHIFT) & 0xFF) << 8))
+            base = ((value >> r.SGIR_RS_SHIFT) & 0xF) * 16
+            target_list = value & r.SGIR_TARGETLIST_MASK
+            # TargetList bits naming no PE are ignored (IHI0069 12.2, ICC_SGI1R_EL1).
+            targets = [t for aff0, t in self._sgi_clusters.get(cluster, ())
+                       if base <= aff0 < base + 16 and target_list >> (aff0 - base) & 1]
+        group = _SGI_GROUP[register]
+        bit = 1 << intid
+        delivered = []
+        for target in targets:
+            bank = self._redist[target].bank
+            if bool(bank.group & bit) == bool(group):
+                bank.latch |= bit
+                self._dirty.add(target)
+                delivered.append(target)
+        if self._trace is not None:
+            self._trace.emit("gic.sgi", cpu, sender=cpu, targets=delivered, intid=intid)
+
+    # ------------------------------------------------------------- internals
+    def _retarget(self, intid: int) -> None:
+        bit = 1 << intid
+        router = self._dist.irouter[intid]
+        if router & r.IROUTER_IRM:
+            self._irm_spis |= bit
+            group = 1 if self._dist.spi.group & bit else 0
+            new = next((cpu for cpu in range(self.cpu_count)
+                        if not self._redist[cpu].processor_sleep and self._cif[cpu].igrpen[group]),
+                       None)
+        else:
+            self._irm_spis &= ~bit
+            new = self._cpu_by_affinity.get(router & r.IROUTER_AFFINITY_MASK)
+        old = self._spi_target[intid]
+        if new == old:
+            return
+        self._spi_target[intid] = new
+        if old is not None:
+            self._routed[old] &= ~bit
+            self._dirty.add(old)
+        if new is not None:
+            self._routed[new] |= bit
+            self._dirty.add(new)
+
+    def _flush(self) -> None:
+        """Recompute the marked PEs and report the outputs that changed."""
+        self._recompute()
+        changed, self._changed = self._changed, []
+        if self._on_change is not None:
+            for cpu in changed:
+                self._on_change(cpu)
+
+    def _recompute(self) -> None:
+        """The HPPI and IRQ/FIQ outputs of the marked PEs; PEs whose output moved go to _changed."""
+        changed = self._changed
+        while self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            dist = self._dist
+            spi = dist.spi
+            spi_candidates = spi.candidates()
+            grp0_on = dist.group_enabled(r.GROUP0)
+            grp1_on = dist.group_enabled(r.GROUP1)
+            for cpu in dirty:
+                bank = self._redist[cpu].bank
+                cif = self._cif[cpu]
+                candidates = bank.candidates() | (spi_candidates & self._routed[cpu])
+                best = None
+                if candidates:
+                    group1 = bank.group | spi.group
+                    allowed = 0
+                    if grp1_on and cif.igrpen[1]:
+                        allowed |= group1
+                    if grp0_on and cif.igrpen[0]:
+                        allowed |= ~group1
+                    candidates &= allowed
+                    best = self._highest(candidates, bank.priority, spi.priority, group1)
+                self._hppi[cpu] = best
+                irq = fiq = False
+                if best is not None and cif.can_signal(best[1], best[2]):
+                    if best[2]:
+                        irq = True
+                    else:
+                        fiq = True
+                if irq != self._irq[cpu] or fiq != self._fiq[cpu]:
+                    self._irq[cpu] = irq
+                    self._fiq[cpu] = fiq
+                    if cpu not in changed:
+                        changed.append(cpu)
+
+    @staticmethod
+    def _highest(candidates: int, private_prio: bytearray, spi_prio: bytearray,
+                 group1: int) -> Optional[Tuple[int, int, int]]:
+        # Lowest priority value wins; on a tie the lower INTID, as in QEMU.
+        best = -1
+        best_prio = 256
+        while candidates:
+            low = candidates & -candidates
+            intid = low.bit_length() - 1
+            prio = private_prio[intid] if intid < r.PRIVATE_COUNT else spi_prio[intid]
+            if prio < best_prio:
+                best, best_prio = intid, prio
+            candidates ^= low
+        if best < 0:
+            return None
+        return (best, best_prio, 1 if group1 >> best & 1 else 0)

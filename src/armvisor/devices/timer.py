@@ -1,0 +1,135 @@
+"""The EL1 generic timers of one CPU: virtual (PPI 27) and physical (PPI 30).
+
+Unicorn counts CNTVCT/CNTPCT natively (host monotonic clock at 62.5 MHz) but
+drops the guest's writes to CNTV_/CNTP_ CTL, CVAL and TVAL and never raises
+an interrupt (UNICORN-FACTS.md). So these registers are trapped and kept here;
+the machine compares the counter with the deadlines and drives the PPIs.
+Arm ARM D11.2 "The AArch64 view of the Generic Timer" and D19.11 (registers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from armvisor.machine import memmap
+
+# Unicorn's counter frequency (CNTFRQ_EL0 reads 62.5 MHz) and what it counts.
+COUNTER_HZ = 62_500_000
+NS_PER_TICK = 1_000_000_000 // COUNTER_HZ
+
+
+def host_counter() -> int:
+    """The count CNTVCT_EL0/CNTPCT_EL0 read natively: QEMU's clock in 16 ns ticks."""
+    return time.monotonic_ns() // NS_PER_TICK
+
+
+# CNT*_CTL_EL0 bits (D19.11.14 CNTV_CTL_EL0).
+CTL_ENABLE = 1 << 0
+CTL_IMASK = 1 << 1
+CTL_ISTATUS = 1 << 2
+MASK64 = (1 << 64) - 1
+
+# The registers, as (op0, op1, CRn, CRm, op2).
+CNTP_TVAL_EL0 = (3, 3, 14, 2, 0)
+CNTP_CTL_EL0 = (3, 3, 14, 2, 1)
+CNTP_CVAL_EL0 = (3, 3, 14, 2, 2)
+CNTV_TVAL_EL0 = (3, 3, 14, 3, 0)
+CNTV_CTL_EL0 = (3, 3, 14, 3, 1)
+CNTV_CVAL_EL0 = (3, 3, 14, 3, 2)
+
+VIRT_TIMER_INTID = 16 + memmap.TIMER_VIRT_PPI                 # 27
+PHYS_TIMER_INTID = 16 + memmap.TIMER_NONSECURE_PHYS_PPI       # 30
+
+
+def _sign_extend32(value: int) -> int:
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value & 0x8000_0000 else value
+
+
+class TimerChannel:
+    """One comparator: CTL, CVAL, the TVAL view of them, and its interrupt line."""
+
+    def __init__(self, intid: int, set_level: Callable[[bool], None]):
+        self.intid = intid
+        self._set_level = set_level
+        self.ctl = 0
+        self.cval = 0
+        self.level = False
+
+    def condition_met(self, now: int) -> bool:
+        """ISTATUS: enabled and the counter has reached CVAL (an unsigned comparison)."""
+        return bool(self.ctl & CTL_ENABLE) and now >= self.cval
+
+    def read(self, field: int, now: int) -> int:
+        if field == 1:
+            return self.ctl | (CTL_ISTATUS if self.condition_met(now) else 0)
+        if field == 2:
+            return self.cval
+        return (self.cval - now) & 0xFFFF_FFFF          # TVAL: a signed 32-bit downcount
+
+    def write(self, field: int, value: int, now: int) -> None:
+        if field == 1:
+            self.ctl = value & (CTL_ENABLE | CTL_IMASK)  # ISTATUS is read-only
+        elif field == 2:
+            self.cval = value & MASK64
+        else:
+            self.cval = (now + _sign_extend32(value)) & MASK64
+        self.update(now)
+
+    def update(self, now: int) -> None:
+        level = self.condition_met(now) and not self.ctl & CTL_IMASK
+        if level != self.level:
+            self.level = level
+            self._set_level(level)
+
+    def deadline(self) -> Optional[int]:
+        """The count at which the line will rise, if it is armed and low."""
+        if self.ctl & (CTL_ENABLE | CTL_IMASK) == CTL_ENABLE and not self.level:
+            return self.cval
+        return None
+
+    def reset(self) -> None:
+        self.ctl = 0
+        self.cval = 0
+        self.update(0)
+
+
+class GenericTimer:
+    """A CPU's EL1 virtual and physical timers."""
+
+    def __init__(self, set_ppi: Callable[[int, bool], None],
+                 counter: Callable[[], int] = host_counter):
+        self.counter = counter
+        self.virt = TimerChannel(VIRT_TIMER_INTID, lambda lv: set_ppi(VIRT_TIMER_INTID, lv))
+        self.phys = TimerChannel(PHYS_TIMER_INTID, lambda lv: set_ppi(PHYS_TIMER_INTID, lv))
+        # register -> (channel, field: 0 TVAL, 1 CTL, 2 CVAL)
+        self._registers: Dict[Tuple[int, ...], Tuple[TimerChannel, int]] = {
+            CNTV_TVAL_EL0: (self.virt, 0), CNTV_CTL_EL0: (self.virt, 1),
+            CNTV_CVAL_EL0: (self.virt, 2), CNTP_TVAL_EL0: (self.phys, 0),
+            CNTP_CTL_EL0: (self.phys, 1), CNTP_CVAL_EL0: (self.phys, 2),
+        }
+
+    @staticmethod
+    def is_timer_register(reg: Tuple[int, ...]) -> bool:
+        return reg[:3] == (3, 3, 14) and reg[3] in (2, 3) and reg[4] <= 2
+
+    def read(self, reg: Tuple[int, ...]) -> int:
+        channel, field = self._registers[tuple(reg)]
+        return channel.read(field, self.counter())
+
+    def write(self, reg: Tuple[int, ...], value: int) -> None:
+        channel, field = self._registers[tuple(reg)]
+        channel.write(field, value, self.counter())
+
+    def update(self, now: int) -> None:
+        self.virt.update(now)
+        self.phys.update(now)
+
+    def next_deadline(self) -> Optional[int]:
+        deadlines = [d for d in (self.virt.deadline(), self.phys.deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def reset(self) -> None:
+        self.virt.reset()
+        self.phys.reset()
