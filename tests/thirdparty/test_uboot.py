@@ -50,17 +50,6 @@ E_ENTRY, E_PHOFF, E_PHENTSIZE = 24, 32, 54
 P_VADDR = 16
 PT_LOAD = 1
 
-NEEDS_DEVICES = ("armvisor lacks what U-Boot probes after relocation: a CFI flash "
-                 "(Intel command set) at 0x0 and 0x4000000 whose array reads back the "
-                 "flash contents (env_init CRCs it), 32 virtio-mmio slots at 0xa000000 "
-                 "(magic 'virt', version 1, device ID 0), a PCIe ECAM at 0x4010000000 "
-                 "with QEMU's host bridge 1b36:0008, and DTB nodes flash@0, pcie@10000000, "
-                 "fw-cfg@9020000, platform-bus@c000000")
-NEEDS_FLASH_ROM = ("armvisor cannot load an ELF into flash0 and run it from there (QEMU "
-                   "does for -kernel with p_paddr 0); then it needs the devices too: "
-                   + NEEDS_DEVICES)
-
-
 @pytest.fixture(scope="module")
 def uboot() -> Path:
     """The directory with qemu_arm64/uboot.elf and u-boot.bin, fetched once into the cache."""
@@ -158,7 +147,6 @@ def test_raw_image_finds_no_dtb_at_ram_base_like_qemu(uboot: Path):
     assert text(ours.stdout) == text(theirs)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_DEVICES)
 def test_uboot_from_ram_boots_to_prompt_like_qemu(uboot: Path, tmp_path: Path):
     """uboot.elf moved to RAM: banner, device probe, prompt, `version`, PSCI poweroff."""
     elf = uboot / "qemu_arm64" / "uboot.elf"
@@ -170,7 +158,6 @@ def test_uboot_from_ram_boots_to_prompt_like_qemu(uboot: Path, tmp_path: Path):
     assert text(ours.stdout) == text(run_qemu(kernel, CONSOLE_INPUT))
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_FLASH_ROM)
 def test_unmodified_uboot_elf_runs_from_flash_like_qemu(uboot: Path):
     """uboot.elf exactly as Debian ships it: QEMU puts it in flash0 and starts at 0."""
     elf = uboot / "qemu_arm64" / "uboot.elf"

@@ -276,3 +276,52 @@ def test_dtb_no_room():
         choose_dtb_address(RAM_BASE, 4 * MiB, 0x1000, [(RAM_BASE, 4 * MiB)], "elf")
     with pytest.raises(ArmvisorError, match="no room"):
         choose_dtb_address(RAM_BASE, 64 * MiB, 0x1000, [(RAM_BASE + 32 * MiB, 31 * MiB)], "linux")
+
+
+# ----------------------------------------------------------------------- flash
+class Flash:
+    def __init__(self, size=64 * MiB):
+        self.size = size
+        self.writes: list[tuple[int, bytes]] = []
+
+    def write(self, offset: int, data: bytes) -> None:
+        assert 0 <= offset and offset + len(data) <= self.size
+        self.writes.append((offset, bytes(data)))
+
+
+def test_elf_segments_in_flash0_go_to_the_flash():
+    # Like U-Boot's uboot.elf: linked at 0, text + data, BSS beyond the file.
+    code = b"\x1f\x20\x03\xd5" * 4
+    elf = make_elf([(0x0, 0x0, code, 0x20, 5), (0x1000, 0x1000, b"DATA", 8, 6)], entry=0x0)
+    ram, flash = Ram(), Flash()
+    img = load_kernel(elf, RAM_BASE, RAM_SIZE, ram.write, flash_write=flash.write)
+    assert img.entry == 0
+    assert img.flash_segments == [(0, 0x20), (0x1000, 8)]
+    assert img.segments == [] and ram.writes == []
+    assert flash.writes == [(0, code + bytes(16)), (0x1000, b"DATA" + bytes(4))]
+    # The DTB goes at the RAM base, as QEMU does; the initrd where it always goes.
+    assert img.dtb_address_hint == RAM_BASE and img.end == RAM_BASE
+    assert choose_dtb_address(RAM_BASE, RAM_SIZE, 0x10000, img.segments, img.kind) == RAM_BASE
+    assert initrd_address(RAM_BASE, RAM_SIZE, img.end) == RAM_BASE + 128 * MiB
+
+
+def test_elf_split_between_flash_and_ram():
+    elf = make_elf([(0x0, 0x0, b"x" * 8, 8, 5), (0x4010_0000, 0x4010_0000, b"y" * 8, 8, 6)],
+                   entry=0)
+    ram, flash = Ram(), Flash()
+    img = load_kernel(elf, RAM_BASE, RAM_SIZE, ram.write, flash_write=flash.write)
+    assert img.flash_segments == [(0, 8)] and img.segments == [(0x4010_0000, 8)]
+    assert ram.writes == [(0x4010_0000, b"y" * 8)] and flash.writes == [(0, b"x" * 8)]
+    assert img.dtb_address_hint == RAM_BASE
+
+
+def test_flash_segments_rejected_without_a_flash_or_past_flash0():
+    elf = make_elf([(0x0, 0x0, b"x" * 8, 8, 5)], entry=0)
+    with pytest.raises(ArmvisorError, match="outside RAM"):
+        load_kernel(elf, RAM_BASE, RAM_SIZE, Ram().write)
+    # Straddling the end of flash0 (into flash1) is neither flash0 nor RAM.
+    elf = make_elf([(64 * MiB - 4, 0, b"x" * 8, 8, 5)], entry=0)
+    flash = Flash()
+    with pytest.raises(ArmvisorError, match="outside RAM"):
+        load_kernel(elf, RAM_BASE, RAM_SIZE, Ram().write, flash_write=flash.write)
+    assert flash.writes == []

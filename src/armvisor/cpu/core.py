@@ -12,7 +12,8 @@ import ctypes
 import enum
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
-from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL, Uc, UcError
+from unicorn import (UC_ARCH_ARM64, UC_HOOK_INTR, UC_HOOK_MEM_WRITE_PROT, UC_MODE_ARM,
+                     UC_PROT_ALL, Uc, UcError)
 from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
@@ -104,6 +105,10 @@ class Core:
                                     1, 0, insn)
         self._irq_lines = (False, False)          # what HCR_EL2.VI / VF say now
         self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        # A store to memory mapped read-only (a flash bank in read-array mode):
+        # remember where, so the machine can switch that region to MMIO.
+        self.write_protect_fault: Optional[int] = None
+        self.uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self._on_write_protect)
         self._cpreg = CpReg()
         self._pc = RegBatch(self._native, self.handle, [A.UC_ARM64_REG_PC])
         self._entry_read = RegBatch(self._native, self.handle, [
@@ -123,6 +128,22 @@ class Core:
         self._configure_higher_els()
 
     # -- setup -------------------------------------------------------------
+
+    def map_memory(self, base: int, size: int, pointer: int, perms: int) -> None:
+        """Map host memory at `base` (between slices only)."""
+        self.uc.mem_map_ptr(base, size, perms, pointer)
+
+    def map_mmio(self, region: MmioRegion) -> None:
+        """Route `region` to its device model (between slices only)."""
+        self._map_mmio(region)
+
+    def unmap(self, base: int, size: int) -> None:
+        self.uc.mem_unmap(base, size)
+        self._native.remove_cache(self.handle, base, base + size)
+
+    def _on_write_protect(self, uc, access, address, size, value, _user) -> bool:
+        self.write_protect_fault = address
+        return False
 
     def _map_mmio(self, region: MmioRegion) -> None:
         cpu = self.index

@@ -8,10 +8,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol
 
+from unicorn import UC_PROT_EXEC, UC_PROT_READ
+
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
+from armvisor.devices.fw_cfg import FwCfg
 from armvisor.devices.gic import GicV3
+from armvisor.devices.pcie_host import PcieHost
+from armvisor.devices.pflash import CfiFlash
+from armvisor.devices.virtio.mmio import VirtioMmioBank
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
@@ -27,6 +33,7 @@ from armvisor.trace import TraceBus
 
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
+PAGE_SIZE = 0x1000                # Unicorn maps whole pages
 # Longest host sleep while every CPU waits, so typed input and the RTC are seen.
 MAX_IDLE_SLEEP = 0.05
 
@@ -88,6 +95,29 @@ class MmioWindow:
     write: Callable[[int, int, int, int], None]     # (offset, size, value, cpu)
 
 
+class FlashBank:
+    """A CFI flash bank and how the cores see it: memory in read-array mode, MMIO otherwise.
+
+    Mapped as read/execute memory, the guest reads and runs code from it at
+    full speed (as QEMU's "romd" mode); its first write faults (write
+    protection) and turns the bank into MMIO, so the store reaches the model.
+    """
+
+    def __init__(self, base: int, device: CfiFlash):
+        self.base, self.size, self.device = base, device.size, device
+        self.window = MmioWindow(base, device.size, *per_device(device))
+        self.mapped_as_memory = True
+
+    def contains(self, address: int) -> bool:
+        return self.base <= address < self.base + self.size
+
+    def map_into(self, core: Core) -> None:
+        if self.mapped_as_memory:
+            core.map_memory(self.base, self.size, self.device.pointer, UC_PROT_READ | UC_PROT_EXEC)
+        else:
+            core.map_mmio(self.window)
+
+
 def per_device(device) -> tuple:
     """Read/write callables for a device whose registers do not depend on the CPU."""
     return (lambda offset, size, cpu: device.read(offset, size),
@@ -115,6 +145,11 @@ class Machine:
                           on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.UART0_SPI, lv))
         self.rtc = Pl031(trace=self.trace,
                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
+        self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
+                                CfiFlash(f"flash{i}", trace=self.trace)) for i in range(2)]
+        self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=self.trace)
+        self.pcie = PcieHost(memmap.PCIE_ECAM_HIGH_SIZE, trace=self.trace)
+        self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
         self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
         self.windows = [
@@ -124,6 +159,10 @@ class Machine:
                        self.gic.redistributor_read, self.gic.redistributor_write),
             MmioWindow(memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
             MmioWindow(memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
+            MmioWindow(memmap.FW_CFG_BASE, PAGE_SIZE, *per_device(self.fw_cfg)),
+            MmioWindow(memmap.VIRTIO_MMIO_BASE, self.virtio.size, *per_device(self.virtio)),
+            MmioWindow(memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE,
+                       *per_device(self.pcie)),
         ]
         self.firmware = Firmware(self, self.trace)
         tcg_buffer = 0 if config.smp <= 8 else 128 << 20
@@ -131,6 +170,8 @@ class Machine:
             core = Core(index, memmap.mpidr_affinity(index), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
                         trace=self.trace, tcg_buffer_size=tcg_buffer)
+            for bank in self.flash:
+                bank.map_into(core)
             self.lanes.append(Lane(index, core))
         self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
         self._reset_requested = False
@@ -150,7 +191,10 @@ class Machine:
         """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
         if self.boots:                    # a fresh mapping is already zero
             self.ram.clear()
-        self.image = load_kernel(self.kernel_data, self.ram.base, self.ram.size, self.ram.write)
+        for bank in self.flash:
+            bank.device.reset()
+        self.image = load_kernel(self.kernel_data, self.ram.base, self.ram.size, self.ram.write,
+                                 flash_write=self.flash[0].device.load)
         occupied = list(self.image.segments)
         initrd = None
         if self.initrd_data is not None:
@@ -168,12 +212,15 @@ class Machine:
         self.boots += 1
         self.exit_status = None
         self._reset_requested = False
-        self.uart.reset()
-        self.rtc.reset()
+        for device in (self.uart, self.rtc, self.virtio, self.pcie, self.fw_cfg):
+            device.reset()
         for timer in self.timers:
             timer.reset()
         self.gic.reset()
         self._timer_deadline = None
+        for bank in self.flash:              # a reset puts the banks back in read-array mode
+            if not bank.mapped_as_memory:
+                self._remap_flash(bank, as_memory=True)
         for lane in self.lanes:
             lane.power_off()
         self.firmware.cold_boot(0)
@@ -226,6 +273,8 @@ class Machine:
         reason = core.run(budget)
         self.current = None
         self._broadcast_maintenance(lane)
+        if reason is Stop.FAULT and self._flash_fault(core):
+            return
         if reason is Stop.FAULT:
             raise GuestError(f"cpu{index}: {core.error} (the guest touched memory that "
                              "does not exist)", machine_report(self, lane))
@@ -274,6 +323,44 @@ class Machine:
                 lane.core.flush_code()
             elif lines:
                 lane.core.flush_code(lines)
+
+    # -- flash -------------------------------------------------------------------------
+
+    def _flash_fault(self, core: Core) -> bool:
+        """Switch a flash bank's mapping after a fault that only the mapping caused.
+
+        A store to a bank mapped as memory makes it MMIO (the store then runs
+        again and reaches the model). A bank stays MMIO after it returns to
+        read-array mode, since remapping costs milliseconds and U-Boot flips
+        modes a thousand times while probing; it becomes memory again only
+        when the guest executes from it.
+        """
+        address, core.write_protect_fault = core.write_protect_fault, None
+        if address is not None:
+            bank = self._flash_bank(address)
+            if bank is None or not bank.mapped_as_memory:
+                return False
+            self._remap_flash(bank, as_memory=False)
+        else:
+            bank = self._flash_bank(core.pc)
+            if bank is None or bank.mapped_as_memory or not bank.device.mode_is_read_array:
+                return False
+            self._remap_flash(bank, as_memory=True)
+        core.error = None
+        return True
+
+    def _flash_bank(self, address: int) -> Optional[FlashBank]:
+        return next((bank for bank in self.flash if bank.contains(address)), None)
+
+    def _remap_flash(self, bank: FlashBank, as_memory: bool) -> None:
+        bank.mapped_as_memory = as_memory
+        for lane in self.lanes:
+            lane.core.unmap(bank.base, bank.size)
+            bank.map_into(lane.core)
+            if as_memory:
+                lane.core.flush_code()        # the contents may have been programmed
+        self.trace.emit("flash.map", None, bank=bank.device.name,
+                        mode="memory" if as_memory else "mmio")
 
     # -- interrupts ---------------------------------------------------------------------
 

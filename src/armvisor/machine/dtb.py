@@ -9,9 +9,9 @@ the older ones, so its blob lists them in reverse creation order; we write the
 blob order directly.
 
 Nodes QEMU has that we leave out because the board does not model them:
-flash@0, fw-cfg, platform-bus, pl061 + gpio-keys, pcie, pmu and the GICv3 ITS
-(its@8080000). Leaving a node out makes the guest skip the device instead of
-probing registers that would fault.
+pl061 + gpio-keys, pmu and the GICv3 ITS (its@8080000; the tree matches
+QEMU's with `its=off`, so pcie has no msi-map). Leaving a node out makes the
+guest skip the device instead of probing registers that would fault.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ PHANDLE_BASE = 0x8000
 APB_PCLK_HZ = 24_000_000           # QEMU virt create_fdt: fixed 24 MHz APB clock
 RNG_SEED_BYTES = 32                # QEMU fills /chosen/rng-seed with 32 random bytes
 
+FLASH_BANK_WIDTH = 4               # virt.c: each bank is two x16 chips side by side
+
 DTB_VERSION = 17                   # devicetree spec 5.2: version 17, compatible with 16
 DTB_LAST_COMP_VERSION = 16
 
@@ -67,6 +69,10 @@ class BoardDescription:
     kaslr_seed: Optional[int] = None
     # QEMU adds the GIC maintenance interrupt only with virtualization=on.
     gic_maintenance_irq: bool = False
+    flash: bool = True                             # flash@0: two CFI banks
+    pcie: bool = True                              # pcie@10000000: the gpex host bridge
+    fw_cfg: bool = True                            # fw-cfg@9020000
+    platform_bus: bool = True                      # platform-bus@c000000, always empty
 
 
 def build_dtb(desc: BoardDescription) -> bytes:
@@ -84,12 +90,20 @@ def build_dtb(desc: BoardDescription) -> bytes:
 
     root.append(_psci_node(desc))
     root.append(_memory_node(desc))
+    if desc.platform_bus:
+        root.append(_platform_bus_node(desc, phandles))
+    if desc.fw_cfg:
+        root.append(_fw_cfg_node())
     for slot in range(desc.virtio_slots):
         root.append(_virtio_node(desc, slot))
+    if desc.pcie:
+        root.append(_pcie_node(desc, phandles))
     root.append(_pl031_node(desc, phandles))
     root.append(_pl011_node(desc, phandles))
     if desc.gic:
         root.append(_gic_node(desc, phandles))
+    if desc.flash:
+        root.append(_flash_node())
     root.append(_cpus_node(desc, phandles))
     if desc.timer:
         root.append(_timer_node(desc))
@@ -168,6 +182,82 @@ def _virtio_node(desc: BoardDescription, slot: int) -> fdt.Node:
                                  IRQ_TYPE_EDGE_RISING)))
     node.append(_reg(base, memmap.VIRTIO_MMIO_SLOT_SIZE))
     node.append(fdt.PropStrings("compatible", "virtio,mmio"))
+    return node
+
+
+def _platform_bus_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    # QEMU's dynamic sysbus window: empty unless devices are added at run time.
+    node = fdt.Node(f"platform-bus@{memmap.PLATFORM_BUS_BASE:x}")
+    if desc.gic:
+        node.append(fdt.PropWords("interrupt-parent", phandles.gic))
+    node.append(fdt.PropWords("ranges", 0, 0, memmap.PLATFORM_BUS_BASE,
+                              memmap.PLATFORM_BUS_SIZE))
+    node.append(fdt.PropWords("#address-cells", 1))
+    node.append(fdt.PropWords("#size-cells", 1))
+    node.append(fdt.PropStrings("compatible", "qemu,platform", "simple-bus"))
+    return node
+
+
+def _fw_cfg_node() -> fdt.Node:
+    node = fdt.Node(f"fw-cfg@{memmap.FW_CFG_BASE:x}")
+    node.append(fdt.Property("dma-coherent"))
+    node.append(_reg(memmap.FW_CFG_BASE, memmap.FW_CFG_SIZE))
+    node.append(fdt.PropStrings("compatible", "qemu,fw-cfg-mmio"))
+    return node
+
+
+# PCI bus binding (IEEE 1275 PCI bus binding 2.2.1.1; Linux
+# Documentation/devicetree/bindings/pci/host-generic-pci.yaml): the first cell
+# of a 3-cell PCI address says which space it names.
+PCI_SPACE_IO = 0x0100_0000
+PCI_SPACE_MEM32 = 0x0200_0000
+PCI_SPACE_MEM64 = 0x0300_0000
+PCI_DEVFN_SLOT_SHIFT = 11          # device number in the phys.hi cell
+PCI_SLOT_MASK = 0x1800             # interrupt-map-mask: only the slot's low 2 bits matter
+PCI_PIN_MASK = 0x7                 # ... and the pin INTA..INTD (1..4)
+PCI_PINS = 4
+
+
+def _pcie_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
+    node = fdt.Node(f"pcie@{memmap.PCIE_MMIO_BASE:x}")
+    if desc.gic:
+        # The standard swizzle (PCI-to-PCI bridge spec 9.1): slot s, pin p
+        # raises INT[(p - 1 + s) % 4]; QEMU writes it out for slots 0-3.
+        cells: list[int] = []
+        for slot in range(PCI_PINS):
+            for pin in range(1, PCI_PINS + 1):
+                spi = memmap.PCIE_FIRST_SPI + (pin - 1 + slot) % PCI_PINS
+                cells += [slot << PCI_DEVFN_SLOT_SHIFT, 0, 0, pin, phandles.gic, 0, 0,
+                          GIC_FDT_IRQ_TYPE_SPI, spi, IRQ_TYPE_LEVEL_HIGH]
+        node.append(fdt.PropWords("interrupt-map-mask", PCI_SLOT_MASK, 0, 0, PCI_PIN_MASK))
+        node.append(fdt.PropWords("interrupt-map", *cells))
+        node.append(fdt.PropWords("#interrupt-cells", 1))
+    node.append(fdt.PropWords(
+        "ranges",
+        PCI_SPACE_IO, 0, 0, *_cells64(memmap.PCIE_PIO_BASE, memmap.PCIE_PIO_SIZE),
+        PCI_SPACE_MEM32, *_cells64(memmap.PCIE_MMIO_BASE, memmap.PCIE_MMIO_BASE,
+                                   memmap.PCIE_MMIO_SIZE),
+        PCI_SPACE_MEM64, *_cells64(memmap.PCIE_MMIO_HIGH_BASE, memmap.PCIE_MMIO_HIGH_BASE,
+                                   memmap.PCIE_MMIO_HIGH_SIZE)))
+    node.append(_reg(memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE))
+    node.append(fdt.Property("dma-coherent"))
+    # One bus per MiB of ECAM (PCIe Base 6.0 section 7.2.2).
+    node.append(fdt.PropWords("bus-range", 0, (memmap.PCIE_ECAM_HIGH_SIZE >> 20) - 1))
+    node.append(fdt.PropWords("linux,pci-domain", 0))
+    node.append(fdt.PropWords("#size-cells", 2))
+    node.append(fdt.PropWords("#address-cells", 3))
+    node.append(fdt.PropStrings("device_type", "pci"))
+    node.append(fdt.PropStrings("compatible", "pci-host-ecam-generic"))
+    return node
+
+
+def _flash_node() -> fdt.Node:
+    bank = memmap.FLASH_BANK_SIZE
+    node = fdt.Node(f"flash@{memmap.FLASH_BASE:x}")
+    node.append(fdt.PropWords("bank-width", FLASH_BANK_WIDTH))
+    node.append(fdt.PropWords("reg", *_cells64(memmap.FLASH_BASE, bank,
+                                               memmap.FLASH_BASE + bank, bank)))
+    node.append(fdt.PropStrings("compatible", "cfi-flash"))
     return node
 
 

@@ -3,13 +3,16 @@
 Three kinds of kernel file, told apart as QEMU tells them apart:
 - "elf": an ELF64 AArch64 file; every PT_LOAD segment goes to its physical
   address (p_paddr) and the entry point is e_entry. QEMU does not treat these
-  as Linux: the CPU jumps straight to the entry.
+  as Linux: the CPU jumps straight to the entry. A segment linked into flash0
+  (U-Boot's uboot.elf is linked at 0) goes into the flash contents, as QEMU's
+  ROM loader puts it there, and the entry may then lie in flash.
 - "linux": an arm64 Image (magic "ARM\\x64" at byte 56, Linux
   Documentation/arch/arm64/booting.rst), placed at RAM + text_offset.
 - "raw": any other file, copied to RAM + 0x80000. QEMU boots these with the
   Linux protocol too (x0 = DTB address), and so do we.
 
-The caller supplies `write(address, data)`; the loader never touches RAM itself.
+The caller supplies `write(address, data)` (and `flash_write(offset, data)`
+for flash0); the loader never touches RAM or flash itself.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from armvisor.errors import ArmvisorError
+from armvisor.machine import memmap
 
 Writer = Callable[[int, bytes], None]
 
@@ -59,13 +63,16 @@ DTB_ALIGN = 2 * MiB
 @dataclass
 class LoadedImage:
     entry: int
-    # Memory the image owns, (address, size): for ELF the PT_LOAD memsz, for
+    # RAM the image owns, (address, size): for ELF the PT_LOAD memsz, for
     # an Image the header's image_size (which counts the BSS) or the file size.
     segments: list[tuple[int, int]] = field(default_factory=list)
     kind: str = "raw"                              # "elf" | "linux" | "raw"
     # Where QEMU would put the DTB before knowing its size: RAM base for an
     # ELF that leaves the start of RAM free; None when choose_dtb_address decides.
     dtb_address_hint: Optional[int] = None
+    # ELF segments written into flash0, (guest physical address, size).
+    flash_segments: list[tuple[int, int]] = field(default_factory=list)
+    ram_base: Optional[int] = None                 # what low/end fall back to with no RAM segment
 
     @property
     def is_linux(self) -> bool:
@@ -74,20 +81,28 @@ class LoadedImage:
 
     @property
     def low(self) -> int:
-        return min(addr for addr, _ in self.segments)
+        """Lowest RAM address of the image (RAM base when it lives in flash only)."""
+        return min((addr for addr, _ in self.segments), default=self.ram_base)
 
     @property
     def end(self) -> int:
-        """First byte after the image."""
-        return max(addr + size for addr, size in self.segments)
+        """First byte after the image in RAM (RAM base when it lives in flash only)."""
+        return max((addr + size for addr, size in self.segments), default=self.ram_base)
 
 
-def load_kernel(data: bytes, ram_base: int, ram_size: int, write: Writer) -> LoadedImage:
-    """Copy a kernel file into RAM through `write` and say where it starts."""
+def load_kernel(data: bytes, ram_base: int, ram_size: int, write: Writer,
+                flash_write: Optional[Writer] = None, flash_base: int = memmap.FLASH_BASE,
+                flash_size: int = memmap.FLASH_BANK_SIZE) -> LoadedImage:
+    """Copy a kernel file into RAM through `write` and say where it starts.
+
+    With `flash_write(offset, data)`, ELF segments lying wholly in
+    [flash_base, flash_base + flash_size) go to flash0 at that offset instead.
+    """
     if not data:
         raise ArmvisorError("kernel image is empty")
     if data[:4] == ELF_MAGIC:
-        return _load_elf(data, ram_base, ram_size, write)
+        flash = (flash_base, flash_size, flash_write) if flash_write is not None else None
+        return _load_elf(data, ram_base, ram_size, write, flash)
     if len(data) >= IMAGE_HEADER_SIZE and \
             data[IMAGE_MAGIC_OFFSET:IMAGE_MAGIC_OFFSET + 4] == IMAGE_MAGIC:
         return _load_image(data, ram_base, ram_size, write)
@@ -160,7 +175,8 @@ def _check_in_ram(what: str, address: int, size: int, ram_base: int, ram_size: i
                             f"{ram_base:#x}..{ram_end:#x}")
 
 
-def _load_elf(data: bytes, ram_base: int, ram_size: int, write: Writer) -> LoadedImage:
+def _load_elf(data: bytes, ram_base: int, ram_size: int, write: Writer,
+              flash: Optional[tuple[int, int, Writer]]) -> LoadedImage:
     ident = data[:16]
     if len(ident) < 16:
         raise ArmvisorError("kernel ELF file is truncated (no complete ELF header)")
@@ -193,15 +209,21 @@ def _load_elf(data: bytes, ram_base: int, ram_size: int, write: Writer) -> Loade
         raise ArmvisorError(f"kernel ELF file is corrupt or truncated: {exc}") from None
 
     segments: list[tuple[int, int]] = []
-    pending: list[tuple[int, bytes, int]] = []
+    flash_segments: list[tuple[int, int]] = []
+    pending: list[tuple[Writer, int, bytes, int]] = []
     for index, (ph, blob) in enumerate(zip(loads, contents)):
         memsz = ph["p_memsz"]
         if memsz == 0:
             continue
         address = ph["p_paddr"]
-        _check_in_ram(f"kernel ELF segment {index} (p_paddr)", address, memsz, ram_base, ram_size)
-        segments.append((address, memsz))
-        pending.append((address, blob, memsz))
+        if flash is not None and flash[0] <= address and address + memsz <= flash[0] + flash[1]:
+            flash_segments.append((address, memsz))
+            pending.append((flash[2], address - flash[0], blob, memsz))
+        else:
+            _check_in_ram(f"kernel ELF segment {index} (p_paddr)", address, memsz,
+                          ram_base, ram_size)
+            segments.append((address, memsz))
+            pending.append((write, address, blob, memsz))
         # The header's entry is virtual; when the executable segment holding
         # it is linked at a different physical address, QEMU's ELF loader
         # translates the entry the same way (include/hw/elf_ops.h).
@@ -209,14 +231,17 @@ def _load_elf(data: bytes, ram_base: int, ram_size: int, write: Writer) -> Loade
         if vaddr != address and (ph["p_flags"] & P_FLAGS.PF_X) and \
                 vaddr <= elf.header["e_entry"] < vaddr + ph["p_filesz"]:
             entry = elf.header["e_entry"] - vaddr + address
-    if not segments:
+    if not segments and not flash_segments:
         raise ArmvisorError("kernel ELF file has no loadable (PT_LOAD) segment")
-    for address, blob, memsz in pending:
-        # Zero the BSS explicitly: RAM may hold a previous image.
-        write(address, bytes(blob) + bytes(memsz - len(blob)))
-    low = min(addr for addr, _ in segments)
+    for writer, address, blob, memsz in pending:
+        # Zero the BSS explicitly: RAM (or flash) may hold a previous image.
+        writer(address, bytes(blob) + bytes(memsz - len(blob)))
+    # QEMU (hw/arm/boot.c) puts the DTB at the RAM base when the image leaves
+    # it free, which an image wholly in flash does.
+    low = min((addr for addr, _ in segments), default=ram_base + ram_size)
     hint = ram_base if low > ram_base else None
-    return LoadedImage(entry=entry, segments=segments, kind="elf", dtb_address_hint=hint)
+    return LoadedImage(entry=entry, segments=segments, kind="elf", dtb_address_hint=hint,
+                       flash_segments=flash_segments, ram_base=ram_base)
 
 
 def _load_image(data: bytes, ram_base: int, ram_size: int, write: Writer) -> LoadedImage:
