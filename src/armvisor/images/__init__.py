@@ -1,0 +1,1 @@
+"""Guest images: Debian's kernel and BusyBox fetched by package name, and initramfs building."""
