@@ -283,6 +283,95 @@ void exc_end_el0(struct exc_frame *f, u64 value);
 extern struct exc_frame el0_exit_frame[MAX_CPUS];
 extern char vectors[];
 
+/* ---- system register access by encoding (for registers the assembler may
+ * not name, e.g. the GICv3 ICC_* registers) ---- */
+#define WRITE_SYSREG(name, v) __asm__ volatile("msr " name ", %0\n isb" ::"r"((u64)(v)) : "memory")
+#define READ_SYSREG(name) ({ u64 v_; __asm__ volatile("isb\n mrs %0, " name : "=r"(v_) :: "memory"); v_; })
+/* PSTATE.I (Arm ARM C5.2.5 DAIFSet/DAIFClr, I = bit 1 of the immediate). */
+static inline void irq_enable(void) { __asm__ volatile("msr daifclr, #2\n isb" ::: "memory"); }
+static inline void irq_disable(void) { __asm__ volatile("msr daifset, #2" ::: "memory"); }
+static inline void wfi(void) { __asm__ volatile("dsb sy\n wfi" ::: "memory"); }
+
+/* ---- gic.c: GICv3 (IHI0069) set up the way Linux irq-gic-v3.c does ---- */
+/* CPU interface registers (IHI0069 12.2, op0=3 encodings). */
+#define ICC_PMR_EL1 "S3_0_C4_C6_0"
+#define ICC_IAR1_EL1 "S3_0_C12_C12_0"
+#define ICC_EOIR1_EL1 "S3_0_C12_C12_1"
+#define ICC_HPPIR1_EL1 "S3_0_C12_C12_2"
+#define ICC_BPR1_EL1 "S3_0_C12_C12_3"
+#define ICC_CTLR_EL1 "S3_0_C12_C12_4"
+#define ICC_SRE_EL1 "S3_0_C12_C12_5"
+#define ICC_IGRPEN1_EL1 "S3_0_C12_C12_7"
+#define ICC_DIR_EL1 "S3_0_C12_C11_1"
+#define ICC_RPR_EL1 "S3_0_C12_C11_3"
+#define ICC_SGI1R_EL1 "S3_0_C12_C11_5"
+#define ICC_CTLR_EOIMODE (1U << 1)
+/* Distributor (IHI0069 12.9) and redistributor (12.10, 12.11) offsets. */
+#define GICD_CTLR 0x0000
+#define GICD_TYPER 0x0004
+#define GICD_IGROUPR 0x0080
+#define GICD_ISENABLER 0x0100
+#define GICD_ICENABLER 0x0180
+#define GICD_ISPENDR 0x0200
+#define GICD_ICPENDR 0x0280
+#define GICD_ISACTIVER 0x0300
+#define GICD_ICACTIVER 0x0380
+#define GICD_IPRIORITYR 0x0400
+#define GICD_ICFGR 0x0C00
+#define GICD_IROUTER 0x6000
+#define GICD_CTLR_ENABLE_G1 (1U << 1)
+#define GICD_CTLR_ARE (1U << 4)
+#define GICD_CTLR_RWP (1U << 31)
+#define GICD_TYPER_NO1N (1U << 25)
+#define GICD_IROUTER_IRM (1UL << 31)
+#define GICR_CTLR 0x0000
+#define GICR_TYPER 0x0008
+#define GICR_WAKER 0x0014
+#define GICR_SGI_OFFSET 0x10000UL   /* SGI_base = RD_base + 64 KiB */
+#define GICR_CTLR_RWP (1U << 3)
+/* Interrupt ID ranges (IHI0069 2.2.1). */
+#define GIC_NR_SGIS 16
+#define GIC_NR_PRIVATE 32
+#define GIC_INTID_SPURIOUS 1023
+#define GIC_MAX_INTID 1020
+#define GIC_PRIO_DEFAULT 0xA0
+#define GIC_PMR_DEFAULT 0xF0
+#define GIC_PRIO_IDLE 0xFF          /* ICC_RPR_EL1 with nothing active */
+
+typedef void (*irq_handler_t)(u32 intid, struct exc_frame *f);
+/* Boot CPU, once: every SPI group 1, level, GIC_PRIO_DEFAULT, disabled and
+ * routed to the boot CPU; then ARE + EnableGrp1. */
+void gic_dist_init(void);
+/* Calling CPU (again after a power-down): wakes its redistributor, SGIs and
+ * PPIs group 1 at GIC_PRIO_DEFAULT (SGIs enabled, PPIs disabled), CPU
+ * interface on (SRE, PMR 0xF0, BPR1 0, EOImode 0, Grp1 enabled) and the IRQ
+ * vectors pointed at gic_exc_handler. IRQs stay masked in PSTATE. */
+void gic_cpu_init(void);
+u64 gic_rd_base(unsigned cpu);          /* after that CPU's gic_cpu_init */
+u64 gic_sgi_base(unsigned cpu);
+unsigned gic_nr_lines(void);            /* 32 * (GICD_TYPER.ITLinesNumber + 1) */
+void gic_set_handler(u32 intid, irq_handler_t h);
+/* SGIs/PPIs act on the calling CPU's redistributor, SPIs on the distributor. */
+void gic_enable_irq(u32 intid);
+void gic_disable_irq(u32 intid);
+void gic_set_priority(u32 intid, u8 prio);
+void gic_set_edge(u32 intid, int edge); /* 1 edge, 0 level (PPIs and SPIs) */
+void gic_set_pending(u32 intid);
+void gic_clear_pending(u32 intid);
+int gic_is_pending(u32 intid);
+int gic_is_active(u32 intid);
+void gic_route_spi(u32 intid, u64 irouter);  /* value for GICD_IROUTER<n> */
+u64 gic_read_irouter(u32 intid);
+u64 gic_irouter_for(u64 mpidr);         /* affinity of mpidr, IRM = 0 */
+void gic_set_eoimode(int split);        /* ICC_CTLR_EL1.EOImode, this CPU */
+void gic_send_sgi(u32 intid, unsigned cpu);
+void gic_send_sgi_others(u32 intid);    /* IRM = 1: every PE but self */
+/* exc_handler_t for the IRQ vectors (0x280, 0x480): IAR1 -> handler ->
+ * EOIR1 (-> DIR1 with EOImode 1) until IAR1 reads spurious; IRQs may be
+ * unmasked inside a handler (the vector frame holds ELR/SPSR, so nesting is
+ * safe), they are masked again before the next acknowledge. */
+int gic_exc_handler(struct exc_frame *f, unsigned vec);
+
 /* ---- mmu.c (VMSAv8-64, 4 KiB granule, Arm ARM D8) ---- */
 #define MMU_FINE_SIZE (16UL << 20)   /* first 16 MiB of RAM at L3 granularity */
 #define PTE_VALID (1UL << 0)

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -104,13 +106,18 @@ RunGuest = Callable[..., GuestRun]
 
 @pytest.fixture
 def run_guest(guest_build: Path) -> RunGuest:
-    """run_guest(name, smp, conduit=None, extra_args=()) -> GuestRun."""
+    """run_guest(name, smp, conduit=None, extra_args=(), stdin=None) -> GuestRun.
+
+    stdin: bytes for the guest's UART (the runner's stdin), handed over as a
+    regular file so they arrive byte for byte (the text-mode pipe of
+    subprocess.run would re-encode them); both runners read it to EOF.
+    """
     kind = runner_kind()
     if kind == "qemu" and shutil.which("qemu-system-aarch64") is None:
         pytest.skip("qemu-system-aarch64 not installed")
 
     def run(name: str, smp: int, conduit: Optional[str] = None,
-            extra_args: Sequence[str] = ()) -> GuestRun:
+            extra_args: Sequence[str] = (), stdin: Optional[bytes] = None) -> GuestRun:
         elf = guest_build / f"{name}.elf"
         assert elf.is_file(), f"{elf} was not built"
         if kind == "qemu":
@@ -120,12 +127,17 @@ def run_guest(guest_build: Path) -> RunGuest:
         env = dict(os.environ)
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                                  cwd=REPO, env=env, timeout=RUN_TIMEOUT_S + HARNESS_SLACK_S)
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            pytest.fail(f"{' '.join(cmd)} timed out; output so far:\n{out}")
+        with tempfile.TemporaryFile() if stdin is not None else nullcontext() as feed:
+            if feed is not None:
+                feed.write(stdin)
+                feed.seek(0)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                      cwd=REPO, env=env, timeout=RUN_TIMEOUT_S + HARNESS_SLACK_S,
+                                      stdin=feed)
+            except subprocess.TimeoutExpired as exc:
+                out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+                pytest.fail(f"{' '.join(cmd)} timed out; output so far:\n{out}")
         return GuestRun(cmd, proc.returncode, proc.stdout, proc.stderr)
 
     return run

@@ -4,10 +4,7 @@ import pytest
 
 
 @pytest.mark.guest
-def test_cpu_suspend_2cpus(run_guest, on_armvisor, request):
-    if on_armvisor:
-        # armvisor gets its GICv3 in a later step; until then this may fail.
-        request.applymarker(pytest.mark.xfail(reason="armvisor GICv3 not there yet", strict=False))
+def test_cpu_suspend_2cpus(run_guest, on_armvisor):
     run = run_guest("cpu_suspend", 2)
     run.assert_passed()
     run.assert_lines([
