@@ -9,7 +9,9 @@ are measured as the difference between two runs of the same loop with N and
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,6 +137,37 @@ def cpu_on_latency(smp: int) -> list[float]:
     return latencies
 
 
+def irq_figures() -> dict:
+    """guests/bench_irq.c on 2 CPUs: {name: nanoseconds} from its "bench:" lines."""
+    out = bytearray()
+    machine = Machine(MachineConfig(kernel=str(REPO / "guests/build/bench_irq.elf"), smp=2),
+                      console=out.extend)
+    if machine.run(timeout=300) != 0:
+        raise SystemExit("bench_irq did not power off")
+    return _bench_lines(out.decode())
+
+
+def irq_figures_on_qemu() -> dict:
+    """The same program under qemu-system-aarch64 -M virt (TCG), if it is installed."""
+    if shutil.which("qemu-system-aarch64") is None:
+        return {}
+    proc = subprocess.run(
+        ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
+         "-smp", "2", "-m", "512M", "-display", "none", "-serial", "stdio", "-monitor", "none",
+         "-no-reboot", "-kernel", str(REPO / "guests/build/bench_irq.elf")],
+        capture_output=True, text=True, timeout=300)
+    return _bench_lines(proc.stdout)
+
+
+def _bench_lines(text: str) -> dict:
+    figures = {}
+    for line in text.splitlines():
+        if line.startswith("bench: "):
+            name, value = line[len("bench: "):].split("=")
+            figures[name] = int(value.split()[0])
+    return figures
+
+
 def smp_boot(smp: int, repeat: int = 3) -> float:
     return min(run_once(REPO / "guests/build/smp_demo.elf", smp)[0] for _ in range(repeat))
 
@@ -162,6 +195,16 @@ def main() -> int:
     if lat:
         print(f"  CPU_ON -> first instruction:      {statistics.median(lat):8.1f} us median "
               f"(max {max(lat):.1f}, {len(lat)} calls, 4 CPUs, 50k-instruction slices)")
+    ours, qemu = irq_figures(), irq_figures_on_qemu()
+    labels = {"icc_iar_eoir_pair": "ICC_IAR1 + ICC_EOIR1 pair (target < 10 us)",
+              "sgi_round_trip": "SGI round trip, 2 CPUs (send, handler, reply)",
+              "timer_latency": "virtual timer latency, average",
+              "timer_latency_max": "virtual timer latency, worst"}
+    for name, label in labels.items():
+        line = f"  {label + ':':48s} {ours[name] / 1000:8.2f} us"
+        if name in qemu:
+            line += f"   (QEMU TCG {qemu[name] / 1000:.2f} us)"
+        print(line)
     for smp in (1, 4, 16, 64):
         print(f"  SMP demo boot, {smp:2d} CPUs:           {smp_boot(smp):8.3f} s"
               + ("   (target < 10 s)" if smp == 64 else ""))
