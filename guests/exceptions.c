@@ -259,6 +259,14 @@ static void el1_tests(void)
     r = el1_str(a, 1);
     expect("el1 store unmapped", &(struct want){VEC_CUR_SPX_SYNC, EC_DABT_CUR, FSC_TRANS_L3, 1, 1,
                                                 a, (u64)el1_str, SPSR_EL1H}, r, SKIP_MARK);
+    /* An unaligned store whose second half lands in the unmapped page: the
+     * fault is on that page and FAR is its first byte. */
+    arm(ACT_SKIP);
+    a = PAGE(P_EL1) - 4;
+    r = el1_str(a, 1);
+    expect("el1 store across a page into an unmapped one",
+           &(struct want){VEC_CUR_SPX_SYNC, EC_DABT_CUR, FSC_TRANS_L3, 1, 1, PAGE(P_EL1),
+                          (u64)el1_str, SPSR_EL1H}, r, SKIP_MARK);
     arm(ACT_SKIP);
     r = el1_brk();
     expect("el1 brk #0x77", &(struct want){VEC_CUR_SPX_SYNC, EC_BRK64, 0x77, 0, 0, 0,

@@ -36,6 +36,9 @@ INSN_WFI = 0xD503_207F
 # op1 = 3 is where the registers and operations usable from EL0 live (D19.1.3,
 # "op1 ... 0b011: accessible from EL0"): CTR_EL0, DCZID_EL0, CNTVCT_EL0, DC ZVA...
 OP1_EL0_SPACE = 3
+# The smallest translation granule: an access that crosses one of these
+# boundaries may fault in its second page.
+SMALLEST_GRANULE = 4096
 SCTLR_NTWI = 1 << 16          # SCTLR_EL1.nTWI: 0 traps EL0 WFI to EL1
 
 
@@ -207,16 +210,32 @@ class TrapHandler:
         kind = Access.WRITE if access.is_write and not access.is_cache_maintenance else Access.READ
         # LDTR/STTR are checked with EL0 permissions whatever the current EL.
         walk_el = 0 if access.is_unprivileged else el
-        walk = walk_stage1(access.address, kind, walk_el, self._stage1_regs(), self._read_phys64)
-        if walk.ok:
-            aligned = access.address % max(access.size, 1) == 0
-            fsc = syn.FSC_SYNC_EXTERNAL if aligned else syn.FSC_ALIGNMENT
-        else:
-            fsc = walk.fsc
+        far, fsc = self._locate_data_fault(access, kind, walk_el)
         # ISV stays 0: the Arm ARM makes it 0 for every fault reported in ESR_EL1.
         esr = syn.esr_data_abort(same_el=el == 1, dfsc=fsc, wnr=access.is_write,
                                  cm=access.is_cache_maintenance)
-        take_exception_to_el1(core, esr, pc, far=access.address)
+        take_exception_to_el1(core, esr, pc, far=far)
+
+    def _locate_data_fault(self, access, kind, el: int) -> tuple:
+        """(FAR, fault status) for a faulting access, which may span two pages.
+
+        A misaligned access that runs into a second page faults there when that
+        page is the unmapped one; the FAR is then that page's first byte, as
+        QEMU reports it. An access whose pages all translate faulted for its
+        alignment, or on something outside the guest's view (external abort).
+        """
+        regs = self._stage1_regs()
+        first = access.address
+        last = first + max(access.total_bytes, 1) - 1
+        addresses = [first]
+        if last // SMALLEST_GRANULE != first // SMALLEST_GRANULE:
+            addresses.append(last & ~(SMALLEST_GRANULE - 1))
+        for address in addresses:
+            walk = walk_stage1(address, kind, el, regs, self._read_phys64)
+            if not walk.ok:
+                return address, walk.fsc
+        aligned = first % max(access.size, 1) == 0
+        return first, syn.FSC_SYNC_EXTERNAL if aligned else syn.FSC_ALIGNMENT
 
 
 def _is_id_register(reg: SysReg) -> bool:
