@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import time
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
 from unicorn import (UC_ARCH_ARM64, UC_HOOK_INTR, UC_HOOK_MEM_WRITE_PROT, UC_MODE_ARM,
@@ -73,6 +74,7 @@ class Core:
         self.stop_reason: Optional[Stop] = None
         self.error: Optional[BaseException] = None
         self.exits = {}                     # exit counters by kind, for the benchmark
+        self.run_seconds = 0.0              # host time inside uc_emu_start
         self._next_pc: Optional[int] = None
         self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
         self.vector_faults = 0
@@ -147,8 +149,11 @@ class Core:
 
     def _map_mmio(self, region: MmioRegion) -> None:
         cpu = self.index
+        kind = "mmio:" + getattr(region, "name", "device")
+        exits = self.exits
 
         def read(uc, offset, size, _user):
+            exits[kind] = exits.get(kind, 0) + 1
             try:
                 return region.read(offset, size, cpu)
             except Exception as exc:                      # noqa: BLE001 - reported, never lost
@@ -156,6 +161,7 @@ class Core:
                 return 0
 
         def write(uc, offset, size, value, _user):
+            exits[kind] = exits.get(kind, 0) + 1
             try:
                 region.write(offset, size, value, cpu)
             except Exception as exc:                      # noqa: BLE001
@@ -211,7 +217,9 @@ class Core:
         state.budget_expired = 0
         begin = self._next_pc if self._next_pc is not None else self.pc
         self._next_pc = None
+        started = time.perf_counter()
         status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
+        self.run_seconds += time.perf_counter() - started
         if status != 0:
             self.error = UcError(status)
             return Stop.FAULT
@@ -256,9 +264,13 @@ class Core:
         state.ic_used = 0
         return tlbi, ic_all, lines
 
-    @property
-    def maintenance_counts(self) -> Tuple[int, int]:
-        return self._budget.tlbi_count, self._budget.ic_count
+    def exit_counts(self) -> dict:
+        """Exits to Python by kind, plus what the C hooks counted without leaving C."""
+        counts = dict(self.exits)
+        counts["sysreg (timer, GIC CPU interface)"] = self._budget.sysreg_count
+        counts["tlbi broadcast (C)"] = self._budget.tlbi_count
+        counts["ic ivau (C)"] = self._budget.ic_count
+        return counts
 
     def flush_tlb(self) -> None:
         self._native.flush_tlb(self.handle)

@@ -89,6 +89,7 @@ class Ram:
 class MmioWindow:
     """A device's register block at `base`: the unit each core maps with mmio_map."""
 
+    name: str
     base: int
     size: int
     read: Callable[[int, int, int], int]            # (offset, size, cpu) -> value
@@ -105,7 +106,7 @@ class FlashBank:
 
     def __init__(self, base: int, device: CfiFlash):
         self.base, self.size, self.device = base, device.size, device
-        self.window = MmioWindow(base, device.size, *per_device(device))
+        self.window = MmioWindow(device.name, base, device.size, *per_device(device))
         self.mapped_as_memory = True
 
     def contains(self, address: int) -> bool:
@@ -153,15 +154,15 @@ class Machine:
         self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
         self.windows = [
-            MmioWindow(memmap.GICD_BASE, memmap.GICD_SIZE, self.gic.distributor_read,
+            MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, self.gic.distributor_read,
                        self.gic.distributor_write),
-            MmioWindow(memmap.GICR_BASE, config.smp * memmap.GICR_STRIDE,
+            MmioWindow("gicr", memmap.GICR_BASE, config.smp * memmap.GICR_STRIDE,
                        self.gic.redistributor_read, self.gic.redistributor_write),
-            MmioWindow(memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
-            MmioWindow(memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
-            MmioWindow(memmap.FW_CFG_BASE, PAGE_SIZE, *per_device(self.fw_cfg)),
-            MmioWindow(memmap.VIRTIO_MMIO_BASE, self.virtio.size, *per_device(self.virtio)),
-            MmioWindow(memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE,
+            MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
+            MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
+            MmioWindow("fw_cfg", memmap.FW_CFG_BASE, PAGE_SIZE, *per_device(self.fw_cfg)),
+            MmioWindow("virtio-mmio", memmap.VIRTIO_MMIO_BASE, self.virtio.size, *per_device(self.virtio)),
+            MmioWindow("pcie-ecam", memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE,
                        *per_device(self.pcie)),
         ]
         self.firmware = Firmware(self, self.trace)
@@ -406,6 +407,14 @@ class Machine:
         self._timer_deadline = min(deadlines) if deadlines else None
 
     # -- what the cores ask (CoreHost) ----------------------------------------------
+
+    def exit_counts(self) -> dict:
+        """Every core's exits by kind, added up (for the benchmarks)."""
+        total: dict = {}
+        for lane in self.lanes:
+            for kind, count in lane.core.exit_counts().items():
+                total[kind] = total.get(kind, 0) + count
+        return total
 
     def smc(self, core: Core, imm: int) -> None:
         results = self.firmware.smc(core.index, core.read_args())
