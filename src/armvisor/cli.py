@@ -12,7 +12,7 @@ from typing import Optional
 import click
 
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
-from armvisor.machine.config import MachineConfig, parse_size
+from armvisor.machine.config import MachineConfig, parse_drive, parse_size
 
 
 class SizeType(click.ParamType):
@@ -63,10 +63,14 @@ def main(argv: Optional[list] = None) -> None:
               help="Write a Chrome/Perfetto trace (JSON) of every event.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
+@click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
+              help="A disk image on a virtio-blk device (repeatable; the first is /dev/vda).")
+@click.option("--virtio-console", is_flag=True,
+              help="Add a virtio-console (Linux's hvc0); its output goes to stdout.")
 @click.option("--slice", "slice_budget", default=50_000, show_default=True, type=int,
               help="Instructions per scheduling slice.")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeout, no_reboot, slice_budget) -> None:
+        timeout, no_reboot, drives, virtio_console, slice_budget) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
 
@@ -82,7 +86,9 @@ def _run(options: dict) -> int:
             kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
             psci_conduit=options["psci_conduit"], cpu=options["cpu_model"],
-            slice_budget=options["slice_budget"], no_reboot=options["no_reboot"])
+            slice_budget=options["slice_budget"], no_reboot=options["no_reboot"],
+            drives=tuple(parse_drive(d) for d in options["drives"]),
+            virtio_console=options["virtio_console"])
         trace = TraceBus()
         if options["trace_path"]:
             from armvisor.trace.chrome import ChromeTraceWriter
@@ -94,8 +100,11 @@ def _run(options: dict) -> int:
             _write(options["dumpdtb"], machine.generated_dtb())
             return 0
         console.receive = machine.uart.receive
-        with console:
-            return machine.run(timeout=options["timeout"], host=console)
+        try:
+            with console:
+                return machine.run(timeout=options["timeout"], host=console)
+        finally:
+            machine.close()
     except ArmvisorError as exc:
         _error(str(exc))
         return exc.exit_code

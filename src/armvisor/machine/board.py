@@ -17,7 +17,9 @@ from armvisor.devices.fw_cfg import FwCfg
 from armvisor.devices.gic import GicV3
 from armvisor.devices.pcie_host import PcieHost
 from armvisor.devices.pflash import CfiFlash
-from armvisor.devices.virtio.mmio import VirtioMmioBank
+from armvisor.devices.virtio.blk import VirtioBlk
+from armvisor.devices.virtio.console import VirtioConsole
+from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
@@ -149,6 +151,9 @@ class Machine:
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
                                 CfiFlash(f"flash{i}", trace=self.trace)) for i in range(2)]
         self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=self.trace)
+        self.disks: List[VirtioBlk] = []
+        self.virtio_console: Optional[VirtioConsole] = None
+        self._plug_virtio_devices(console)
         self.pcie = PcieHost(memmap.PCIE_ECAM_HIGH_SIZE, trace=self.trace)
         self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
         self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
@@ -179,6 +184,34 @@ class Machine:
         self.boots = 0
         self.image: Optional[LoadedImage] = None
         self.dtb_address = 0
+
+    def _plug_virtio_devices(self, console: Callable[[bytes], None]) -> None:
+        """Disks, then the console, from the last slot down, as QEMU fills virt's transports.
+
+        Devices we add are modern (virtio-mmio Version 2); empty slots stay
+        legacy like QEMU's.
+        """
+        backends = []
+        for number, drive in enumerate(self.config.drives):
+            disk = VirtioBlk(self.ram, drive.path, read_only=drive.read_only,
+                             serial=f"armvisor-vd{number}", name=f"virtio-blk{number}",
+                             trace=self.trace)
+            self.disks.append(disk)
+            backends.append(disk)
+        if self.config.virtio_console:
+            self.virtio_console = VirtioConsole(self.ram, console, trace=self.trace)
+            backends.append(self.virtio_console)
+        for position, backend in enumerate(backends):
+            slot = memmap.VIRTIO_MMIO_SLOTS - 1 - position
+            intid = 32 + memmap.VIRTIO_MMIO_FIRST_SPI + slot
+            self.virtio.slots[slot] = VirtioMmio(
+                backend, legacy=False, name=f"virtio-mmio{slot}", trace=self.trace,
+                on_irq_change=lambda level, intid=intid: self.gic.set_spi_level(intid, level))
+
+    def close(self) -> None:
+        """Release the disk images (their data is already written through)."""
+        for disk in self.disks:
+            disk.close()
 
     # -- boot ---------------------------------------------------------------------
 
@@ -311,14 +344,20 @@ class Machine:
         self._expire_timers()
 
     def _broadcast_maintenance(self, source: Lane) -> None:
-        """Make another core's TLBI ...IS and IC IVAU visible before any other core runs."""
+        """Apply a core's TLBI ...IS and IC IVAU before any other core runs.
+
+        TLB invalidation goes to the other cores (the source did its own).
+        Instruction-cache invalidation goes to every core, the source too:
+        code that a device wrote into RAM (a virtio-blk read) bypasses
+        Unicorn's self-modifying-code detection on all of them.
+        """
         tlbi, ic_all, lines = source.core.take_maintenance()
         if not (tlbi or ic_all or lines):
             return
         for lane in self.lanes:
-            if lane is source or lane.state is LaneState.OFF:
+            if lane.state is LaneState.OFF:
                 continue
-            if tlbi:
+            if tlbi and lane is not source:
                 lane.core.flush_tlb()
             if ic_all:
                 lane.core.flush_code()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.errors import ArmvisorError
 from armvisor.machine.memmap import MAX_CPUS
+from armvisor.machine.memmap import VIRTIO_MMIO_SLOTS as VIRTIO_SLOTS
 
 MiB = 1 << 20
 # RAM must fit below the 256 GiB the virt board's low memory map allows with
@@ -30,6 +31,37 @@ def parse_size(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class DriveSpec:
+    """A disk image behind a virtio-blk device (QEMU's -drive file=...,format=raw,if=virtio)."""
+
+    path: str
+    read_only: bool = False
+
+
+def parse_drive(text: str) -> DriveSpec:
+    """QEMU's -drive syntax, for what armvisor supports: file=, format=raw, if=virtio, readonly=."""
+    options = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ArmvisorError(f"bad --drive option {item!r}: expected key=value")
+        options[key.strip()] = value.strip()
+    path = options.pop("file", None)
+    if not path:
+        raise ArmvisorError("--drive needs file=PATH")
+    if options.pop("format", "raw") != "raw":
+        raise ArmvisorError("--drive: only format=raw is supported")
+    if options.pop("if", "virtio") != "virtio":
+        raise ArmvisorError("--drive: only if=virtio is supported (a virtio-blk device)")
+    readonly = options.pop("readonly", "off")
+    if readonly not in ("on", "off"):
+        raise ArmvisorError(f"--drive: readonly must be on or off, not {readonly!r}")
+    if options:
+        raise ArmvisorError(f"--drive: unknown option(s) {', '.join(sorted(options))}")
+    return DriveSpec(path, read_only=readonly == "on")
+
+
+@dataclass(frozen=True)
 class MachineConfig:
     kernel: str
     smp: int = 1
@@ -41,6 +73,8 @@ class MachineConfig:
     cpu: str = "cortex-a57"
     slice_budget: int = 50_000            # instructions per round-robin slice
     no_reboot: bool = False
+    drives: Tuple[DriveSpec, ...] = ()
+    virtio_console: bool = False          # a virtio-console (hvc0) whose output goes to stdout
 
     def __post_init__(self) -> None:
         if not 1 <= self.smp <= MAX_CPUS:
@@ -54,5 +88,7 @@ class MachineConfig:
             raise ArmvisorError(f"--psci-conduit must be smc or hvc, not {self.psci_conduit!r}")
         if self.cpu not in CPU_MODELS:
             raise ArmvisorError(f"--cpu must be one of {', '.join(CPU_MODELS)}, not {self.cpu!r}")
+        if len(self.drives) + self.virtio_console > VIRTIO_SLOTS:
+            raise ArmvisorError(f"at most {VIRTIO_SLOTS} virtio devices")
         if self.slice_budget < 1:
             raise ArmvisorError("the slice budget must be at least one instruction")

@@ -13,7 +13,17 @@ gives the modern (Version 2) register set of section 4.2.2.
 With a backend the transport keeps the register state (feature selectors,
 per-queue size / addresses / ready, InterruptStatus, Status) and hands the
 device-specific parts to it: the config space at 0x100, queue notifications,
-reset. Backends raise interrupts through `raise_interrupt`.
+reset. A backend that has an `attach(transport)` method gets this transport
+when the slot is built; it raises interrupts through `raise_interrupt` and
+enters the error state of section 2.1.2 through `needs_reset`.
+
+Interrupt line: QEMU's DTB declares the SPI edge-triggered (rising) and the
+GIC latches an edge SPI on the rising edge of its input. The line is held
+high while InterruptStatus is non-zero, so one batch of notifications gives
+one edge; if InterruptAck leaves bits set (the device raised a new one after
+the driver read InterruptStatus), the line drops and rises again, so that
+notification gets its own edge instead of being lost. A level-configured
+line sees the same wire and works as well.
 """
 
 from __future__ import annotations
@@ -75,6 +85,8 @@ STATUS_FEATURES_OK = 8
 STATUS_NEEDS_RESET = 64
 STATUS_FAILED = 128
 
+VIRTIO_F_VERSION_1 = 1 << 32       # 6 "Reserved Feature Bits": the modern interface
+
 QUEUE_MAX = 1024                   # QEMU VIRTIO_QUEUE_MAX: QueueSel values at or above are ignored
 QUEUE_SIZE_MAX = 1024              # QEMU VIRTQUEUE_MAX_SIZE, what QueueNumMax reports
 LEGACY_QUEUE_ALIGN = 4096          # 4.2.4: the default QueueAlign
@@ -133,6 +145,9 @@ class VirtioMmio:
         self._on_irq_change = on_irq_change
         self.irq_level = False
         self.reset()
+        attach = getattr(backend, "attach", None)
+        if attach is not None:
+            attach(self)
 
     @property
     def version(self) -> int:
@@ -160,6 +175,16 @@ class VirtioMmio:
             self.config_generation = (self.config_generation + 1) & 0xFFFF_FFFF
         self.interrupt_status |= bits & (INT_VRING | INT_CONFIG)
         self._update_irq()
+
+    def needs_reset(self) -> None:
+        """The device hit an error it cannot report otherwise (2.1.2): DEVICE_NEEDS_RESET."""
+        if self.status & STATUS_NEEDS_RESET:
+            return
+        self.status |= STATUS_NEEDS_RESET
+        self._emit("virtio.needs_reset")
+        if self.status & STATUS_DRIVER_OK:
+            # 2.1.2: with DRIVER_OK set the device must send a configuration change notification.
+            self.raise_interrupt(INT_CONFIG)
 
     def queue(self, index: int) -> VirtQueue:
         while len(self.queues) <= index:
@@ -217,6 +242,8 @@ class VirtioMmio:
             if self.legacy:
                 # Legacy drivers see only the first 32 bits.
                 return 0 if self.device_features_sel else features & 0xFFFF_FFFF
+            if self.device_features_sel > 1:
+                return 0                                 # only 64 feature bits exist
             return (features >> (32 * self.device_features_sel)) & 0xFFFF_FFFF
         if offset == QUEUE_NUM_MAX:
             return min(backend.queue_size_max(self.queue_sel), QUEUE_SIZE_MAX)
@@ -237,14 +264,14 @@ class VirtioMmio:
     def _write_register(self, offset: int, value: int) -> None:
         queue = self.queue(self.queue_sel)
         if offset == DEVICE_FEATURES_SEL:
-            self.device_features_sel = 1 if value else 0
+            self.device_features_sel = value
         elif offset == DRIVER_FEATURES_SEL:
-            self.driver_features_sel = 1 if value else 0
+            self.driver_features_sel = value
         elif offset == DRIVER_FEATURES:
             if self.legacy:
                 if not self.driver_features_sel:
                     self.driver_features = value
-            else:
+            elif self.driver_features_sel <= 1:
                 shift = 32 * self.driver_features_sel
                 self.driver_features = (self.driver_features & ~(0xFFFF_FFFF << shift)) | \
                     (value << shift)
@@ -270,6 +297,8 @@ class VirtioMmio:
                 self.backend.queue_notify(value, self.queue(value))
         elif offset == INTERRUPT_ACK:
             self.interrupt_status &= ~value
+            if self.interrupt_status and self.irq_level:
+                self._set_line(False)                    # a fresh edge for what is left
             self._update_irq()
         elif offset == STATUS:
             self._write_status(value & 0xFF)
@@ -310,19 +339,36 @@ class VirtioMmio:
             self.reset()
             return
         newly = value & ~self.status
-        self.status = value
+        if newly & STATUS_FEATURES_OK and not self._features_acceptable():
+            # 3.1.1 step 6: the device leaves FEATURES_OK clear; the driver reads it back.
+            self._emit("virtio.features_rejected", features=self.driver_features)
+            value &= ~STATUS_FEATURES_OK
+            newly &= ~STATUS_FEATURES_OK
+        # DEVICE_NEEDS_RESET is the device's to set; only a reset clears it.
+        self.status = (value & ~STATUS_NEEDS_RESET) | (self.status & STATUS_NEEDS_RESET)
         if newly & STATUS_DRIVER_OK:
             self._emit("virtio.driver_ok", features=self.driver_features)
             self.backend.driver_ok(self.driver_features)
+
+    def _features_acceptable(self) -> bool:
+        """Is the driver's feature set a subset of the device's, with VERSION_1 if modern?"""
+        offered = self.backend.device_features()
+        if self.driver_features & ~offered:
+            return False
+        # 6.1: a modern (Version 2) device needs VIRTIO_F_VERSION_1.
+        return self.legacy or bool(self.driver_features & VIRTIO_F_VERSION_1)
 
     # ---------------------------------------------------------------- plumbing
     def _update_irq(self) -> None:
         level = bool(self.interrupt_status)
         if level != self.irq_level:
-            self.irq_level = level
-            self._emit("irq.line", level=level)
-            if self._on_irq_change is not None:
-                self._on_irq_change(level)
+            self._set_line(level)
+
+    def _set_line(self, level: bool) -> None:
+        self.irq_level = level
+        self._emit("irq.line", level=level)
+        if self._on_irq_change is not None:
+            self._on_irq_change(level)
 
     def _emit(self, kind: str, **fields) -> None:
         if self._trace is not None:
