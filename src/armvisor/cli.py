@@ -33,6 +33,14 @@ def cli() -> None:
     """armvisor: a multi-core ARMv8-A machine (QEMU virt board, PSCI firmware)."""
 
 
+def _register_subcommands() -> None:
+    from armvisor.cli_images import images
+    cli.add_command(images)
+
+
+_register_subcommands()
+
+
 def main(argv: Optional[list] = None) -> None:
     """Entry point: option errors become one line on stderr and exit code 2."""
     try:

@@ -48,6 +48,10 @@ def test_runs_and_powers_off(hello):
     (["--psci-conduit", "svc"], ["psci-conduit"]),
     (["--cpu", "cortex-a99"], ["cpu"]),
     (["--frobnicate"], ["frobnicate"]),
+    (["--drive", "disk.img"], ["--drive"]),
+    (["--drive", "file=/nonexistent/disk.img"], ["disk.img"]),
+    (["--drive", "file=x.img,format=qcow2"], ["format=raw"]),
+    (["--drive", "file=x.img,cache=none"], ["cache"]),
 ])
 def test_bad_options(hello, args, words):
     assert_one_line_error(armvisor("run", "--kernel", hello, *args), 2, *words)
