@@ -375,7 +375,7 @@ class Machine:
         modes a thousand times while probing; it becomes memory again only
         when the guest executes from it.
         """
-        address, core.write_protect_fault = core.write_protect_fault, None
+        address = core.write_protect_fault()
         if address is not None:
             bank = self._flash_bank(address)
             if bank is None or not bank.mapped_as_memory:

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Boot Debian's arm64 kernel to the initramfs marker under armvisor and QEMU, side by side.
+
+Both machines get the same Image and initramfs (`armvisor images fetch
+debian`), 4 CPUs and 512 MiB; QEMU runs as `qemu-system-aarch64 -M
+virt,gic-version=3 -cpu cortex-a57 -smp 4 -m 512M` (TCG). The time measured
+is from the start of each process until the init prints its marker. Also
+printed: armvisor's exits to Python by kind and where its time went.
+
+Usage: .venv/bin/python benchmarks/linux_boot.py [--runs N] [--smp N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from armvisor.errors import ArmvisorError
+from armvisor.images.debian import cached_images
+from armvisor.images.initramfs import INIT_MARKER
+from armvisor.machine.board import Machine
+from armvisor.machine.config import MachineConfig
+
+APPEND = "console=ttyAMA0"
+
+
+def time_to_marker(cmd: list, timeout: float = 300) -> float:
+    """Seconds from starting `cmd` until INIT_MARKER appears on its output; then kill it."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    seen = b""
+    try:
+        while INIT_MARKER.encode() not in seen:
+            if time.perf_counter() - start > timeout:
+                raise SystemExit(f"no marker within {timeout} s from: {' '.join(cmd[:3])} ...")
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise SystemExit(f"{cmd[0]} ended before the marker:\n{seen[-1500:].decode()}")
+                seen += chunk
+        return time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def armvisor_cmd(kernel, initrd, smp: int) -> list:
+    return [sys.executable, "-m", "armvisor", "run", "--smp", str(smp), "--memory", "512M",
+            "--kernel", str(kernel), "--initrd", str(initrd), "--append", APPEND]
+
+
+def qemu_cmd(kernel, initrd, smp: int) -> list:
+    return ["qemu-system-aarch64", "-M", "virt,gic-version=3", "-cpu", "cortex-a57",
+            "-smp", str(smp), "-m", "512M", "-display", "none", "-serial", "stdio",
+            "-monitor", "none", "-nic", "none", "-no-reboot",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND]
+
+
+class MarkerSeen(Exception):
+    pass
+
+
+def profile_armvisor(kernel, initrd, smp: int) -> None:
+    """One in-process boot to the marker: exit counts and where the time went."""
+    seen = bytearray()
+
+    def console(data: bytes) -> None:
+        seen.extend(data)
+        if INIT_MARKER.encode() in seen:
+            raise MarkerSeen()
+
+    start = time.perf_counter()
+    machine = Machine(MachineConfig(kernel=str(kernel), initrd=str(initrd), smp=smp,
+                                    memory=512 << 20, append=APPEND), console=console)
+    created = time.perf_counter()
+    try:
+        machine.run(timeout=300)
+    except Exception:                      # noqa: BLE001 - the marker ends the run
+        pass
+    total = time.perf_counter() - start
+    inside = sum(lane.core.run_seconds for lane in machine.lanes)
+    instructions = sum(lane.core.executed for lane in machine.lanes)
+    print(f"\nwhere armvisor's {total:.2f} s went (in-process run, {smp} CPUs):")
+    print(f"  machine creation (cores, RAM, devices):  {created - start:6.2f} s")
+    print(f"  inside uc_emu_start (guest code, JIT,    {inside:6.2f} s   "
+          f"{instructions / 1e6:,.0f} M instructions")
+    print(f"    and the exits handled in hooks)")
+    print(f"  scheduler, devices, idle between slices: {total - inside - (created - start):6.2f} s")
+    print("exits by kind (all CPUs):")
+    for kind, count in sorted(machine.exit_counts().items(), key=lambda kv: -kv[1]):
+        if count:
+            print(f"  {kind:40s} {count:10,d}")
+    machine.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="boots per machine (median)")
+    parser.add_argument("--smp", type=int, default=4)
+    args = parser.parse_args()
+    try:
+        images = cached_images()
+    except ArmvisorError as exc:
+        print(f"linux_boot: {exc}", file=sys.stderr)
+        return 2
+    kernel, initrd = images.kernel, images.initramfs
+    print(f"Debian {images.kernel_release}, {args.smp} CPUs, 512 MiB, to '{INIT_MARKER}'")
+    ours = statistics.median(time_to_marker(armvisor_cmd(kernel, initrd, args.smp))
+                             for _ in range(args.runs))
+    print(f"  armvisor:              {ours:6.2f} s (median of {args.runs})")
+    if shutil.which("qemu-system-aarch64"):
+        theirs = statistics.median(time_to_marker(qemu_cmd(kernel, initrd, args.smp))
+                                   for _ in range(args.runs))
+        print(f"  qemu-system-aarch64:   {theirs:6.2f} s (median of {args.runs}, TCG)")
+        print(f"  ratio armvisor/QEMU:   {ours / theirs:6.2f}   (target <= 3)")
+    else:
+        print("  qemu-system-aarch64 is not installed: no comparison")
+    profile_armvisor(kernel, initrd, args.smp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
