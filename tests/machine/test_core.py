@@ -194,12 +194,12 @@ def test_ic_ivau_and_tlbi_is_reach_the_other_cores(tmp_path):
 
     def spy(lane):
         seen.append((lane.index, lane.core._budget.tlbi_broadcast, lane.core._budget.ic_used,
-                     lane.core._budget.ic_lines[0]))
+                     lane.core._budget.ic_start[0], lane.core._budget.ic_end[0]))
         original(lane)
 
     machine._broadcast_maintenance = spy
     assert machine.run(timeout=10) == 0
-    assert (0, 1, 1, 0x4008_0000) in seen
+    assert (0, 1, 1, 0x4008_0000, 0x4008_0040) in seen
 
 
 def test_jump_to_nowhere_is_reported(tmp_path):

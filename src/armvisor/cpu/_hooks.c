@@ -14,7 +14,9 @@
 #include <unicorn/unicorn.h>
 
 /* Keep in sync with armvisor/cpu/native.py: ArmvCore. */
-#define ARMV_IC_RING 32
+#define ARMV_IC_RANGES 256
+#define IC_LINE 64              /* the smallest I-cache line CTR_EL0 reports (IminLine = 4) */
+#define PAGE_4K 4096
 
 typedef uc_err (*armv_stop_fn)(uc_engine *);
 typedef uc_err (*armv_reg_fn)(uc_engine *, int, void *);
@@ -39,9 +41,13 @@ typedef struct armv_core {
     uint32_t tlbi_broadcast;   /* TLBI ...IS/...OS seen in this slice */
     uint64_t tlbi_count;       /* every broadcast TLBI, for statistics */
     uint64_t ic_count;         /* every IC IVAU / IC IALLUIS, for statistics */
-    uint32_t ic_all;           /* IC IALLUIS, or more IC IVAUs than the ring holds */
-    uint32_t ic_used;          /* entries used in ic_lines */
-    uint64_t ic_lines[ARMV_IC_RING]; /* VAs of IC IVAU in this slice */
+    uint32_t ic_all;           /* IC IALLUIS, or more IC IVAU ranges than fit */
+    uint32_t ic_used;          /* ranges used in ic_start/ic_end */
+    /* VA ranges [start, end) invalidated by IC IVAU in this slice, each
+     * within one 4 KiB page: a loop over a module's lines becomes one range
+     * per page. */
+    uint64_t ic_start[ARMV_IC_RANGES];
+    uint64_t ic_end[ARMV_IC_RANGES];
     armv_sysreg_fn sysreg;     /* Python handler for timer and GIC CPU interface registers */
     armv_reg_fn reg_read;      /* uc_reg_read */
     armv_reg_fn reg_write;     /* uc_reg_write */
@@ -66,6 +72,28 @@ void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_
     }
     core->budget -= size / 4;
     core->executed += size / 4;
+}
+
+static void note_ic_line(armv_core *core, uint64_t va)
+{
+    uint64_t line = va & ~(uint64_t)(IC_LINE - 1);
+    if (core->ic_used) {
+        uint32_t last = core->ic_used - 1;
+        if (line >= core->ic_start[last] && line < core->ic_end[last])
+            return;                                      /* already in the last range */
+        if (line == core->ic_end[last] && (line & ~(uint64_t)(PAGE_4K - 1)) ==
+                                              (core->ic_start[last] & ~(uint64_t)(PAGE_4K - 1))) {
+            core->ic_end[last] = line + IC_LINE;         /* the next line of the same page */
+            return;
+        }
+    }
+    if (core->ic_used < ARMV_IC_RANGES) {
+        core->ic_start[core->ic_used] = line;
+        core->ic_end[core->ic_used] = line + IC_LINE;
+        core->ic_used++;
+    } else {
+        core->ic_all = 1;
+    }
 }
 
 /* SYS encodings (Arm ARM C5.3 "A64 system instructions for cache maintenance / TLB maintenance"). */
@@ -98,10 +126,7 @@ uint32_t armv_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *c
     } else if (cp->crn == CRN_CACHE) {
         if (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1) {          /* IC IVAU, Xt */
             core->ic_count++;
-            if (core->ic_used < ARMV_IC_RING)
-                core->ic_lines[core->ic_used++] = cp->val;
-            else
-                core->ic_all = 1;
+            note_ic_line(core, cp->val);
         } else if (cp->op1 == 0 && cp->crm == 1 && cp->op2 == 0) {   /* IC IALLUIS */
             core->ic_count++;
             core->ic_all = 1;

@@ -261,16 +261,20 @@ class Core:
     def executed(self) -> int:
         return self._budget.executed
 
-    def take_maintenance(self) -> Tuple[bool, bool, List[int]]:
-        """(tlbi broadcast?, IC flush all?, IC IVAU lines) seen in the last slice; clears them."""
+    def take_maintenance(self) -> Tuple[bool, bool, List[Tuple[int, int]]]:
+        """What the last slice invalidated and others must see; clears it.
+
+        (TLBI ...IS seen?, IC IALLUIS or too many ranges?, IC IVAU VA ranges,
+        each within one page).
+        """
         state = self._budget
-        tlbi, ic_all, lines = bool(state.tlbi_broadcast), bool(state.ic_all), []
+        tlbi, ic_all, ranges = bool(state.tlbi_broadcast), bool(state.ic_all), []
         if state.ic_used and not ic_all:
-            lines = list(state.ic_lines[:state.ic_used])
+            ranges = list(zip(state.ic_start[:state.ic_used], state.ic_end[:state.ic_used]))
         state.tlbi_broadcast = 0
         state.ic_all = 0
         state.ic_used = 0
-        return tlbi, ic_all, lines
+        return tlbi, ic_all, ranges
 
     def exit_counts(self) -> dict:
         """Exits to Python by kind, plus what the C hooks counted without leaving C."""
@@ -283,13 +287,22 @@ class Core:
     def flush_tlb(self) -> None:
         self._native.flush_tlb(self.handle)
 
-    def flush_code(self, lines: Optional[List[int]] = None, line_size: int = 64) -> None:
-        if lines is None:
+    def flush_code(self, ranges: Optional[List[Tuple[int, int]]] = None) -> None:
+        """Drop translated code: all of it, or the given [start, end) ranges.
+
+        Unicorn finds a range's physical page through this core's own MMU, so
+        each range must lie in one page and be named by an address this core
+        can translate (see Machine._broadcast_maintenance).
+        """
+        if ranges is None:
             self._native.flush_tb(self.handle)
             return
-        for va in lines:
-            start = va & ~(line_size - 1)
-            self._native.remove_cache(self.handle, start, start + line_size)
+        for start, end in ranges:
+            self._native.remove_cache(self.handle, start, end)
+
+    @property
+    def mmu_enabled(self) -> bool:
+        return bool(self.read_sysreg(sr.SCTLR_EL1) & sr.SCTLR_M)
 
     # -- the exception hook --------------------------------------------------
 

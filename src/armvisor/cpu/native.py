@@ -25,7 +25,7 @@ UC_CTL_IO_WRITE = 1
 UC_CTL_TB_REMOVE_CACHE = 9
 UC_CTL_TB_FLUSH = 10
 UC_CTL_TLB_FLUSH = 11
-IC_RING = 32                  # ARMV_IC_RING in _hooks.c
+IC_RANGES = 256               # ARMV_IC_RANGES in _hooks.c
 
 # armv_sysreg_fn and its results (_hooks.c).
 SYSREG_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
@@ -53,7 +53,8 @@ class ArmvCore(ctypes.Structure):
         ("ic_count", ctypes.c_uint64),
         ("ic_all", ctypes.c_uint32),
         ("ic_used", ctypes.c_uint32),
-        ("ic_lines", ctypes.c_uint64 * IC_RING),
+        ("ic_start", ctypes.c_uint64 * IC_RANGES),
+        ("ic_end", ctypes.c_uint64 * IC_RANGES),
         ("sysreg", SYSREG_CALLBACK),
         ("reg_read", ctypes.c_void_p),
         ("reg_write", ctypes.c_void_p),

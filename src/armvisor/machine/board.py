@@ -351,9 +351,10 @@ class Machine:
         code that a device wrote into RAM (a virtio-blk read) bypasses
         Unicorn's self-modifying-code detection on all of them.
         """
-        tlbi, ic_all, lines = source.core.take_maintenance()
-        if not (tlbi or ic_all or lines):
+        tlbi, ic_all, ranges = source.core.take_maintenance()
+        if not (tlbi or ic_all or ranges):
             return
+        physical = None
         for lane in self.lanes:
             if lane.state is LaneState.OFF:
                 continue
@@ -361,8 +362,14 @@ class Machine:
                 lane.core.flush_tlb()
             if ic_all:
                 lane.core.flush_code()
-            elif lines:
-                lane.core.flush_code(lines)
+            elif ranges:
+                if lane is source or lane.core.mmu_enabled:
+                    lane.core.flush_code(ranges)
+                else:
+                    # With its MMU off a core names memory by physical address.
+                    if physical is None:
+                        physical = _physical_ranges(source.core, ranges)
+                    lane.core.flush_code(physical)
 
     # -- flash -------------------------------------------------------------------------
 
@@ -554,6 +561,16 @@ class Machine:
         if self.current is not None:
             self.current.core.stop(Stop.MACHINE)
         self.trace.emit("machine.reset_requested" if reset else "machine.off", None)
+
+
+def _physical_ranges(core: Core, ranges: List[tuple]) -> List[tuple]:
+    """`ranges` of virtual addresses as `core` translates them (untranslatable ones dropped)."""
+    out = []
+    for start, end in ranges:
+        pa = core.translate(start)
+        if pa is not None:
+            out.append((pa, pa + (end - start)))
+    return out
 
 
 def _read_file(path: str, what: str) -> bytes:
