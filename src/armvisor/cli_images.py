@@ -11,6 +11,7 @@ Errors become click exceptions: `main()` prints them on one line, exit code 2.
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -72,12 +73,19 @@ def fetch(distro: str, kernel_version: Optional[str], dest: Optional[Path], forc
 @click.option("--kernel-version", metavar="VERSION", help=VERSION_HELP)
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               help="The directory given to `fetch --dest`.")
+@click.option("--run-options", is_flag=True,
+              help="Print them as `--kernel IMAGE --initrd INITRAMFS` for `armvisor run`.")
 @_one_line_errors
-def path(distro: str, kernel_version: Optional[str], dest: Optional[Path]) -> None:
+def path(distro: str, kernel_version: Optional[str], dest: Optional[Path],
+         run_options: bool) -> None:
     """Print the cached kernel Image and initramfs, one per line."""
     from armvisor.images.debian import cached_images
 
     found = cached_images(kernel_version, dest)
+    if run_options:
+        click.echo(f"--kernel {shlex.quote(str(found.kernel))} "
+                   f"--initrd {shlex.quote(str(found.initramfs))}")
+        return
     click.echo(str(found.kernel))
     click.echo(str(found.initramfs))
 
