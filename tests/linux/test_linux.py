@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -102,6 +103,36 @@ def test_reboot_restarts_the_machine(debian_images, tmp_path):
     proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, "armvisor.run=/opt/reboot.sh")
                           + ["--timeout", "40"], capture_output=True, text=True, timeout=200)
     assert proc.stdout.count("Booting Linux on physical CPU") >= 2, proc.stdout[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None,
+                    reason="needs qemu-system-aarch64 (Debian's qemu-system-arm) to compare with")
+def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp_path):
+    """Debian's kernel, which nobody here wrote, uses IPIs between all CPUs and the
+    virtual timer; what it reports about them is the same on armvisor and on QEMU."""
+    data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
+                           debian_images.modules,
+                           extra=[ExtraFile(HERE / "smp_results.sh", "/opt/smp_results.sh")])
+    initrd = tmp_path / "smp.cpio.gz"
+    initrd.write_bytes(data)
+    hook = "armvisor.run=/opt/smp_results.sh"
+    ours = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook), capture_output=True,
+                          text=True, timeout=BOOT_TIMEOUT + 60)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    theirs = subprocess.run(
+        ["qemu-system-aarch64", "-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-smp", "4",
+         "-m", "512M", "-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none",
+         "-no-reboot", "-kernel", str(debian_images.kernel), "-initrd", str(initrd),
+         "-append", f"console=ttyAMA0 {hook}"],
+        capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
+
+    def results(text: str) -> list:
+        return [line.strip() for line in text.splitlines() if line.startswith("RESULT ")]
+
+    assert len(results(ours.stdout)) == 8, ours.stdout[-3000:]
+    assert results(ours.stdout) == results(theirs.stdout)
+    assert "RESULT every cpu received IPIs: yes" in results(ours.stdout)
+    assert "RESULT cpus with timer interrupts: 4" in results(ours.stdout)
 
 
 class Terminal:
