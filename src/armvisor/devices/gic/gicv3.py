@@ -139,42 +139,30 @@ class GicV3:
     def set_spi_level(self, intid: int, level: bool) -> None:
         if not r.SPI_BASE <= intid < self.num_irqs:
             raise ValueError(f"INTID {intid} is not an SPI of this GIC (32..{self.num_irqs - 1})")
-        bank = self._dist.spi
+        self._drive_line(self._dist.spi, intid, level, self._spi_target[intid])
+
+    def set_ppi_level(self, cpu: int, intid: int, level: bool) -> None:
+        if not r.SGI_COUNT <= intid < r.PRIVATE_COUNT:
+            raise ValueError(f"INTID {intid} is not a PPI (16..31)")
+        self._drive_line(self._redist[cpu].bank, intid, level, cpu)
+
+    def _drive_line(self, bank, intid: int, level: bool, target: Optional[int]) -> None:
+        """An interrupt input changed level; `target` is the CPU its pending state goes to."""
         bit = 1 << intid
         if bool(bank.line & bit) == level:
             return
         before = bank.pending() & bit
         if level:
             bank.line |= bit
-            bank.latch |= bank.edge & bit       # an edge-triggered SPI latches on the rising edge
+            bank.latch |= bank.edge & bit       # an edge-triggered input latches on the rising edge
         else:
             bank.line &= ~bit
         if (bank.pending() & bit) != before:
-            target = self._spi_target[intid]
             if before == 0 and self._trace is not None:
                 self._trace.emit("irq.pending", target, intid=intid)
             if target is not None:
                 self._dirty.add(target)
                 self._flush()
-
-    def set_ppi_level(self, cpu: int, intid: int, level: bool) -> None:
-        if not r.SGI_COUNT <= intid < r.PRIVATE_COUNT:
-            raise ValueError(f"INTID {intid} is not a PPI (16..31)")
-        bank = self._redist[cpu].bank
-        bit = 1 << intid
-        if bool(bank.line & bit) == level:
-            return
-        before = bank.pending() & bit
-        if level:
-            bank.line |= bit
-            bank.latch |= bank.edge & bit
-        else:
-            bank.line &= ~bit
-        if (bank.pending() & bit) != before:
-            if before == 0 and self._trace is not None:
-                self._trace.emit("irq.pending", cpu, intid=intid)
-            self._dirty.add(cpu)
-            self._flush()
 
     # --------------------------------------------------------- CPU interface
     @staticmethod
