@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import time
-from typing import Callable, List, Optional, Protocol, Sequence, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL,
                      Uc, UcError)

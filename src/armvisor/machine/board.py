@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import time
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol
 
 from unicorn import UC_PROT_EXEC, UC_PROT_READ
@@ -29,6 +26,9 @@ from armvisor.machine import memmap
 from armvisor.machine.config import MachineConfig
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.lanes import Lane, LaneState
+from armvisor.machine.maintenance import broadcast_maintenance
+from armvisor.machine.memory import Ram
+from armvisor.machine.mmio import MmioWindow, per_device
 from armvisor.machine.loader import LoadedImage, choose_dtb_address, load_initrd, load_kernel
 from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
@@ -60,44 +60,6 @@ class NoInput:
             time.sleep(seconds)
 
 
-class Ram:
-    """One host buffer, mapped into every core at the same guest physical address."""
-
-    def __init__(self, base: int, size: int):
-        self.base, self.size = base, size
-        self._buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.pointer = ctypes.addressof(ctypes.c_char.from_buffer(self._buffer))
-
-    def contains(self, address: int, size: int = 1) -> bool:
-        return self.base <= address and address + size <= self.base + self.size
-
-    def write(self, address: int, data: bytes) -> None:
-        if not self.contains(address, len(data)):
-            raise ArmvisorError(f"{len(data)} bytes at {address:#x} do not fit in RAM")
-        offset = address - self.base
-        self._buffer[offset:offset + len(data)] = data
-
-    def read(self, address: int, size: int) -> bytes:
-        offset = address - self.base
-        return bytes(self._buffer[offset:offset + size])
-
-    def clear(self) -> None:
-        # Dropping the pages of a private anonymous mapping makes them read as
-        # zero again, without touching every page as a memset would.
-        self._buffer.madvise(mmap.MADV_DONTNEED)
-
-
-@dataclass
-class MmioWindow:
-    """A device's register block at `base`: the unit each core maps with mmio_map."""
-
-    name: str
-    base: int
-    size: int
-    read: Callable[[int, int, int], int]            # (offset, size, cpu) -> value
-    write: Callable[[int, int, int, int], None]     # (offset, size, value, cpu)
-
-
 class FlashBank:
     """A CFI flash bank and how the cores see it: memory in read-array mode, MMIO otherwise.
 
@@ -119,12 +81,6 @@ class FlashBank:
             core.map_memory(self.base, self.size, self.device.pointer, UC_PROT_READ | UC_PROT_EXEC)
         else:
             core.map_mmio(self.window)
-
-
-def per_device(device) -> tuple:
-    """Read/write callables for a device whose registers do not depend on the CPU."""
-    return (lambda offset, size, cpu: device.read(offset, size),
-            lambda offset, size, value, cpu: device.write(offset, size, value))
 
 
 class Machine:
@@ -344,32 +300,8 @@ class Machine:
         self._expire_timers()
 
     def _broadcast_maintenance(self, source: Lane) -> None:
-        """Apply a core's TLBI ...IS and IC IVAU before any other core runs.
-
-        TLB invalidation goes to the other cores (the source did its own).
-        Instruction-cache invalidation goes to every core, the source too:
-        code that a device wrote into RAM (a virtio-blk read) bypasses
-        Unicorn's self-modifying-code detection on all of them.
-        """
-        tlbi, ic_all, ranges = source.core.take_maintenance()
-        if not (tlbi or ic_all or ranges):
-            return
-        physical = None
-        for lane in self.lanes:
-            if lane.state is LaneState.OFF:
-                continue
-            if tlbi and lane is not source:
-                lane.core.flush_tlb()
-            if ic_all:
-                lane.core.flush_code()
-            elif ranges:
-                if lane is source or lane.core.mmu_enabled:
-                    lane.core.flush_code(ranges)
-                else:
-                    # With its MMU off a core names memory by physical address.
-                    if physical is None:
-                        physical = _physical_ranges(source.core, ranges)
-                    lane.core.flush_code(physical)
+        running = [lane.core for lane in self.lanes if lane.state is not LaneState.OFF]
+        broadcast_maintenance(source.core, running)
 
     # -- flash -------------------------------------------------------------------------
 
@@ -561,16 +493,6 @@ class Machine:
         if self.current is not None:
             self.current.core.stop(Stop.MACHINE)
         self.trace.emit("machine.reset_requested" if reset else "machine.off", None)
-
-
-def _physical_ranges(core: Core, ranges: List[tuple]) -> List[tuple]:
-    """`ranges` of virtual addresses as `core` translates them (untranslatable ones dropped)."""
-    out = []
-    for start, end in ranges:
-        pa = core.translate(start)
-        if pa is not None:
-            out.append((pa, pa + (end - start)))
-    return out
 
 
 def _read_file(path: str, what: str) -> bytes:

@@ -1,0 +1,23 @@
+"""MMIO windows: a device's register block as the cores map it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class MmioWindow:
+    """A device's register block at `base`: the unit each core maps with mmio_map."""
+
+    name: str
+    base: int
+    size: int
+    read: Callable[[int, int, int], int]            # (offset, size, cpu) -> value
+    write: Callable[[int, int, int, int], None]     # (offset, size, value, cpu)
+
+
+def per_device(device) -> tuple:
+    """Read/write callables for a device whose registers do not depend on the CPU."""
+    return (lambda offset, size, cpu: device.read(offset, size),
+            lambda offset, size, value, cpu: device.write(offset, size, value))
