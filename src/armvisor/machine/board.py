@@ -29,7 +29,7 @@ from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram
 from armvisor.machine.mmio import MmioWindow, per_device
-from armvisor.machine.loader import LoadedImage, choose_dtb_address, load_initrd, load_kernel
+from armvisor.machine.loader import LoadedImage, place_images
 from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
 
@@ -183,18 +183,10 @@ class Machine:
             self.ram.clear()
         for bank in self.flash:
             bank.device.reset()
-        self.image = load_kernel(self.kernel_data, self.ram.base, self.ram.size, self.ram.write,
-                                 flash_write=self.flash[0].device.load)
-        occupied = list(self.image.segments)
-        initrd = None
-        if self.initrd_data is not None:
-            initrd = load_initrd(self.initrd_data, self.ram.base, self.ram.size, self.image.end,
-                                 self.ram.write)
-            occupied.append((initrd[0], initrd[1] - initrd[0]))
-        dtb = self.user_dtb if self.user_dtb is not None else self.generated_dtb(initrd)
-        self.dtb_address = choose_dtb_address(self.ram.base, self.ram.size, len(dtb), occupied,
-                                              self.image.kind)
-        self.ram.write(self.dtb_address, dtb)
+        self.image, self.dtb_address = place_images(
+            self.ram, self.kernel_data, self.initrd_data,
+            lambda initrd: self.user_dtb if self.user_dtb is not None else self.generated_dtb(initrd),
+            flash_write=self.flash[0].device.load)
 
     def boot(self) -> None:
         """Cold boot: the boot CPU starts at the kernel entry, every other CPU is off."""

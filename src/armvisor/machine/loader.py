@@ -270,3 +270,23 @@ def _load_raw(data: bytes, ram_base: int, ram_size: int, write: Writer) -> Loade
     _check_in_ram("kernel file", entry, len(data), ram_base, ram_size)
     write(entry, bytes(data))
     return LoadedImage(entry=entry, segments=[(entry, len(data))], kind="raw")
+
+
+def place_images(ram, kernel: bytes, initrd: Optional[bytes],
+                 dtb_for: Callable[[Optional[tuple[int, int]]], bytes],
+                 flash_write: Optional[Writer] = None) -> tuple[LoadedImage, int]:
+    """Kernel, initrd and DTB into `ram` (base, size, write) as QEMU's boot.c places them.
+
+    `dtb_for(initrd_range)` makes the DTB once the initrd's place is known.
+    Returns the loaded image and the DTB's address (what x0 gets).
+    """
+    image = load_kernel(kernel, ram.base, ram.size, ram.write, flash_write=flash_write)
+    occupied = list(image.segments)
+    initrd_range = None
+    if initrd is not None:
+        initrd_range = load_initrd(initrd, ram.base, ram.size, image.end, ram.write)
+        occupied.append((initrd_range[0], initrd_range[1] - initrd_range[0]))
+    dtb = dtb_for(initrd_range)
+    address = choose_dtb_address(ram.base, ram.size, len(dtb), occupied, image.kind)
+    ram.write(address, dtb)
+    return image, address
