@@ -66,7 +66,7 @@ GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC
 class Core:
     def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
                  mmio: Sequence[MmioRegion], host: CoreHost, trace: Optional[TraceBus] = None,
-                 tcg_buffer_size: int = 0):
+                 tcg_buffer_size: int = 0, extra_hcr: int = 0):
         self.index = index
         self.trace = trace
         self.mpidr = mpidr
@@ -124,7 +124,7 @@ class Core:
         self._insn_buf = ctypes.c_uint32()
         from armvisor.cpu.traps import TrapHandler   # traps imports core types
         self._traps = TrapHandler(self)
-        self._configure_higher_els()
+        self._configure_higher_els(extra_hcr)
 
     # -- setup -------------------------------------------------------------
 
@@ -178,10 +178,10 @@ class Core:
         self._mmio_callbacks.append((read, write))
         self.uc.mmio_map(region.base, region.size, read, None, write, None)
 
-    def _configure_higher_els(self) -> None:
+    def _configure_higher_els(self, extra_hcr: int) -> None:
         """Make the instance a non-secure EL1 guest under our (absent) EL2 and EL3."""
         scr = sr.SCR_NS | sr.SCR_RW | sr.SCR_HCE
-        hcr = sr.HCR_RW | sr.HCR_IMO | sr.HCR_FMO | sr.HCR_AMO | sr.HCR_TWI | sr.HCR_TDZ
+        hcr = sr.HCR_RW | sr.HCR_IMO | sr.HCR_FMO | sr.HCR_AMO | sr.HCR_TWI | sr.HCR_TDZ | extra_hcr
         if self.model.pauth:
             scr |= sr.SCR_API | sr.SCR_APK
             hcr |= sr.HCR_API | sr.HCR_APK

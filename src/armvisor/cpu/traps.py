@@ -30,7 +30,10 @@ EXCP_PREFETCH_ABORT = 3
 EXCP_DATA_ABORT = 4
 EXCP_BKPT = 7
 EXCP_HVC = 11
+EXCP_HYP_TRAP = 12       # a trap to EL2; Unicorn raises it for SMC under HCR_EL2.TSC
 EXCP_SMC = 13
+
+INSN_SMC_MASK, INSN_SMC = 0xFFE0_001F, 0xD400_0003    # SMC #imm16 (C6.2.279)
 
 INSN_WFI = 0xD503_207F
 # op1 = 3 is where the registers and operations usable from EL0 live (D19.1.3,
@@ -67,6 +70,7 @@ class TrapHandler:
             EXCP_SWI: self._svc,
             EXCP_HVC: self._hvc,
             EXCP_SMC: self._smc,
+            EXCP_HYP_TRAP: self._hyp_trap,
             EXCP_BKPT: self._brk,
             EXCP_UDEF: self._udef,
             EXCP_DATA_ABORT: self._data_abort,
@@ -104,6 +108,17 @@ class TrapHandler:
             self._undefined(pc - 4)
             return
         insn = core.read_insn(pc - 4) or 0
+        core.host.smc(core, (insn >> 5) & 0xFFFF)
+
+    def _hyp_trap(self) -> None:
+        """An EL1 SMC trapped to EL2 by HCR_EL2.TSC (a hypervisor's VM): the host handles it."""
+        core = self.core
+        pc = core.pc
+        insn = core.read_insn(pc - 4)
+        if insn is None or insn & INSN_SMC_MASK != INSN_SMC:
+            raise RuntimeError(f"unexpected trap to EL2 at {pc:#x} (instruction "
+                               f"{insn if insn is None else hex(insn)})")
+        core.count_exit("smc")
         core.host.smc(core, (insn >> 5) & 0xFFFF)
 
     # -- PC is the faulting instruction ---------------------------------------

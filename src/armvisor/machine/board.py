@@ -20,14 +20,14 @@ from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
-from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
+from armvisor.errors import GuestError, GuestTimeout
 from armvisor.firmware import Firmware
 from armvisor.machine import memmap
 from armvisor.machine.config import MachineConfig
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
-from armvisor.machine.memory import Ram
+from armvisor.machine.memory import Ram, read_input_file
 from armvisor.machine.mmio import MmioWindow, per_device
 from armvisor.machine.loader import LoadedImage, place_images
 from armvisor.machine.report import machine_report
@@ -93,9 +93,9 @@ class Machine:
         self.trace = trace or TraceBus()
         self.clock = clock
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = _read_file(config.kernel, "kernel")
-        self.initrd_data = _read_file(config.initrd, "initrd") if config.initrd else None
-        self.user_dtb = _read_file(config.dtb, "dtb") if config.dtb else None
+        self.kernel_data = read_input_file(config.kernel, "kernel")
+        self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
+        self.user_dtb = read_input_file(config.dtb, "dtb") if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
@@ -485,11 +485,3 @@ class Machine:
         if self.current is not None:
             self.current.core.stop(Stop.MACHINE)
         self.trace.emit("machine.reset_requested" if reset else "machine.off", None)
-
-
-def _read_file(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ArmvisorError(f"cannot read the {what} file {path!r}: {exc.strerror}") from None

@@ -33,3 +33,12 @@ class Ram:
         # Dropping the pages of a private anonymous mapping makes them read as
         # zero again, without touching every page as a memset would.
         self._buffer.madvise(mmap.MADV_DONTNEED)
+
+
+def read_input_file(path: str, what: str) -> bytes:
+    """A kernel, initrd or DTB the user named; a missing one is a one-line error."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ArmvisorError(f"cannot read the {what} file {path!r}: {exc.strerror}") from None
