@@ -55,7 +55,7 @@ def main(argv: Optional[list] = None) -> None:
 
 
 @cli.command()
-@click.option("--kernel", "-kernel", required=True, type=click.Path(dir_okay=False),
+@click.option("--kernel", "-kernel", type=click.Path(dir_okay=False),
               help="ELF, Linux arm64 Image or raw binary to boot.")
 @click.option("--smp", "-smp", default=1, show_default=True, type=int, help="Number of CPUs (1-64).")
 @click.option("--memory", "-m", default="512M", show_default=True, type=SizeType(),
@@ -75,10 +75,19 @@ def main(argv: Optional[list] = None) -> None:
               help="A disk image on a virtio-blk device (repeatable; the first is /dev/vda).")
 @click.option("--virtio-console", is_flag=True,
               help="Add a virtio-console (Linux's hvc0); its output goes to stdout.")
+@click.option("--hyp", is_flag=True,
+              help="Run the EL2 hypervisor: the guest(s) become VMs (PSCI over HVC).")
+@click.option("--pcpus", type=int, help="Physical CPUs for --hyp (default: what the VMs need).")
+@click.option("--vm", "vm_specs", multiple=True,
+              metavar="kernel=FILE,smp=N,memory=SIZE[,initrd=F][,append=S][,drive=F][,placement=pinned|shared][,pcpus=0-3]",
+              help="A VM for --hyp (repeatable).")
+@click.option("--config", "vm_file", type=click.Path(dir_okay=False),
+              help="A TOML file describing the VMs for --hyp.")
 @click.option("--slice", "slice_budget", default=50_000, show_default=True, type=int,
               help="Instructions per scheduling slice.")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeout, no_reboot, drives, virtio_console, slice_budget) -> None:
+        timeout, no_reboot, drives, virtio_console, hyp, pcpus, vm_specs, vm_file,
+        slice_budget) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
 
@@ -90,6 +99,10 @@ def _run(options: dict) -> int:
 
     writer = None
     try:
+        if options["hyp"] or options["vm_specs"] or options["vm_file"]:
+            return _run_hyp(options)
+        if not options["kernel"]:
+            raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
         config = MachineConfig(
             kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
@@ -126,6 +139,50 @@ def _run(options: dict) -> int:
         _error("interrupted")
         return 130
     finally:
+        if writer is not None:
+            writer.close()
+
+
+def _run_hyp(options: dict) -> int:
+    """`--hyp`: the hypervisor on the machine, with one VM per --vm (or the usual flags)."""
+    from armvisor.console import HostConsole
+    from armvisor.hypervisor.config import VmConfig, load_vm_file, parse_vm_option, validate
+    from armvisor.hypervisor.hyp import Hypervisor
+    from armvisor.trace import TraceBus
+
+    pcpus = options["pcpus"]
+    vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
+    if options["vm_file"]:
+        file_pcpus, file_vms = load_vm_file(options["vm_file"])
+        pcpus = pcpus or file_pcpus
+        vms += file_vms
+    if not vms:
+        if not options["kernel"]:
+            raise ArmvisorError("--hyp needs --kernel, --vm or --config")
+        # Shorthand: one VM with N vCPUs pinned on N pCPUs.
+        vms = [VmConfig(name="vm0", kernel=options["kernel"], smp=options["smp"],
+                        memory=options["memory"], initrd=options["initrd"],
+                        append=options["append"],
+                        drives=tuple(parse_drive(d).path for d in options["drives"]),
+                        cpu=options["cpu_model"])]
+    if pcpus is None:
+        pcpus = max(max(vm.smp for vm in vms),
+                    max((max(vm.pcpus) + 1 for vm in vms if vm.pcpus), default=1))
+    validate(vms, pcpus)
+    trace = TraceBus()
+    writer = None
+    if options["trace_path"]:
+        from armvisor.trace.chrome import ChromeTraceWriter
+        writer = ChromeTraceWriter(options["trace_path"])
+        trace.subscribe(writer.on_event)
+    console = HostConsole()
+    hyp = Hypervisor(pcpus, vms, trace, console.write)
+    console.receive = hyp.vms[0].uart.receive
+    try:
+        with console:
+            return hyp.run(timeout=options["timeout"], host=console)
+    finally:
+        hyp.close()
         if writer is not None:
             writer.close()
 

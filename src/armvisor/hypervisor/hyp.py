@@ -1,0 +1,440 @@
+"""The EL2 hypervisor: owns the physical machine and runs VMs on its pCPUs.
+
+Bring-up, as a multi-pCPU type-1 hypervisor does it:
+1. only pCPU 0 runs at reset; the hypervisor starts there;
+2. it powers every secondary pCPU on with a real PSCI CPU_ON (SMC64
+   0xC4000003) to the EL3 firmware, whose OFF -> ON_PENDING -> ON machine runs;
+3. each secondary runs the named init steps (vectors, stage-2 root, HCR_EL2,
+   CPTR_EL2, its GIC redistributor woken, its CPU interface enabled);
+4. each pCPU has its own PerCpu context; there is no global current vCPU.
+Then, per guest entry, the physical state the hypervisor relies on (the
+virtual timer PPI in the pCPU's redistributor) is re-armed (5); device
+interrupts go straight into the VM's distributor state (6); and a pCPU that
+makes an interrupt pending for a vCPU living on another pCPU wakes that pCPU
+with a physical SGI 0, whose handler there does the injection (7).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, List, Optional
+
+from armvisor.cpu.core import Stop
+from armvisor.devices.gic import GicV3
+from armvisor.devices.timer import (COUNTER_HZ, GenericTimer, TimerChannel, VIRT_TIMER_INTID,
+                                    host_counter)
+from armvisor.errors import GuestError, GuestTimeout
+from armvisor.firmware import Firmware
+from armvisor.hypervisor.config import VmConfig
+from armvisor.hypervisor.pcpu import PcpuState, PerCpu
+from armvisor.hypervisor.placement import Placement, Policy, VcpuRef
+from armvisor.hypervisor.vcpu import Vcpu, VcpuState
+from armvisor.hypervisor.vm import Vm
+from armvisor.machine import memmap
+from armvisor.machine.maintenance import broadcast_maintenance
+from armvisor.trace import TraceBus
+
+# The hypervisor's own interrupts on each pCPU (physical GIC).
+SGI_KICK = 0                                    # "look at your vCPUs' interrupts"
+HYP_TIMER_INTID = 16 + memmap.TIMER_HYP_PHYS_PPI  # 26: CNTHP, the scheduling quantum
+PCPU_VTIMER_INTID = VIRT_TIMER_INTID            # 27: the loaded vCPU's virtual timer
+
+# GIC register offsets the bring-up writes (IHI0069 12.10, 12.11).
+GICD_CTLR = 0x0000
+GICD_CTLR_ENABLE_GRP1 = 1 << 1
+GICD_CTLR_ARE = 1 << 4
+GICR_WAKER = 0x0014
+GICR_SGI_FRAME = 0x1_0000
+GICR_ISENABLER0 = GICR_SGI_FRAME + 0x100
+GICR_ICENABLER0 = GICR_SGI_FRAME + 0x180
+ICC_PMR_EL1 = (3, 0, 4, 6, 0)
+ICC_IAR1_EL1 = (3, 0, 12, 12, 0)
+ICC_EOIR1_EL1 = (3, 0, 12, 12, 1)
+ICC_SGI1R_EL1 = (3, 0, 12, 11, 5)
+ICC_SRE_EL1 = (3, 0, 12, 12, 5)
+ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7)
+SPURIOUS = 1023
+
+PSCI_CPU_ON_64 = 0xC400_0003
+# Where the firmware "starts" a secondary pCPU: the hypervisor's secondary entry.
+HYP_SECONDARY_ENTRY = memmap.RAM_BASE
+QUANTUM_TICKS = COUNTER_HZ // 1000 * 4          # 4 ms slices for shared pCPUs
+SLICE_BUDGET = 50_000
+MAX_IDLE_SLEEP = 0.05
+
+
+class Hypervisor:
+    def __init__(self, pcpu_count: int, vm_configs: List[VmConfig], trace: TraceBus,
+                 console: Callable[[bytes], None]):
+        self.trace = trace
+        self.pcpus = [PerCpu(i, memmap.mpidr_affinity(i)) for i in range(pcpu_count)]
+        self.gic = GicV3(pcpu_count, memmap.mpidr_affinity, trace)
+        # The pCPU timers the hypervisor uses: the loaded vCPU's virtual timer
+        # (PPI 27) and the EL2 physical timer for the quantum (PPI 26).
+        self.pcpu_vtimers = [GenericTimer(self._pcpu_ppi(i)) for i in range(pcpu_count)]
+        self.hyp_timers = [TimerChannel(HYP_TIMER_INTID, self._pcpu_line(i, HYP_TIMER_INTID))
+                           for i in range(pcpu_count)]
+        self.firmware = Firmware(self, trace)
+        self.placement = Placement(pcpu_count, trace)
+        prefix = len(vm_configs) > 1
+        self.vms = [Vm(i, config, self, trace, _console_for(console, config.name, prefix))
+                    for i, config in enumerate(vm_configs)]
+        for vm in self.vms:
+            self.placement.add_vm(vm.index, vm.config.smp, Policy(vm.config.placement),
+                                  vm.config.pcpus)
+            for vcpu in vm.vcpus:
+                vcpu.pcpu = self.pcpus[self.placement.pcpu_of(VcpuRef(vm.index, vcpu.index))]
+        self.running: Optional[Vcpu] = None
+        self.on_pcpu: Optional[PerCpu] = None     # the pCPU whose hypervisor code runs now
+        self.exit_status: Optional[int] = None
+
+    # -- 1-4: bring-up ------------------------------------------------------------------
+
+    def _step(self, pcpu: PerCpu, name: str, **fields) -> None:
+        pcpu.init_steps.append(name)
+        self.trace.emit("hyp.init", pcpu.index, step=name, **fields)
+
+    def boot(self) -> None:
+        """pCPU 0 only: global init, then CPU_ON to the firmware for every other pCPU."""
+        self.firmware.cold_boot(0)
+        boot = self.pcpus[0]
+        boot.state = PcpuState.BOOTING
+        self._step(boot, "hyp entry at EL2")
+        self.gic.distributor_write(GICD_CTLR, 4, GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1, 0)
+        self._step(boot, "GIC distributor enabled")
+        self._cpu_init(boot)
+        for pcpu in self.pcpus[1:]:
+            results = self.firmware.smc(0, [PSCI_CPU_ON_64, pcpu.mpidr, HYP_SECONDARY_ENTRY,
+                                            pcpu.index, 0, 0, 0, 0])
+            status = _signed(results[0])
+            self.trace.emit("hyp.cpu_on", 0, target=pcpu.index, result=status)
+            if status != 0:
+                raise GuestError(f"the firmware refused CPU_ON for pCPU {pcpu.index}: {status}")
+        for vm in self.vms:
+            vm.boot()
+
+    def _cpu_init(self, pcpu: PerCpu) -> None:
+        """The per-pCPU init every pCPU runs (the secondaries from their CPU_ON entry)."""
+        i = pcpu.index
+        self._step(pcpu, "exception vectors (VBAR_EL2)")
+        self._step(pcpu, "stage-2 root (VTTBR_EL2: per VM, each VM's RAM mapped only to it)")
+        self._step(pcpu, "HCR_EL2", bits="VM|RW|IMO|FMO|AMO|TWI|TSC|TID3")
+        self._step(pcpu, "CPTR_EL2")
+        frame = i * memmap.GICR_STRIDE
+        self.gic.redistributor_write(frame + GICR_WAKER, 4, 0, i)       # ProcessorSleep = 0
+        self._step(pcpu, "GIC redistributor awake")
+        self.gic.icc_write(i, ICC_SRE_EL1, 1)
+        self.gic.icc_write(i, ICC_PMR_EL1, 0xFF)
+        self.gic.icc_write(i, ICC_IGRPEN1_EL1, 1)
+        enable = (1 << SGI_KICK) | (1 << HYP_TIMER_INTID) | (1 << PCPU_VTIMER_INTID)
+        self.gic.redistributor_write(frame + GICR_ISENABLER0, 4, enable, i)
+        self._step(pcpu, "GIC CPU interface enabled")
+        pcpu.state = PcpuState.ONLINE
+        if i:                            # a secondary: its warm boot is done (ON_PENDING -> ON)
+            self.firmware.warm_boot_finished(i)
+
+    # -- the PSCI platform for the pCPUs (what the EL3 firmware asks) ----------------
+
+    @property
+    def cpu_count(self) -> int:
+        return len(self.pcpus)
+
+    def mpidr_of(self, cpu: int) -> int:
+        return self.pcpus[cpu].mpidr
+
+    def cpu_of_mpidr(self, mpidr: int) -> Optional[int]:
+        affinity = mpidr & 0xFF_00FF_FFFF
+        for pcpu in self.pcpus:
+            if pcpu.mpidr == affinity:
+                return pcpu.index
+        return None
+
+    def entry_point_valid(self, entry: int) -> bool:
+        return entry == HYP_SECONDARY_ENTRY
+
+    def power_on(self, cpu: int, entry: int, context_id: int) -> bool:
+        self.pcpus[cpu].state = PcpuState.BOOTING     # its init runs when it is scheduled
+        return True
+
+    def power_off(self, cpu: int) -> None:
+        self.pcpus[cpu].state = PcpuState.OFF
+
+    def suspend_standby(self, cpu: int) -> None:
+        pass
+
+    def suspend_powerdown(self, cpu: int, entry: int, context_id: int) -> None:
+        pass
+
+    def system_off(self) -> None:
+        self.exit_status = 0
+
+    def system_reset(self) -> None:
+        self.exit_status = 0
+
+    # -- the run loop -----------------------------------------------------------------
+
+    def run(self, timeout: Optional[float] = None, host=None) -> int:
+        self.boot()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            busy = False
+            for pcpu in self.pcpus:
+                busy |= self._run_pcpu(pcpu)
+            if all(vm.ended for vm in self.vms):
+                return 0
+            self._expire_timers()
+            if host is not None:
+                host.poll()
+            if not busy:
+                self._idle(host)
+            if deadline is not None and time.monotonic() > deadline:
+                raise GuestTimeout(f"timeout after {timeout:g} s", self.report())
+
+    def _run_pcpu(self, pcpu: PerCpu) -> bool:
+        """One turn of a pCPU: its hypervisor code, then a slice of one vCPU. True if it ran."""
+        if pcpu.state is PcpuState.OFF:
+            return False
+        self.on_pcpu = pcpu
+        if pcpu.state is PcpuState.BOOTING:
+            self._cpu_init(pcpu)
+        if self.gic.irq_pending(pcpu.index):
+            self._physical_irq(pcpu)
+        ref = self.placement.pick(pcpu.index)
+        if ref is None:
+            if pcpu.state is not PcpuState.IDLE:
+                pcpu.state = PcpuState.IDLE
+                self.trace.emit("pcpu.idle", pcpu.index)
+            self.on_pcpu = None
+            return False
+        pcpu.state = PcpuState.ONLINE
+        vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
+        self._enter(pcpu, vcpu)
+        reason = vcpu.core.run(SLICE_BUDGET)
+        self._exit(pcpu, vcpu, reason)
+        self.on_pcpu = None
+        return True
+
+    def _enter(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
+        if pcpu.current is not vcpu:
+            self.trace.emit("vcpu.load", pcpu.index, vcpu=vcpu.name)
+            pcpu.current = vcpu
+        pcpu.count("entries")
+        self._load_vtimer(pcpu, vcpu)
+        # 5: re-arm the physical state this pCPU needs for its vCPU: the timer
+        # PPI may have been masked by the last timer exit.
+        self.gic.redistributor_write(pcpu.index * memmap.GICR_STRIDE + GICR_ISENABLER0, 4,
+                                     1 << PCPU_VTIMER_INTID, pcpu.index)
+        vm = vcpu.vm
+        vcpu.core.set_irq_lines(vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index))
+        if self.placement.needs_quantum(pcpu.index) and pcpu.quantum_deadline is None:
+            pcpu.quantum_deadline = host_counter() + QUANTUM_TICKS
+            self.hyp_timers[pcpu.index].write(2, pcpu.quantum_deadline, host_counter())
+            self.hyp_timers[pcpu.index].write(1, 1, host_counter())
+        self.running = vcpu
+
+    def _exit(self, pcpu: PerCpu, vcpu: Vcpu, reason: Stop) -> None:
+        self.running = None
+        vm = vcpu.vm
+        broadcast_maintenance(vcpu.core, [v.core for v in vm.vcpus
+                                          if v.state is not VcpuState.OFF or v is vcpu])
+        pcpu.count(f"exit:{reason.value}")
+        if reason is Stop.FAULT or (reason is Stop.MACHINE and vcpu.core.error is not None):
+            raise GuestError(f"{vcpu.name}: {vcpu.core.error}", self.report())
+        if reason is Stop.WFI and vcpu.state is VcpuState.RUNNABLE:
+            if not vm.vgic.wake_pending(vcpu.index):
+                self._set_state(vcpu, VcpuState.BLOCKED)
+
+    def _load_vtimer(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
+        """Put the vCPU's virtual timer into the pCPU's (as KVM's timer load does)."""
+        mine, theirs = self.pcpu_vtimers[pcpu.index].virt, vcpu.timer.virt
+        now = host_counter()
+        mine.write(2, theirs.cval, now)
+        mine.write(1, theirs.ctl, now)
+
+    # -- interrupts ----------------------------------------------------------------------
+
+    def _physical_irq(self, pcpu: PerCpu) -> None:
+        """The hypervisor's IRQ handler on `pcpu` (physical GIC, EL2)."""
+        i = pcpu.index
+        while True:
+            intid = self.gic.icc_read(i, ICC_IAR1_EL1)
+            if intid == SPURIOUS:
+                return
+            pcpu.count(f"irq:{intid}")
+            if intid == SGI_KICK:
+                self._kicked(pcpu)
+            elif intid == PCPU_VTIMER_INTID:
+                self._vtimer_fired(pcpu)
+            elif intid == HYP_TIMER_INTID:
+                self.hyp_timers[i].write(1, 0, host_counter())
+                pcpu.quantum_deadline = None
+                self.placement.quantum_expired(i)
+            self.gic.icc_write(i, ICC_EOIR1_EL1, intid)
+
+    def _kicked(self, pcpu: PerCpu) -> None:
+        """7, receiving side: wake the vCPUs here that have a virtual interrupt pending."""
+        for vm in self.vms:
+            for vcpu in vm.vcpus:
+                if vcpu.pcpu is pcpu and vcpu.state is VcpuState.BLOCKED and \
+                        vm.vgic.wake_pending(vcpu.index):
+                    self._set_state(vcpu, VcpuState.RUNNABLE)
+                    self.trace.emit("vcpu.wake", pcpu.index, vcpu=vcpu.name)
+
+    def _vtimer_fired(self, pcpu: PerCpu) -> None:
+        """The loaded vCPU's timer fired: inject its PPI; mask ours until the next entry."""
+        vcpu = pcpu.current
+        self.gic.redistributor_write(pcpu.index * memmap.GICR_STRIDE + GICR_ICENABLER0, 4,
+                                     1 << PCPU_VTIMER_INTID, pcpu.index)
+        if vcpu is not None:
+            vcpu.timer.update(host_counter())
+            self.trace.emit("vcpu.inject", pcpu.index, vcpu=vcpu.name, intid=VIRT_TIMER_INTID)
+
+    def virtual_interrupt_changed(self, vcpu: Vcpu) -> None:
+        """A VM's vGIC output to `vcpu` may have changed (from a device, SGI or timer)."""
+        vm = vcpu.vm
+        irq, fiq = vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index)
+        if vcpu is self.running:
+            old_irq, old_fiq = vcpu.core.irq_lines
+            if (irq and not old_irq) or (fiq and not old_fiq):
+                vcpu.core.shorten_slice(0)        # raise it at the next safe point (_enter)
+            else:
+                vcpu.core.set_irq_lines(irq, fiq)
+        elif vcpu.state is VcpuState.BLOCKED and (irq or fiq):
+            self._kick(vcpu.pcpu)
+
+    def _kick(self, target: PerCpu) -> None:
+        """7, sending side: a physical SGI 0 to the pCPU where the vCPU lives."""
+        sender = self.on_pcpu if self.on_pcpu is not None else self.pcpus[0]
+        aff = target.mpidr
+        value = ((aff >> 8) & 0xFF) << 16 | (1 << (aff & 0xF)) | (SGI_KICK << 24)
+        self.gic.icc_write(sender.index, ICC_SGI1R_EL1, value)
+        self.trace.emit("hyp.kick", sender.index, target=target.index)
+
+    def vcpu_timer_changed(self, vcpu: Vcpu) -> None:
+        if vcpu is self.running:
+            self._load_vtimer(vcpu.pcpu, vcpu)
+
+    def _pcpu_ppi(self, pcpu: int) -> Callable[[int, bool], None]:
+        return lambda intid, level: self.gic.set_ppi_level(pcpu, intid, level)
+
+    def _pcpu_line(self, pcpu: int, intid: int) -> Callable[[bool], None]:
+        return lambda level: self.gic.set_ppi_level(pcpu, intid, level)
+
+    def _expire_timers(self) -> None:
+        now = host_counter()
+        for i, timer in enumerate(self.pcpu_vtimers):
+            timer.update(now)
+            self.hyp_timers[i].update(now)
+        # The virtual timer of a vCPU that is not running on its pCPU is kept in
+        # software (KVM's background timer); a loaded one fires through the
+        # pCPU's PPI 27. The EL1 physical timer is always software.
+        for vm in self.vms:
+            for vcpu in vm.vcpus:
+                if vcpu.state is VcpuState.OFF:
+                    continue
+                vcpu.timer.phys.update(now)
+                if not (vcpu.pcpu.current is vcpu and vcpu.state is VcpuState.RUNNABLE):
+                    vcpu.timer.virt.update(now)
+
+    def _idle(self, host) -> None:
+        """No pCPU had a vCPU to run: sleep until the nearest timer."""
+        if any(self.gic.wake_pending(p.index) for p in self.pcpus):
+            return                       # a physical interrupt is waiting for its handler
+        deadlines = []
+        for timer in self.pcpu_vtimers:
+            if timer.next_deadline() is not None:
+                deadlines.append(timer.next_deadline())
+        for vm in self.vms:
+            for vcpu in vm.vcpus:
+                d = vcpu.timer.next_deadline()
+                if d is not None and vcpu.state is not VcpuState.OFF:
+                    deadlines.append(d)
+        deadlines += [t.cval for t in self.hyp_timers if t.deadline() is not None]
+        input_open = host is not None and host.input_open
+        if not deadlines and not input_open:
+            raise GuestError("every vCPU is off or waiting for an interrupt that nothing can "
+                             "raise: the guests hang", self.report())
+        wait = MAX_IDLE_SLEEP
+        if deadlines:
+            wait = min(wait, max(min(deadlines) - host_counter(), 0) / COUNTER_HZ)
+        if host is not None:
+            host.wait(wait)
+        else:
+            time.sleep(wait)
+
+    # -- vCPU and VM life cycle (called by the VMs) ------------------------------------
+
+    def _set_state(self, vcpu: Vcpu, state: VcpuState) -> None:
+        vcpu.state = state
+        self.placement.set_runnable(VcpuRef(vcpu.vm.index, vcpu.index),
+                                    state is VcpuState.RUNNABLE)
+
+    def vcpu_started(self, vcpu: Vcpu) -> None:
+        self._set_state(vcpu, VcpuState.RUNNABLE)
+
+    def vcpu_stopped(self, vcpu: Vcpu) -> None:
+        self._set_state(vcpu, VcpuState.OFF)
+        if vcpu.pcpu.current is vcpu:
+            vcpu.pcpu.current = None
+
+    def vm_off(self, vm: Vm, reset: bool) -> None:
+        for vcpu in vm.vcpus:
+            if vcpu is self.running:
+                vcpu.core.stop(Stop.MACHINE)
+            self._set_state(vcpu, VcpuState.OFF)
+            if vcpu.pcpu.current is vcpu:
+                vcpu.pcpu.current = None
+        if reset:
+            self.trace.emit("vm.reset", None, vm=vm.name)
+            vm.boot()
+        else:
+            vm.ended = True
+            self.trace.emit("vm.off", None, vm=vm.name)
+
+    def close(self) -> None:
+        for vm in self.vms:
+            vm.close()
+
+    def report(self) -> str:
+        lines = []
+        for pcpu in self.pcpus:
+            current = pcpu.current.name if pcpu.current else "-"
+            lines.append(f" pcpu{pcpu.index}: {pcpu.state.value:8s} vcpu={current}")
+        for vm in self.vms:
+            for vcpu in vm.vcpus:
+                try:
+                    where = f"pc={vcpu.core.pc:#018x} el={vcpu.core.el}"
+                except Exception:                        # noqa: BLE001
+                    where = "registers unreadable"
+                lines.append(f" {vcpu.name}: {vcpu.state.value:9s} {where}")
+        events = list(self.trace.recent)[-12:]
+        if events:
+            lines.append("last events:")
+            lines.extend("  " + e.describe() for e in events)
+        return "\n".join(lines)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+def _console_for(console: Callable[[bytes], None], name: str,
+                 prefix: bool) -> Callable[[bytes], None]:
+    """A VM's console; with several VMs each line starts with the VM's name."""
+    if not prefix:
+        return console
+    state = {"line_start": True}
+    tag = f"[{name}] ".encode()
+
+    def write(data: bytes) -> None:
+        out = bytearray()
+        for byte in data:
+            if state["line_start"]:
+                out += tag
+                state["line_start"] = False
+            out.append(byte)
+            if byte == 0x0A:
+                state["line_start"] = True
+        console(bytes(out))
+
+    return write

@@ -1,0 +1,35 @@
+"""A virtual CPU: a core of its own (one Unicorn instance mapped to its VM's RAM) and its state."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from armvisor.cpu.core import Core
+from armvisor.devices.timer import GenericTimer
+
+if TYPE_CHECKING:
+    from armvisor.hypervisor.vm import Vm
+
+
+class VcpuState(enum.Enum):
+    OFF = "off"              # PSCI: not started, or CPU_OFF
+    RUNNABLE = "runnable"
+    BLOCKED = "blocked"      # WFI or CPU_SUSPEND: waits for a virtual interrupt
+
+
+class Vcpu:
+    def __init__(self, vm: "Vm", index: int, core: Core, timer: GenericTimer):
+        self.vm = vm
+        self.index = index
+        self.core = core
+        self.timer = timer               # its EL1 virtual and physical timers (virtual PPIs)
+        self.state = VcpuState.OFF
+        self.pcpu = None                 # the PerCpu it is placed on (set by the hypervisor)
+
+    @property
+    def name(self) -> str:
+        return f"{self.vm.name}/vcpu{self.index}"
+
+    def __repr__(self) -> str:
+        return f"<Vcpu {self.name} {self.state.value}>"
