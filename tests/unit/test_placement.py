@@ -40,7 +40,7 @@ def test_pinned_with_an_explicit_pcpu_list():
 
 def test_pinned_errors_are_one_line_armvisor_errors():
     p = Placement(4)
-    with pytest.raises(ArmvisorError, match="need 5 pCPUs"):
+    with pytest.raises(ArmvisorError, match="need 5 free pCPUs"):
         p.add_vm(0, 5, Policy.PINNED)
     with pytest.raises(ArmvisorError, match="only 2 pCPUs given"):
         p.add_vm(0, 3, Policy.PINNED, pcpus=[0, 1])

@@ -311,22 +311,17 @@ def validate(vms: list[VmConfig], pcpu_count: int) -> None:
         if vm.name in seen:
             raise ArmvisorError(f"two VMs are named {vm.name!r}: give each a different name=")
         seen.add(vm.name)
-    pinned_by: dict[int, str] = {}
     for vm in vms:
         if vm.pcpus is not None:
             outside = [p for p in vm.pcpus if p >= pcpu_count]
             if outside:
                 raise ArmvisorError(f"VM {vm.name}: pCPU {outside[0]} does not exist "
                                     f"(the machine has pCPUs 0-{pcpu_count - 1})")
-        if vm.placement != "pinned":
-            continue
-        pcpus = vm.pcpus if vm.pcpus is not None else tuple(range(min(vm.smp, pcpu_count)))
-        if vm.smp > len(pcpus):
-            have = "given" if vm.pcpus is not None else "on the machine"
-            raise ArmvisorError(f"VM {vm.name}: {vm.smp} pinned vCPUs need {vm.smp} pCPUs, "
-                                f"{len(pcpus)} {have} (or use placement=shared)")
-        for pcpu in pcpus[:vm.smp]:
-            if pcpu in pinned_by:
-                raise ArmvisorError(f"VM {vm.name}: pCPU {pcpu} is already pinned to VM "
-                                    f"{pinned_by[pcpu]} (give pcpus= or placement=shared)")
-            pinned_by[pcpu] = vm.name
+    # The placement rules themselves, tried on a placement nobody uses.
+    from armvisor.hypervisor.placement import Placement, Policy
+    trial = Placement(pcpu_count)
+    for index, vm in enumerate(vms):
+        try:
+            trial.add_vm(index, vm.smp, Policy(vm.placement), vm.pcpus, name=vm.name)
+        except ArmvisorError as exc:
+            raise ArmvisorError(f"{exc} (give pcpus= or placement=shared)") from None

@@ -86,7 +86,7 @@ class Hypervisor:
                     for i, config in enumerate(vm_configs)]
         for vm in self.vms:
             self.placement.add_vm(vm.index, vm.config.smp, Policy(vm.config.placement),
-                                  vm.config.pcpus)
+                                  vm.config.pcpus, name=vm.name)
             for vcpu in vm.vcpus:
                 vcpu.pcpu = self.pcpus[self.placement.pcpu_of(VcpuRef(vm.index, vcpu.index))]
         self.running: Optional[Vcpu] = None

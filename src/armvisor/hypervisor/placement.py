@@ -66,6 +66,7 @@ class Placement:
         self._pcpu_of: dict[VcpuRef, int] = {}
         self._policy: dict[int, Policy] = {}
         self._pinned: dict[int, VcpuRef] = {}        # pCPU -> the vCPU pinned there
+        self._names: dict[int, str] = {}              # VM number -> its name, for messages
         self._runnable: set[VcpuRef] = set()
         self._last_shared = -1                       # round-robin position for SHARED placement
 
@@ -76,11 +77,13 @@ class Placement:
     # -- placement ---------------------------------------------------------------------
 
     def add_vm(self, vm: int, vcpu_count: int, policy: Policy,
-               pcpus: Optional[Sequence[int]] = None) -> None:
+               pcpus: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
+        """Place a VM's vCPUs; `name` is what error messages call it (default: its number)."""
         if vm in self._policy:
             raise ArmvisorError(f"VM {vm} is already placed")
         if vcpu_count < 1:
             raise ArmvisorError(f"VM {vm} needs at least one vCPU, not {vcpu_count}")
+        self._names[vm] = name if name is not None else str(vm)
         if pcpus is not None:
             self._check_pcpu_set(vm, pcpus)
         if policy is Policy.PINNED:
@@ -100,30 +103,32 @@ class Placement:
 
     def _check_pcpu_set(self, vm: int, pcpus: Sequence[int]) -> None:
         if not pcpus:
-            raise ArmvisorError(f"VM {vm}: the pCPU list is empty")
+            raise ArmvisorError(f"VM {self._names[vm]}: the pCPU list is empty")
         for pcpu in pcpus:
             if not 0 <= pcpu < self._pcpu_count:
-                raise ArmvisorError(f"VM {vm}: pCPU {pcpu} does not exist "
+                raise ArmvisorError(f"VM {self._names[vm]}: pCPU {pcpu} does not exist "
                                     f"(the machine has pCPUs 0-{self._pcpu_count - 1})")
         if len(set(pcpus)) != len(pcpus):
-            raise ArmvisorError(f"VM {vm}: a pCPU appears twice in {list(pcpus)}")
+            raise ArmvisorError(f"VM {self._names[vm]}: a pCPU appears twice in {list(pcpus)}")
 
     def _pinned_pcpus(self, vm: int, vcpu_count: int,
                       pcpus: Optional[Sequence[int]]) -> list[int]:
         if pcpus is None:
-            if vcpu_count > self._pcpu_count:
-                raise ArmvisorError(f"VM {vm}: {vcpu_count} pinned vCPUs need {vcpu_count} "
-                                    f"pCPUs, the machine has {self._pcpu_count}")
-            pcpus = range(vcpu_count)
+            # The lowest pCPUs nobody has pinned yet, so pinned VMs sit side by side.
+            free = [p for p in range(self._pcpu_count) if p not in self._pinned]
+            if vcpu_count > len(free):
+                raise ArmvisorError(f"VM {self._names[vm]}: {vcpu_count} pinned vCPUs need {vcpu_count} "
+                                    f"free pCPUs, {len(free)} of {self._pcpu_count} are free")
+            pcpus = free
         if vcpu_count > len(pcpus):
-            raise ArmvisorError(f"VM {vm}: {vcpu_count} pinned vCPUs but only "
+            raise ArmvisorError(f"VM {self._names[vm]}: {vcpu_count} pinned vCPUs but only "
                                 f"{len(pcpus)} pCPUs given")
         chosen = list(pcpus[:vcpu_count])
         for pcpu in chosen:
             owner = self._pinned.get(pcpu)
             if owner is not None:
-                raise ArmvisorError(f"VM {vm}: pCPU {pcpu} is already pinned to "
-                                    f"VM {owner.vm} vCPU {owner.vcpu}")
+                raise ArmvisorError(f"VM {self._names[vm]}: pCPU {pcpu} is already pinned to "
+                                    f"VM {self._names[owner.vm]} vCPU {owner.vcpu}")
         return chosen
 
     def _shared_pcpus(self, vcpu_count: int, pcpus: Optional[Sequence[int]]) -> list[int]:
