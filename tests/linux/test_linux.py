@@ -105,6 +105,45 @@ def test_reboot_restarts_the_machine(debian_images, tmp_path):
     assert proc.stdout.count("Booting Linux on physical CPU") >= 2, proc.stdout[-2000:]
 
 
+def test_linux_vm_with_four_pinned_vcpus_passes_the_same_checks(debian_images, tmp_path):
+    """Under the hypervisor: 4 vCPUs pinned on 4 pCPUs, PSCI over HVC, CPU hotplug included."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"HOST-WROTE-THIS." + bytes((1 << 20) - 16))
+    initrd, hook = check_initramfs(debian_images, tmp_path, f"{HOTPLUG_CYCLES} no-hvc")
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, "--hyp",
+                                       "--drive", f"file={disk},format=raw"),
+                          capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "psci: probing for conduit method from DT." in out
+    assert "smp: Brought up 1 node, 4 CPUs" in out
+    checks = re.findall(r"^CHECK (.+?): (ok|FAIL.*)$", out, re.M)
+    assert len(checks) == 7 and all(result == "ok" for _, result in checks), checks
+    pattern = b"armvisor-linux-disk-check-4"
+    assert disk.read_bytes()[8 * 512:8 * 512 + len(pattern)] == pattern
+
+
+@pytest.mark.parametrize("pcpus, vcpus", [(2, 2), (4, 4)])
+def test_two_linux_vms_share_the_pcpus(debian_images, tmp_path, pcpus, vcpus):
+    """Two Debian VMs time-sliced on the same pCPUs both boot and power off."""
+    runner = tmp_path / "hello.sh"
+    runner.write_text("#!/bin/sh\necho \"hello from a VM with $(nproc) cpus\"\n")
+    data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
+                           debian_images.modules, extra=[ExtraFile(runner, "/opt/hello.sh")])
+    initrd = tmp_path / "hello.cpio.gz"
+    initrd.write_bytes(data)
+    spec = (f"kernel={debian_images.kernel},initrd={initrd},smp={vcpus},memory=256M,"
+            f"append=console=ttyAMA0 quiet armvisor.run=/opt/hello.sh,placement=shared")
+    proc = subprocess.run([sys.executable, "-m", "armvisor", "run", "--hyp", "--pcpus",
+                           str(pcpus), "--vm", spec + ",name=a", "--vm", spec + ",name=b",
+                           "--timeout", str(BOOT_TIMEOUT)],
+                          capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("a", "b"):
+        assert f"[{name}] hello from a VM with {vcpus} cpus" in proc.stdout
+        assert f"[{name}] {RUN_EXIT_MARKER} 0" in proc.stdout
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None,
                     reason="needs qemu-system-aarch64 (Debian's qemu-system-arm) to compare with")
 def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp_path):
