@@ -43,6 +43,17 @@ def check_initramfs(images, tmp_path: Path, script_args: str = "") -> tuple:
     return path, "armvisor.run=/opt/run.sh"
 
 
+def script_initramfs(images, tmp_path: Path, script: str, name: str) -> tuple:
+    """An initramfs whose init runs `script` (shell text); returns (path, command-line part)."""
+    runner = tmp_path / f"{name}.sh"
+    runner.write_text("#!/bin/sh\n" + script)
+    data = build_initramfs(images.busybox, images.kernel_release, images.modules,
+                           extra=[ExtraFile(runner, f"/opt/{name}.sh")])
+    path = tmp_path / f"{name}.cpio.gz"
+    path.write_bytes(data)
+    return path, f"armvisor.run=/opt/{name}.sh"
+
+
 def test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"HOST-WROTE-THIS." + bytes((1 << 20) - 16))
@@ -70,13 +81,10 @@ def test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path):
 @pytest.mark.parametrize("smp, conduit", [(1, "smc"), (2, "hvc"), (8, "smc")])
 def test_cpuinfo_lists_every_cpu(debian_images, tmp_path, smp, conduit):
     """N CPUs come up through the conduit the DTB names (HVC is UNDEFINED unless it is the conduit)."""
-    runner = tmp_path / "count.sh"
-    runner.write_text("#!/bin/sh\necho \"processors: $(grep -c ^processor /proc/cpuinfo)\"\n")
-    data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
-                           debian_images.modules, extra=[ExtraFile(runner, "/opt/count.sh")])
-    initrd = tmp_path / "count.cpio.gz"
-    initrd.write_bytes(data)
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, smp, "armvisor.run=/opt/count.sh",
+    initrd, hook = script_initramfs(debian_images, tmp_path,
+                                    'echo "processors: $(grep -c ^processor /proc/cpuinfo)"\n',
+                                    "count")
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, smp, hook,
                                        "--psci-conduit", conduit),
                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -86,21 +94,14 @@ def test_cpuinfo_lists_every_cpu(debian_images, tmp_path, smp, conduit):
 
 def test_reboot_restarts_the_machine(debian_images, tmp_path):
     """`reboot -f` is PSCI SYSTEM_RESET: the machine boots again; the second boot powers off."""
-    runner = tmp_path / "reboot.sh"
-    runner.write_text("#!/bin/sh\n"
-                      "if grep -q second /proc/cmdline; then echo second-boot; poweroff -f; fi\n"
-                      "echo first-boot; reboot -f\n")
-    data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
-                           debian_images.modules, extra=[ExtraFile(runner, "/opt/reboot.sh")])
-    initrd = tmp_path / "reboot.cpio.gz"
-    initrd.write_bytes(data)
     # The command line does not change across a reset, so count boots by output instead.
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, "armvisor.run=/opt/reboot.sh",
-                                       "--no-reboot"),
+    initrd, hook = script_initramfs(debian_images, tmp_path,
+                                    "echo first-boot; reboot -f\n", "reboot")
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook, "--no-reboot"),
                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("first-boot") == 1 and "reboot: Restarting system" in proc.stdout
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, "armvisor.run=/opt/reboot.sh")
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook)
                           + ["--timeout", "40"], capture_output=True, text=True, timeout=200)
     assert proc.stdout.count("Booting Linux on physical CPU") >= 2, proc.stdout[-2000:]
 
@@ -126,14 +127,10 @@ def test_linux_vm_with_four_pinned_vcpus_passes_the_same_checks(debian_images, t
 @pytest.mark.parametrize("pcpus, vcpus", [(2, 2), (4, 4)])
 def test_two_linux_vms_share_the_pcpus(debian_images, tmp_path, pcpus, vcpus):
     """Two Debian VMs time-sliced on the same pCPUs both boot and power off."""
-    runner = tmp_path / "hello.sh"
-    runner.write_text("#!/bin/sh\necho \"hello from a VM with $(nproc) cpus\"\n")
-    data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
-                           debian_images.modules, extra=[ExtraFile(runner, "/opt/hello.sh")])
-    initrd = tmp_path / "hello.cpio.gz"
-    initrd.write_bytes(data)
+    initrd, hook = script_initramfs(debian_images, tmp_path,
+                                    'echo "hello from a VM with $(nproc) cpus"\n', "hello")
     spec = (f"kernel={debian_images.kernel},initrd={initrd},smp={vcpus},memory=256M,"
-            f"append=console=ttyAMA0 quiet armvisor.run=/opt/hello.sh,placement=shared")
+            f"append=console=ttyAMA0 quiet {hook},placement=shared")
     proc = subprocess.run([sys.executable, "-m", "armvisor", "run", "--hyp", "--pcpus",
                            str(pcpus), "--vm", spec + ",name=a", "--vm", spec + ",name=b",
                            "--timeout", str(BOOT_TIMEOUT)],

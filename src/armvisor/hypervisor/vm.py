@@ -28,7 +28,7 @@ from armvisor.machine import memmap
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.loader import place_images
 from armvisor.machine.memory import Ram, read_input_file
-from armvisor.machine.mmio import MmioWindow, per_device
+from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.trace import TraceBus
 
 if TYPE_CHECKING:
@@ -63,11 +63,7 @@ class Vm:
             self.virtio.slots[slot] = VirtioMmio(
                 disk, legacy=False, name=f"{self.name}/virtio-mmio{slot}", trace=trace,
                 on_irq_change=self._spi_setter(32 + memmap.VIRTIO_MMIO_FIRST_SPI + slot))
-        self.windows = [
-            MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, self.vgic.distributor_read,
-                       self.vgic.distributor_write),
-            MmioWindow("gicr", memmap.GICR_BASE, config.smp * memmap.GICR_STRIDE,
-                       self.vgic.redistributor_read, self.vgic.redistributor_write),
+        self.windows = gic_windows(self.vgic, config.smp) + [
             MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
             MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
             MmioWindow("virtio-mmio", memmap.VIRTIO_MMIO_BASE, self.virtio.size,

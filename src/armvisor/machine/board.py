@@ -28,7 +28,7 @@ from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram, read_input_file
-from armvisor.machine.mmio import MmioWindow, per_device
+from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.machine.loader import LoadedImage, place_images
 from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
@@ -114,11 +114,7 @@ class Machine:
         self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
         self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
-        self.windows = [
-            MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, self.gic.distributor_read,
-                       self.gic.distributor_write),
-            MmioWindow("gicr", memmap.GICR_BASE, config.smp * memmap.GICR_STRIDE,
-                       self.gic.redistributor_read, self.gic.redistributor_write),
+        self.windows = gic_windows(self.gic, config.smp) + [
             MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
             MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
             MmioWindow("fw_cfg", memmap.FW_CFG_BASE, PAGE_SIZE, *per_device(self.fw_cfg)),

@@ -21,3 +21,12 @@ def per_device(device) -> tuple:
     """Read/write callables for a device whose registers do not depend on the CPU."""
     return (lambda offset, size, cpu: device.read(offset, size),
             lambda offset, size, value, cpu: device.write(offset, size, value))
+
+
+def gic_windows(gic, cpu_count: int) -> list:
+    """The GICv3 distributor and the redistributor frames of `cpu_count` CPUs."""
+    from armvisor.machine import memmap
+    return [MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, gic.distributor_read,
+                       gic.distributor_write),
+            MmioWindow("gicr", memmap.GICR_BASE, cpu_count * memmap.GICR_STRIDE,
+                       gic.redistributor_read, gic.redistributor_write)]
