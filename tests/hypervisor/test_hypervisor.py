@@ -186,6 +186,34 @@ def test_one_vm_off_leaves_the_other_running():
     assert "[long] RESULT: PASS" in out
 
 
+def test_system_reset_restarts_only_that_vm(tmp_path):
+    from armvisor.devtools.cross import build_program
+    from armvisor.errors import GuestTimeout
+    resetter = build_program(tmp_path, """
+    mov w1, #'R'
+    putc w1
+    ldr x0, =0x84000009      // PSCI SYSTEM_RESET over the VM's conduit (HVC)
+    hvc #0
+    b .
+""", "resetter")
+    vms = [VmConfig(name="resetter", kernel=str(resetter), smp=1, memory=64 << 20),
+           vm("smp_demo", 2, name="steady")]
+    trace = TraceBus()
+    events = []
+    trace.subscribe(events.append)
+    out = bytearray()
+    hyp = Hypervisor(3, vms, trace, out.extend)
+    with pytest.raises(GuestTimeout):
+        hyp.run(timeout=3)
+    hyp.close()
+    text = out.decode()
+    resets = [e.fields["vm"] for e in events if e.kind == "vm.reset"]
+    assert len(resets) >= 3 and set(resets) == {"resetter"}     # it keeps rebooting...
+    assert text.count("R") > len(resets)
+    assert "[steady] RESULT: PASS" in text                 # ...while the other VM runs to its end
+    assert [e.fields["vm"] for e in events if e.kind == "vm.off"] == ["steady"]
+
+
 def test_vm_options_and_errors_on_the_command_line(tmp_path):
     elf = BUILD / "smp_demo.elf"
     proc = run_cli("--pcpus", 4, "--vm", f"kernel={elf},smp=2,memory=128M,name=x",

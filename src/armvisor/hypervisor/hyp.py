@@ -247,6 +247,8 @@ class Hypervisor:
         broadcast_maintenance(vcpu.core, [v.core for v in vm.vcpus
                                           if v.state is not VcpuState.OFF or v is vcpu])
         pcpu.count(f"exit:{reason.value}")
+        if reason is not Stop.BUDGET:         # slice ends are counted, not traced
+            self.trace.emit("vcpu.exit", pcpu.index, vcpu=vcpu.name, reason=reason.value)
         if reason is Stop.FAULT and self._outside_ram(vcpu):
             return
         if reason is Stop.FAULT or (reason is Stop.MACHINE and vcpu.core.error is not None):
