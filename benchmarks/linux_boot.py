@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Boot Debian's arm64 kernel to the initramfs marker under armvisor and QEMU, side by side.
+"""Boot Debian's arm64 kernel to the initramfs marker: armvisor bare, as a VM, and QEMU.
 
-Both machines get the same Image and initramfs (`armvisor images fetch
-debian`), 4 CPUs and 512 MiB; QEMU runs as `qemu-system-aarch64 -M
+All get the same Image and initramfs (`armvisor images fetch debian`), 4 CPUs
+and 512 MiB: armvisor on the bare board, armvisor's hypervisor with one VM of
+4 vCPUs pinned on 4 pCPUs (`--hyp`), and `qemu-system-aarch64 -M
 virt,gic-version=3 -cpu cortex-a57 -smp 4 -m 512M` (TCG). The time measured
 is from the start of each process until the init prints its marker. Also
-printed: armvisor's exits to Python by kind and where its time went.
+printed: armvisor's exits to Python by kind, where its time went, and what
+one VM exit costs by reason (`benchmarks/vm_exits.py`).
 
 Usage: .venv/bin/python benchmarks/linux_boot.py [--runs N] [--smp N]
 """
@@ -53,9 +55,9 @@ def time_to_marker(cmd: list, timeout: float = 300) -> float:
         proc.wait()
 
 
-def armvisor_cmd(kernel, initrd, smp: int) -> list:
+def armvisor_cmd(kernel, initrd, smp: int, *extra: str) -> list:
     return [sys.executable, "-m", "armvisor", "run", "--smp", str(smp), "--memory", "512M",
-            "--kernel", str(kernel), "--initrd", str(initrd), "--append", APPEND]
+            "--kernel", str(kernel), "--initrd", str(initrd), "--append", APPEND, *extra]
 
 
 def qemu_cmd(kernel, initrd, smp: int) -> list:
@@ -116,12 +118,18 @@ def main() -> int:
     print(f"Debian {images.kernel_release}, {args.smp} CPUs, 512 MiB, to '{INIT_MARKER}'")
     ours = statistics.median(time_to_marker(armvisor_cmd(kernel, initrd, args.smp))
                              for _ in range(args.runs))
-    print(f"  armvisor:              {ours:6.2f} s (median of {args.runs})")
+    print(f"  armvisor (bare):       {ours:6.2f} s (median of {args.runs})")
+    vm = statistics.median(time_to_marker(armvisor_cmd(kernel, initrd, args.smp, "--hyp"))
+                           for _ in range(args.runs))
+    print(f"  armvisor VM (--hyp):   {vm:6.2f} s (median of {args.runs}, {args.smp} vCPUs pinned "
+          f"on {args.smp} pCPUs)")
+    print(f"  ratio VM/bare:         {vm / ours:6.2f}   (target <= 1.3)")
     if shutil.which("qemu-system-aarch64"):
         theirs = statistics.median(time_to_marker(qemu_cmd(kernel, initrd, args.smp))
                                    for _ in range(args.runs))
         print(f"  qemu-system-aarch64:   {theirs:6.2f} s (median of {args.runs}, TCG)")
         print(f"  ratio armvisor/QEMU:   {ours / theirs:6.2f}   (target <= 3)")
+        print(f"  ratio VM/QEMU:         {vm / theirs:6.2f}")
     else:
         print("  qemu-system-aarch64 is not installed: no comparison")
     profile_armvisor(kernel, initrd, args.smp)

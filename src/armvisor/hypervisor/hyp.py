@@ -84,11 +84,6 @@ class Hypervisor:
         prefix = len(vm_configs) > 1
         self.vms = [Vm(i, config, self, trace, _console_for(console, config.name, prefix))
                     for i, config in enumerate(vm_configs)]
-        for vm in self.vms:
-            self.placement.add_vm(vm.index, vm.config.smp, Policy(vm.config.placement),
-                                  vm.config.pcpus, name=vm.name)
-            for vcpu in vm.vcpus:
-                vcpu.pcpu = self.pcpus[self.placement.pcpu_of(VcpuRef(vm.index, vcpu.index))]
         self.running: Optional[Vcpu] = None
         self.on_pcpu: Optional[PerCpu] = None     # the pCPU whose hypervisor code runs now
         self.exit_status: Optional[int] = None
@@ -117,6 +112,10 @@ class Hypervisor:
             if status != 0:
                 raise GuestError(f"the firmware refused CPU_ON for pCPU {pcpu.index}: {status}")
         for vm in self.vms:
+            self.placement.add_vm(vm.index, vm.config.smp, Policy(vm.config.placement),
+                                  vm.config.pcpus, name=vm.name)
+            for vcpu in vm.vcpus:
+                vcpu.pcpu = self.pcpus[self.placement.pcpu_of(VcpuRef(vm.index, vcpu.index))]
             vm.boot()
 
     def _cpu_init(self, pcpu: PerCpu) -> None:
