@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from armvisor.errors import ArmvisorError
 from armvisor.images.debian import cached_images
@@ -95,7 +94,7 @@ def profile_armvisor(kernel, initrd, smp: int) -> None:
     print(f"  machine creation (cores, RAM, devices):  {created - start:6.2f} s")
     print(f"  inside uc_emu_start (guest code, JIT,    {inside:6.2f} s   "
           f"{instructions / 1e6:,.0f} M instructions")
-    print(f"    and the exits handled in hooks)")
+    print("    and the exits handled in hooks)")
     print(f"  scheduler, devices, idle between slices: {total - inside - (created - start):6.2f} s")
     print("exits by kind (all CPUs):")
     for kind, count in sorted(machine.exit_counts().items(), key=lambda kv: -kv[1]):

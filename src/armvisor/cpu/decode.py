@@ -415,7 +415,8 @@ _MULTIPLE = {0b0000: (4, 4), 0b0010: (4, 1), 0b0100: (3, 3), 0b0110: (3, 1),
 
 def _simd_multiple(insn: int, read_reg: ReadReg) -> Optional[MemAccess]:
     q, l, post = _bits(insn, 30, 30), _bits(insn, 22, 22), _bits(insn, 23, 23)
-    rm, opcode, size = _bits(insn, 20, 16), _bits(insn, 15, 12), _bits(insn, 11, 10)
+    # Rm (post-index register) does not matter: the fault address is the base before update.
+    opcode, size = _bits(insn, 15, 12), _bits(insn, 11, 10)
     rn, rt = _bits(insn, 9, 5), _bits(insn, 4, 0)
     if opcode not in _MULTIPLE:
         return None

@@ -140,9 +140,6 @@ class Vm:
         if results is not None:
             core.write_results(results)
 
-    def sysreg_access(self, core: Core, insn: int) -> bool:
-        return False
-
     def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
                value: int) -> Optional[int]:
         if el == 0:

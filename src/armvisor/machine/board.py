@@ -393,9 +393,6 @@ class Machine:
         self.smc(core, imm)
         return True
 
-    def sysreg_access(self, core: Core, insn: int) -> bool:
-        return False
-
     def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
                value: int) -> Optional[int]:
         """A trapped timer or GIC CPU interface register access at `el` (None: UNDEFINED)."""
