@@ -146,3 +146,59 @@ second:
     assert {"cpu0", "cpu1", "machine"} <= names
     calls = [e for e in events if e.get("name") == "psci.call"]
     assert [c["args"]["function"] for c in calls] == ["CPU_ON", "SYSTEM_OFF"]
+
+
+def test_every_cpu_waiting_with_nothing_armed_is_a_hang(tmp_path):
+    elf = build(tmp_path, """
+1:  wfi
+    b 1b
+""", "hang")
+    proc = armvisor("run", "--kernel", elf, "--timeout", "20")
+    assert proc.returncode == 3
+    assert "hangs" in proc.stderr.splitlines()[0]
+    assert "cpu0: wfi" in proc.stderr
+
+
+def test_waiting_for_a_timer_sleeps_on_the_host_instead_of_spinning(tmp_path):
+    """WFI until a virtual timer 0.5 s away: the wall time passes, the CPU time does not."""
+    import resource
+    import time
+    elf = build(tmp_path, """
+    // GIC: distributor Grp1 + ARE, redistributor 0 awake, PPI 27 enabled, CPU interface on
+    ldr x1, =0x08000000
+    mov w2, #0x12
+    str w2, [x1]
+    ldr x1, =0x080A0014
+    str wzr, [x1]
+    ldr x1, =0x080B0100
+    mov w2, #(1 << 27)
+    str w2, [x1]
+    mov x2, #1
+    msr S3_0_C12_C12_5, x2       // ICC_SRE_EL1
+    mov x2, #0xff
+    msr S3_0_C4_C6_0, x2         // ICC_PMR_EL1
+    mov x2, #1
+    msr S3_0_C12_C12_7, x2       // ICC_IGRPEN1_EL1
+    mrs x3, cntvct_el0
+    mrs x4, cntfrq_el0
+    add x3, x3, x4, lsr #1       // now + 0.5 s
+    msr cntv_cval_el0, x3
+    mov x2, #1
+    msr cntv_ctl_el0, x2
+1:  wfi                          // IRQs stay masked: the pending PPI only ends the WFI
+    mrs x5, cntvct_el0
+    cmp x5, x3
+    b.lo 1b
+    mov w1, #'t'
+    putc w1
+    system_off
+""", "sleep")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = armvisor("run", "--kernel", elf, "--timeout", "20")
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert (proc.returncode, proc.stdout) == (0, "t"), proc.stderr
+    assert wall >= 0.5
+    assert cpu < wall - 0.3          # most of the half second was spent asleep
