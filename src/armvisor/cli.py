@@ -75,6 +75,8 @@ def main(argv: Optional[list] = None) -> None:
               help="A disk image on a virtio-blk device (repeatable; the first is /dev/vda).")
 @click.option("--virtio-console", is_flag=True,
               help="Add a virtio-console (Linux's hvc0); its output goes to stdout.")
+@click.option("--deterministic", is_flag=True,
+              help="Run the generic counter on instructions, not the host clock: runs repeat exactly.")
 @click.option("--hyp", is_flag=True,
               help="Run the EL2 hypervisor: the guest(s) become VMs (PSCI over HVC).")
 @click.option("--pcpus", type=int, help="Physical CPUs for --hyp (default: what the VMs need).")
@@ -86,7 +88,7 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--slice", "slice_budget", default=50_000, show_default=True, type=int,
               help="Instructions per scheduling slice.")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeout, no_reboot, drives, virtio_console, hyp, pcpus, vm_specs, vm_file,
+        timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
@@ -100,6 +102,8 @@ def _run(options: dict) -> int:
     writer = None
     try:
         if options["hyp"] or options["vm_specs"] or options["vm_file"]:
+            if options["deterministic"]:
+                raise ArmvisorError("--deterministic is not supported with --hyp yet")
             return _run_hyp(options)
         if not options["kernel"]:
             raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
@@ -109,7 +113,7 @@ def _run(options: dict) -> int:
             psci_conduit=options["psci_conduit"], cpu=options["cpu_model"],
             slice_budget=options["slice_budget"], no_reboot=options["no_reboot"],
             drives=tuple(parse_drive(d) for d in options["drives"]),
-            virtio_console=options["virtio_console"])
+            virtio_console=options["virtio_console"], deterministic=options["deterministic"])
         trace = TraceBus()
         if options["trace_path"]:
             from armvisor.trace.chrome import ChromeTraceWriter

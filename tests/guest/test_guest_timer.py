@@ -51,3 +51,14 @@ def test_timer(run_guest, smp):
         assert avg < MAX_AVG_LATENCY_MS * ticks_per_ms, line
     want = {(cpu, t, m) for cpu in range(smp) for t in ("virt", "phys") for m in ROUNDS}
     assert seen == want, run.describe()
+
+
+@pytest.mark.guest
+def test_timer_runs_repeat_exactly_with_a_deterministic_counter(run_guest, on_armvisor):
+    """--deterministic: the counter counts instructions, so even latencies repeat."""
+    if not on_armvisor:
+        pytest.skip("an armvisor option")
+    first = run_guest("timer", 2, extra_args=("--deterministic",))
+    second = run_guest("timer", 2, extra_args=("--deterministic",))
+    first.assert_passed()
+    assert first.stdout == second.stdout

@@ -52,6 +52,11 @@ typedef struct armv_core {
     armv_reg_fn reg_read;      /* uc_reg_read */
     armv_reg_fn reg_write;     /* uc_reg_write */
     uint64_t sysreg_count;     /* accesses passed to Python, for statistics */
+    /* Deterministic mode: CNTVCT/CNTPCT read a virtual clock, one tick per
+     * instruction, that starts each slice at vclock_base. */
+    uint32_t vclock;
+    uint64_t vclock_base;
+    uint64_t vclock_origin;    /* `executed` when the slice started */
 } armv_core;
 
 /*
@@ -160,11 +165,26 @@ static int wanted(const uc_arm64_cp_reg *cp)
 
 #define PSTATE_EL_SHIFT 2
 
+/* CNTPCT_EL0 (op2 1), CNTVCT_EL0 (2), CNTPCTSS_EL0 (5), CNTVCTSS_EL0 (6): op0=3 op1=3 CRn=14 CRm=0. */
+static int counter_read(const uc_arm64_cp_reg *cp)
+{
+    return cp->op0 == 3 && cp->op1 == 3 && cp->crn == 14 && cp->crm == 0 &&
+           (cp->op2 == 1 || cp->op2 == 2 || cp->op2 == 5 || cp->op2 == 6);
+}
+
 static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
                               armv_core *core, uint32_t is_write)
 {
     uint64_t pstate = 0, result = 0, pc = 0;
     int status;
+    if (core->vclock && !is_write && counter_read(cp)) {
+        /* `executed` counts whole blocks as they start: reads inside a block see
+         * its end, which is as deterministic as the rest. */
+        result = core->vclock_base + (core->executed - core->vclock_origin);
+        if (reg != UC_ARM64_REG_XZR)
+            core->reg_write(uc, reg, &result);
+        return 1;
+    }
     if (!core->sysreg || !wanted(cp))
         return 0;
     core->reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);

@@ -247,6 +247,17 @@ class Core:
             self._next_pc = resume_pc
         self._native.uc_emu_stop(self.handle)
 
+    def start_virtual_clock(self, now: int) -> None:
+        """Deterministic mode: the guest's counter reads `now` plus the instructions run since."""
+        state = self._budget
+        state.vclock = 1
+        state.vclock_base = now
+        state.vclock_origin = state.executed
+
+    def virtual_now(self) -> int:
+        state = self._budget
+        return state.vclock_base + (state.executed - state.vclock_origin)
+
     def shorten_slice(self, instructions: int) -> None:
         """Let the running slice go on for at most `instructions` more (from a hook)."""
         self._budget.budget = min(self._budget.budget, instructions)

@@ -59,6 +59,9 @@ class ArmvCore(ctypes.Structure):
         ("reg_read", ctypes.c_void_p),
         ("reg_write", ctypes.c_void_p),
         ("sysreg_count", ctypes.c_uint64),
+        ("vclock", ctypes.c_uint32),
+        ("vclock_base", ctypes.c_uint64),
+        ("vclock_origin", ctypes.c_uint64),
     ]
 
 

@@ -36,6 +36,8 @@ from armvisor.trace import TraceBus
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
 PAGE_SIZE = 0x1000                # Unicorn maps whole pages
+# What the RTC says at power-on in deterministic mode: 2000-01-01T00:00:00Z.
+DETERMINISTIC_EPOCH = 946_684_800
 # Longest host sleep while every CPU waits, so typed input and the RTC are seen.
 MAX_IDLE_SLEEP = 0.05
 
@@ -102,7 +104,8 @@ class Machine:
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
         self.uart = Pl011(console, trace=self.trace,
                           on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.UART0_SPI, lv))
-        self.rtc = Pl031(trace=self.trace,
+        self.rtc = Pl031(clock=self._rtc_clock if config.deterministic else time.time,
+                         trace=self.trace,
                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
                                 CfiFlash(f"flash{i}", trace=self.trace)) for i in range(2)]
@@ -112,7 +115,9 @@ class Machine:
         self._plug_virtio_devices(console)
         self.pcie = PcieHost(memmap.PCIE_ECAM_HIGH_SIZE, trace=self.trace)
         self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
-        self.timers = [GenericTimer(self._timer_setter(cpu)) for cpu in range(config.smp)]
+        self.vtime = 0                    # deterministic mode: the counter all cores agree on
+        self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.counter)
+                       for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
         self.windows = gic_windows(self.gic, config.smp) + [
             MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
@@ -165,6 +170,19 @@ class Machine:
         for disk in self.disks:
             disk.close()
 
+    def _rtc_clock(self) -> float:
+        """Deterministic mode: wall-clock time is virtual too (QEMU's -rtc clock=vm)."""
+        return DETERMINISTIC_EPOCH + self.counter() / COUNTER_HZ
+
+    def counter(self) -> int:
+        """CNTPCT/CNTVCT as the guest sees them: the host clock, or in deterministic
+        mode the virtual clock (the running core's own reading inside a slice)."""
+        if not self.config.deterministic:
+            return host_counter()
+        if self.current is not None:
+            return self.current.core.virtual_now()
+        return self.vtime
+
     # -- boot ---------------------------------------------------------------------
 
     def generated_dtb(self, initrd: Optional[tuple] = None) -> bytes:
@@ -196,6 +214,7 @@ class Machine:
             timer.reset()
         self.gic.reset()
         self._timer_deadline = None
+        self.vtime = 0
         for bank in self.flash:              # a reset puts the banks back in read-array mode
             if not bank.mapped_as_memory:
                 self._remap_flash(bank, as_memory=True)
@@ -247,9 +266,17 @@ class Machine:
             self.firmware.warm_boot_finished(index)
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
+        if self.config.deterministic:
+            core.start_virtual_clock(self.vtime)
+            if self._timer_deadline is not None:
+                # End the slice when virtual time reaches the next deadline, so
+                # the timer fires on time rather than a whole slice late.
+                budget = max(1, min(budget, self._timer_deadline - self.vtime))
         self.current = lane
         reason = core.run(budget)
         self.current = None
+        if self.config.deterministic:
+            self.vtime = core.virtual_now()
         self._broadcast_maintenance(lane)
         if reason is Stop.FAULT and self._flash_fault(core):
             return
@@ -272,6 +299,11 @@ class Machine:
         """Every CPU waits: sleep on the host until the next timer deadline or input."""
         self._expire_timers()
         if any(lane.state is LaneState.RUNNING for lane in self.lanes):
+            return
+        if self.config.deterministic and self._timer_deadline is not None:
+            # Nothing runs until the next deadline: virtual time jumps there.
+            self.vtime = max(self.vtime, self._timer_deadline)
+            self._expire_timers()
             return
         waits = []
         if self._timer_deadline is not None:
@@ -361,9 +393,9 @@ class Machine:
         return lambda intid, level: self.gic.set_ppi_level(cpu, intid, level)
 
     def _expire_timers(self) -> None:
-        if self._timer_deadline is None or host_counter() < self._timer_deadline:
+        now = self.counter()
+        if self._timer_deadline is None or now < self._timer_deadline:
             return
-        now = host_counter()
         for timer in self.timers:
             timer.update(now)
         self._rearm_timers()

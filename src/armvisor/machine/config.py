@@ -75,6 +75,9 @@ class MachineConfig:
     no_reboot: bool = False
     drives: Tuple[DriveSpec, ...] = ()
     virtio_console: bool = False          # a virtio-console (hvc0) whose output goes to stdout
+    # The generic counter runs on instructions (1 tick each) instead of the
+    # host clock, so runs that use timers repeat exactly.
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.smp <= MAX_CPUS:
