@@ -436,6 +436,9 @@ class Machine:
             if is_write:
                 timer.write(reg, value)
                 self._rearm_timers()
+                if self.config.deterministic and self._timer_deadline is not None:
+                    # Stop this slice when virtual time reaches the new deadline.
+                    core.shorten_slice(max(0, self._timer_deadline - core.virtual_now()))
                 return 0
             return timer.read(reg)
         if is_write:
