@@ -354,6 +354,19 @@ class Core:
         self._irq_lines = (irq, fiq)
         self.write_sysreg(sr.HCR_EL2, self.hcr | (sr.HCR_VI if irq else 0) | (sr.HCR_VF if fiq else 0))
 
+    def irq_lines_changed_in_slice(self, irq: bool, fiq: bool) -> None:
+        """New line levels decided while this core runs (from an MMIO or MSR callback).
+
+        A line that falls is lowered at once (safe anywhere); one that rises
+        ends the slice at the next block boundary, and the machine raises it
+        with set_irq_lines before the core resumes.
+        """
+        old_irq, old_fiq = self._irq_lines
+        if (irq and not old_irq) or (fiq and not old_fiq):
+            self.shorten_slice(0)
+        else:
+            self.set_irq_lines(irq, fiq)
+
     def count_exit(self, kind: str) -> None:
         self.exits[kind] = self.exits.get(kind, 0) + 1
 

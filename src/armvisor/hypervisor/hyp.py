@@ -37,6 +37,7 @@ from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vm import Vm
 from armvisor.machine import memmap
 from armvisor.machine.maintenance import broadcast_maintenance
+from armvisor.machine.report import core_location, recent_events
 from armvisor.trace import TraceBus
 
 # The hypervisor's own interrupts on each pCPU (physical GIC).
@@ -338,11 +339,7 @@ class Hypervisor:
         vm = vcpu.vm
         irq, fiq = vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index)
         if vcpu is self.running:
-            old_irq, old_fiq = vcpu.core.irq_lines
-            if (irq and not old_irq) or (fiq and not old_fiq):
-                vcpu.core.shorten_slice(0)        # raise it at the next safe point (_enter)
-            else:
-                vcpu.core.set_irq_lines(irq, fiq)
+            vcpu.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _enter
         elif vcpu.state is VcpuState.BLOCKED and (irq or fiq):
             self._kick(vcpu.pcpu)
 
@@ -446,16 +443,9 @@ class Hypervisor:
             lines.append(f" pcpu{pcpu.index}: {pcpu.state.value:8s} vcpu={current}")
         for vm in self.vms:
             for vcpu in vm.vcpus:
-                try:
-                    where = f"pc={vcpu.core.pc:#018x} el={vcpu.core.el}"
-                except Exception:                        # noqa: BLE001
-                    where = "registers unreadable"
+                where = core_location(vcpu.core, disassemble=vcpu.state is not VcpuState.OFF)
                 lines.append(f" {vcpu.name}: {vcpu.state.value:9s} {where}")
-        events = list(self.trace.recent)[-12:]
-        if events:
-            lines.append("last events:")
-            lines.extend("  " + e.describe() for e in events)
-        return "\n".join(lines)
+        return "\n".join(lines + recent_events(self.trace))
 
 
 def _signed(value: int) -> int:

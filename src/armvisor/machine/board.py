@@ -368,13 +368,7 @@ class Machine:
         lane = self.lanes[cpu]
         irq, fiq = self.gic.irq_pending(cpu), self.gic.fiq_pending(cpu)
         if lane is self.current:
-            old_irq, old_fiq = lane.core.irq_lines
-            if (irq and not old_irq) or (fiq and not old_fiq):
-                # Raising inside a block is unsafe: end the slice at the next
-                # block boundary; _run_slice raises the line before it resumes.
-                lane.core.shorten_slice(0)
-            else:
-                lane.core.set_irq_lines(irq, fiq)
+            lane.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _run_slice
         elif (irq or fiq) and lane.state in (LaneState.WFI, LaneState.POWERDOWN):
             self._wake(lane)
 

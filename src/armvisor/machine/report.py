@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 RECENT_EVENTS = 12
 
 
-def _disassemble(lane: "Lane", pc: int) -> str:
-    insn = lane.core.read_insn(pc)
+def _disassemble(core, pc: int) -> str:
+    insn = core.read_insn(pc)
     if insn is None:
         return "<not mapped>"
     for ins in Cs(CS_ARCH_ARM64, CS_MODE_ARM).disasm(insn.to_bytes(4, "little"), pc):
@@ -22,22 +22,31 @@ def _disassemble(lane: "Lane", pc: int) -> str:
     return f".word {insn:#010x}"
 
 
+def core_location(core, disassemble: bool = True) -> str:
+    """`pc=... el=...` and the instruction there, for a report that must not fail."""
+    try:
+        pc, el = core.pc, core.el
+        where = f"pc={pc:#018x} el={el}"
+        if disassemble:
+            where += f"  {_disassemble(core, pc)}"
+        return where
+    except Exception:                                   # noqa: BLE001 - a report must not fail
+        return "registers unreadable"
+
+
+def recent_events(trace) -> List[str]:
+    """The last trace events, under a heading, for the end of a report."""
+    events = list(trace.recent)[-RECENT_EVENTS:]
+    if not events:
+        return []
+    return ["last events:"] + ["  " + event.describe() for event in events]
+
+
 def machine_report(machine: "Machine", culprit: Optional["Lane"] = None) -> str:
     lines = []
     for lane in machine.lanes:
-        core = lane.core
         mark = "*" if lane is culprit else " "
-        try:
-            pc, el = core.pc, core.el
-            where = f"pc={pc:#018x} el={el}"
-            if lane.state.value != "off":
-                where += f"  {_disassemble(lane, pc)}"
-        except Exception:                               # noqa: BLE001 - a report must not fail
-            where = "registers unreadable"
+        where = core_location(lane.core, disassemble=lane.state.value != "off")
         psci = machine.firmware.state_of(lane.index)
         lines.append(f"{mark}cpu{lane.index}: {lane.state.value:9s} psci={psci.name:10s} {where}")
-    events = list(machine.trace.recent)[-RECENT_EVENTS:]
-    if events:
-        lines.append("last events:")
-        lines.extend("  " + event.describe() for event in events)
-    return "\n".join(lines)
+    return "\n".join(lines + recent_events(machine.trace))
