@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
+from armvisor.devtools import qemu
 from armvisor.errors import ArmvisorError
 from armvisor.images.debian import cached_images
 from armvisor.images.initramfs import INIT_MARKER
@@ -60,10 +60,8 @@ def armvisor_cmd(kernel, initrd, smp: int, *extra: str) -> list:
 
 
 def qemu_cmd(kernel, initrd, smp: int) -> list:
-    return ["qemu-system-aarch64", "-M", "virt,gic-version=3", "-cpu", "cortex-a57",
-            "-smp", str(smp), "-m", "512M", "-display", "none", "-serial", "stdio",
-            "-monitor", "none", "-nic", "none", "-no-reboot",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND]
+    return qemu.virt_command(smp=smp, kernel=kernel,
+                             extra=["-initrd", str(initrd), "-append", APPEND])
 
 
 class MarkerSeen(Exception):
@@ -123,7 +121,7 @@ def main() -> int:
     print(f"  armvisor VM (--hyp):   {vm:6.2f} s (median of {args.runs}, {args.smp} vCPUs pinned "
           f"on {args.smp} pCPUs)")
     print(f"  ratio VM/bare:         {vm / ours:6.2f}   (target <= 1.3)")
-    if shutil.which("qemu-system-aarch64"):
+    if qemu.available():
         theirs = statistics.median(time_to_marker(qemu_cmd(kernel, initrd, args.smp))
                                    for _ in range(args.runs))
         print(f"  qemu-system-aarch64:   {theirs:6.2f} s (median of {args.runs}, TCG)")

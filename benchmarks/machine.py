@@ -9,7 +9,6 @@ are measured as the difference between two runs of the same loop with N and
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from armvisor.devtools import qemu
 from armvisor.devtools.cross import build_program
 from armvisor.machine.board import Machine
 from armvisor.machine.config import MachineConfig
@@ -149,12 +149,11 @@ def irq_figures() -> dict:
 
 def irq_figures_on_qemu() -> dict:
     """The same program under qemu-system-aarch64 -M virt (TCG), if it is installed."""
-    if shutil.which("qemu-system-aarch64") is None:
+    if not qemu.available():
         return {}
     proc = subprocess.run(
-        ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
-         "-smp", "2", "-m", "512M", "-display", "none", "-serial", "stdio", "-monitor", "none",
-         "-no-reboot", "-kernel", str(REPO / "guests/build/bench_irq.elf")],
+        qemu.virt_command(machine="virt,virtualization=on,gic-version=3", smp=2,
+                          kernel=REPO / "guests/build/bench_irq.elf"),
         capture_output=True, text=True, timeout=300)
     return _bench_lines(proc.stdout)
 

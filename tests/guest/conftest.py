@@ -20,6 +20,8 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
+from armvisor.devtools import qemu
+
 REPO = Path(__file__).resolve().parents[2]
 GUESTS = REPO / "guests"
 BUILD = GUESTS / "build"
@@ -75,9 +77,7 @@ def qemu_command(elf: Path, smp: int, conduit: Optional[str]) -> list[str]:
     # virtualization=on makes QEMU start CPUs at EL2 with the SMC conduit;
     # without it they start at EL1 and PSCI goes over HVC.
     machine = "virt,gic-version=3" if conduit == "hvc" else "virt,virtualization=on,gic-version=3"
-    return ["qemu-system-aarch64", "-M", machine, "-cpu", "cortex-a57", "-smp", str(smp),
-            "-m", "512M", "-display", "none", "-serial", "stdio", "-monitor", "none",
-            "-no-reboot", "-kernel", str(elf)]
+    return qemu.virt_command(machine=machine, smp=smp, kernel=elf)
 
 
 def armvisor_command(elf: Path, smp: int, conduit: Optional[str]) -> list[str]:
@@ -113,7 +113,7 @@ def run_guest(guest_build: Path) -> RunGuest:
     subprocess.run would re-encode them); both runners read it to EOF.
     """
     kind = runner_kind()
-    if kind == "qemu" and shutil.which("qemu-system-aarch64") is None:
+    if kind == "qemu" and not qemu.available():
         pytest.skip("qemu-system-aarch64 not installed")
 
     def run(name: str, smp: int, conduit: Optional[str] = None,

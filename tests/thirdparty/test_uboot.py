@@ -16,7 +16,6 @@ devices. Input goes in at once: the first key stops the autoboot countdown
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -24,15 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from armvisor.devtools import qemu
+
 REPO = Path(__file__).resolve().parents[2]
 FETCH = REPO / "scripts" / "fetch-thirdparty"
 
 SMP = 2
 MEMORY = "512M"
-QEMU = "qemu-system-aarch64"
-QEMU_ARGS = ["-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
-             "-smp", str(SMP), "-m", MEMORY, "-display", "none", "-serial", "stdio",
-             "-monitor", "none", "-no-reboot", "-nic", "none"]
+QEMU_ARGS = qemu.virt_command(machine="virt,virtualization=on,gic-version=3", smp=SMP,
+                              memory=MEMORY)[1:]
 
 # Key to stop autoboot, two commands; poweroff is PSCI SYSTEM_OFF, so both exit 0.
 CONSOLE_INPUT = b"\nversion\rpoweroff\r"
@@ -108,9 +107,9 @@ def run_armvisor(kernel: Path, console_input: bytes, timeout_s: int) -> subproce
 
 def run_qemu(kernel: Path, console_input: bytes, hang_s: float | None = None) -> bytes:
     """QEMU's console output; a run expected to hang is stopped after `hang_s`."""
-    if shutil.which(QEMU) is None:
-        pytest.skip(f"{QEMU} is not installed (Debian package qemu-system-arm): nothing to compare with")
-    command = [QEMU, *QEMU_ARGS, "-kernel", str(kernel)]
+    if not qemu.available():
+        pytest.skip(f"{qemu.QEMU} is not installed (Debian package qemu-system-arm): nothing to compare with")
+    command = [qemu.QEMU, *QEMU_ARGS, "-kernel", str(kernel)]
     if hang_s is None:
         done = subprocess.run(command, input=console_input, capture_output=True,
                               timeout=RUN_SECONDS)

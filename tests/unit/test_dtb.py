@@ -4,6 +4,7 @@ import subprocess
 import fdt
 import pytest
 
+from armvisor.devtools import qemu
 from armvisor.errors import ArmvisorError
 from armvisor.machine import memmap
 from armvisor.machine.dtb import BoardDescription, build_dtb
@@ -262,24 +263,22 @@ def _node_paths(tree: fdt.FDT) -> set[str]:
 QEMU_ONLY_NODES = ("/pl061@", "/gpio-keys", "/pmu")
 
 
-@pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="QEMU not installed")
+@pytest.mark.skipif(not qemu.available(), reason="QEMU not installed")
 @pytest.mark.parametrize("count,virt", [(4, False), (20, True)])
 def test_same_nodes_as_qemu(tmp_path, count, virt):
     # its=off: armvisor has no ITS, and with one QEMU also adds msi-map to pcie.
     machine = "virt,gic-version=3,its=off" + (",virtualization=on" if virt else "")
     qemu_dtb = tmp_path / "qemu.dtb"
-    subprocess.run(["qemu-system-aarch64", "-M", f"{machine},dumpdtb={qemu_dtb}",
-                    "-cpu", "cortex-a57", "-smp", str(count), "-m", "512M", "-nographic",
-                    "-display", "none"],
+    subprocess.run(qemu.virt_command(machine=f"{machine},dumpdtb={qemu_dtb}", smp=count),
                    capture_output=True, timeout=60, check=True)
-    qemu = fdt.parse_dtb(qemu_dtb.read_bytes())
+    reference = fdt.parse_dtb(qemu_dtb.read_bytes())
     ours = parse(board(cpu_count=count, psci_conduit="smc" if virt else "hvc",
                        gic_maintenance_irq=virt))
-    qemu_nodes = {p for p in _node_paths(qemu) if not any(q in p for q in QEMU_ONLY_NODES)}
+    qemu_nodes = {p for p in _node_paths(reference) if not any(q in p for q in QEMU_ONLY_NODES)}
     assert _node_paths(ours) == qemu_nodes
     # Where both have a node, the properties and their values agree, except the random seeds.
     for path in qemu_nodes:
-        q_node, o_node = qemu.get_node(path), ours.get_node(path)
+        q_node, o_node = reference.get_node(path), ours.get_node(path)
         q_props = {p.name: p for p in q_node.props if p.name not in ("rng-seed", "kaslr-seed")}
         o_props = {p.name: p for p in o_node.props}
         assert set(q_props) == set(o_props), path
