@@ -16,7 +16,6 @@ with a physical SGI 0, whose handler there does the injection (7).
 
 from __future__ import annotations
 
-import time
 from typing import Callable, List, Optional
 
 from unicorn import UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UcError
@@ -26,9 +25,8 @@ from armvisor.cpu.core import Stop
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import take_exception_to_el1
 from armvisor.devices.gic import GicV3
-from armvisor.devices.timer import (COUNTER_HZ, GenericTimer, TimerChannel, VIRT_TIMER_INTID,
-                                    host_counter)
-from armvisor.errors import GuestError, GuestTimeout
+from armvisor.devices.timer import COUNTER_HZ, GenericTimer, TimerChannel, VIRT_TIMER_INTID
+from armvisor.errors import GuestError
 from armvisor.firmware import Firmware
 from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.pcpu import PcpuState, PerCpu
@@ -36,8 +34,10 @@ from armvisor.hypervisor.placement import Placement, Policy, VcpuRef
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vm import Vm
 from armvisor.machine import memmap
+from armvisor.machine.clock import Clock
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, recent_events
+from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.trace import TraceBus
 
 # The hypervisor's own interrupts on each pCPU (physical GIC).
@@ -66,18 +66,25 @@ PSCI_CPU_ON_64 = 0xC400_0003
 HYP_SECONDARY_ENTRY = memmap.RAM_BASE
 QUANTUM_TICKS = COUNTER_HZ // 1000 * 4          # 4 ms slices for shared pCPUs
 SLICE_BUDGET = 50_000
-MAX_IDLE_SLEEP = 0.05
 
 
 class Hypervisor:
     def __init__(self, pcpu_count: int, vm_configs: List[VmConfig], trace: TraceBus,
-                 console: Callable[[bytes], None]):
+                 console: Callable[[bytes], None], *, slice_budget: int = SLICE_BUDGET,
+                 deterministic: bool = False, no_reboot: bool = False):
         self.trace = trace
+        self.clock = Clock(deterministic)
+        if deterministic:
+            trace.use_clock(self.clock.seconds)
+        self.slice_budget = slice_budget
+        self.no_reboot = no_reboot
+        self.booted = False
         self.pcpus = [PerCpu(i, memmap.mpidr_affinity(i)) for i in range(pcpu_count)]
         self.gic = GicV3(pcpu_count, memmap.mpidr_affinity, trace)
         # The pCPU timers the hypervisor uses: the loaded vCPU's virtual timer
         # (PPI 27) and the EL2 physical timer for the quantum (PPI 26).
-        self.pcpu_vtimers = [GenericTimer(self._pcpu_ppi(i)) for i in range(pcpu_count)]
+        self.pcpu_vtimers = [GenericTimer(self._pcpu_ppi(i), counter=self.clock.counter)
+                             for i in range(pcpu_count)]
         self.hyp_timers = [TimerChannel(HYP_TIMER_INTID, self._pcpu_line(i, HYP_TIMER_INTID))
                            for i in range(pcpu_count)]
         self.firmware = Firmware(self, trace)
@@ -98,6 +105,7 @@ class Hypervisor:
 
     def boot(self) -> None:
         """pCPU 0 only: global init, then CPU_ON to the firmware for every other pCPU."""
+        self.booted = True
         self.firmware.cold_boot(0)
         boot = self.pcpus[0]
         boot.state = PcpuState.BOOTING
@@ -177,29 +185,42 @@ class Hypervisor:
     def system_reset(self) -> None:
         self.exit_status = 0
 
-    # -- the run loop -----------------------------------------------------------------
+    # -- what the run loop asks (runloop.Driver) ----------------------------------
 
-    def run(self, timeout: Optional[float] = None, host=None) -> int:
-        self.boot()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            busy = False
-            for pcpu in self.pcpus:
-                busy |= self._run_pcpu(pcpu)
-            if all(vm.ended for vm in self.vms):
-                if self.failures:
-                    message, report = self.failures[0]
-                    raise GuestError(message, report)
-                return 0
-            self._expire_timers()
-            if host is not None:
-                host.poll()
-            if not busy:
-                self._idle(host)
-            if deadline is not None and time.monotonic() > deadline:
-                raise GuestTimeout(f"timeout after {timeout:g} s", self.report())
+    @property
+    def lane_count(self) -> int:
+        return len(self.pcpus)
 
-    def _run_pcpu(self, pcpu: PerCpu) -> bool:
+    def run(self, timeout: Optional[float] = None, host: Optional[HostIO] = None,
+            until: Optional[Condition] = None) -> Optional[int]:
+        """Bring up if needed, then run until every VM has ended (0), `until` (None) or an error."""
+        if not self.booted:
+            self.boot()
+        loop = RunLoop(self, self.clock, self.slice_budget, host)
+        return loop.run(timeout=timeout, until=until)
+
+    def finished(self) -> Optional[int]:
+        if not all(vm.ended for vm in self.vms):
+            return None
+        if self.failures:
+            message, report = self.failures[0]
+            raise GuestError(message, report)
+        return 0
+
+    def run_turn(self, lane: int, budget: int) -> bool:
+        return self._run_pcpu(self.pcpus[lane], budget)
+
+    def has_work(self) -> bool:
+        """A physical interrupt waits for its handler, or a pCPU has a vCPU to run."""
+        return any(p.state is PcpuState.BOOTING or self.gic.wake_pending(p.index)
+                   or self.placement.has_runnable(p.index)
+                   for p in self.pcpus if p.state is not PcpuState.OFF)
+
+    def tick(self) -> None:
+        for vm in self.vms:
+            vm.rtc.tick()
+
+    def _run_pcpu(self, pcpu: PerCpu, budget: int) -> bool:
         """One turn of a pCPU: its hypervisor code, then a slice of one vCPU. True if it ran."""
         if pcpu.state is PcpuState.OFF:
             return False
@@ -218,7 +239,9 @@ class Hypervisor:
         pcpu.state = PcpuState.ONLINE
         vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
         self._enter(pcpu, vcpu)
-        reason = vcpu.core.run(SLICE_BUDGET)
+        self.clock.enter(vcpu.core)
+        reason = vcpu.core.run(budget)
+        self.clock.leave(vcpu.core)
         self._exit(pcpu, vcpu, reason)
         self.on_pcpu = None
         return True
@@ -236,9 +259,9 @@ class Hypervisor:
         vm = vcpu.vm
         vcpu.core.set_irq_lines(vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index))
         if self.placement.needs_quantum(pcpu.index) and pcpu.quantum_deadline is None:
-            pcpu.quantum_deadline = host_counter() + QUANTUM_TICKS
-            self.hyp_timers[pcpu.index].write(2, pcpu.quantum_deadline, host_counter())
-            self.hyp_timers[pcpu.index].write(1, 1, host_counter())
+            pcpu.quantum_deadline = self.clock.counter() + QUANTUM_TICKS
+            self.hyp_timers[pcpu.index].write(2, pcpu.quantum_deadline, self.clock.counter())
+            self.hyp_timers[pcpu.index].write(1, 1, self.clock.counter())
         self.running = vcpu
 
     def _exit(self, pcpu: PerCpu, vcpu: Vcpu, reason: Stop) -> None:
@@ -292,7 +315,7 @@ class Hypervisor:
     def _load_vtimer(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
         """Put the vCPU's virtual timer into the pCPU's (as KVM's timer load does)."""
         mine, theirs = self.pcpu_vtimers[pcpu.index].virt, vcpu.timer.virt
-        now = host_counter()
+        now = self.clock.counter()
         mine.write(2, theirs.cval, now)
         mine.write(1, theirs.ctl, now)
 
@@ -311,7 +334,7 @@ class Hypervisor:
             elif intid == PCPU_VTIMER_INTID:
                 self._vtimer_fired(pcpu)
             elif intid == HYP_TIMER_INTID:
-                self.hyp_timers[i].write(1, 0, host_counter())
+                self.hyp_timers[i].write(1, 0, self.clock.counter())
                 pcpu.quantum_deadline = None
                 self.placement.quantum_expired(i)
             self.gic.icc_write(i, ICC_EOIR1_EL1, intid)
@@ -331,7 +354,7 @@ class Hypervisor:
         self.gic.redistributor_write(pcpu.index * memmap.GICR_STRIDE + GICR_ICENABLER0, 4,
                                      1 << PCPU_VTIMER_INTID, pcpu.index)
         if vcpu is not None:
-            vcpu.timer.update(host_counter())
+            vcpu.timer.update(self.clock.counter())
             self.trace.emit("vcpu.inject", pcpu.index, vcpu=vcpu.name, intid=VIRT_TIMER_INTID)
 
     def virtual_interrupt_changed(self, vcpu: Vcpu) -> None:
@@ -354,6 +377,10 @@ class Hypervisor:
     def vcpu_timer_changed(self, vcpu: Vcpu) -> None:
         if vcpu is self.running:
             self._load_vtimer(vcpu.pcpu, vcpu)
+            deadline = self.next_deadline()
+            if self.clock.ticks_left(deadline) is not None:
+                # Deterministic: stop this slice when virtual time reaches the new deadline.
+                vcpu.core.shorten_slice(max(0, deadline - vcpu.core.virtual_now()))
 
     def _pcpu_ppi(self, pcpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.gic.set_ppi_level(pcpu, intid, level)
@@ -361,8 +388,8 @@ class Hypervisor:
     def _pcpu_line(self, pcpu: int, intid: int) -> Callable[[bool], None]:
         return lambda level: self.gic.set_ppi_level(pcpu, intid, level)
 
-    def _expire_timers(self) -> None:
-        now = host_counter()
+    def expire_timers(self) -> None:
+        now = self.clock.counter()
         for i, timer in enumerate(self.pcpu_vtimers):
             timer.update(now)
             self.hyp_timers[i].update(now)
@@ -377,31 +404,18 @@ class Hypervisor:
                 if not (vcpu.pcpu.current is vcpu and vcpu.state is VcpuState.RUNNABLE):
                     vcpu.timer.virt.update(now)
 
-    def _idle(self, host) -> None:
-        """No pCPU had a vCPU to run: sleep until the nearest timer."""
-        if any(self.gic.wake_pending(p.index) for p in self.pcpus):
-            return                       # a physical interrupt is waiting for its handler
-        deadlines = []
-        for timer in self.pcpu_vtimers:
-            if timer.next_deadline() is not None:
-                deadlines.append(timer.next_deadline())
+    def next_deadline(self) -> Optional[int]:
+        deadlines = [t.next_deadline() for t in self.pcpu_vtimers]
+        deadlines += [t.cval for t in self.hyp_timers if t.deadline() is not None]
         for vm in self.vms:
             for vcpu in vm.vcpus:
-                d = vcpu.timer.next_deadline()
-                if d is not None and vcpu.state is not VcpuState.OFF:
-                    deadlines.append(d)
-        deadlines += [t.cval for t in self.hyp_timers if t.deadline() is not None]
-        input_open = host is not None and host.input_open
-        if not deadlines and not input_open:
-            raise GuestError("every vCPU is off or waiting for an interrupt that nothing can "
-                             "raise: the guests hang", self.report())
-        wait = MAX_IDLE_SLEEP
-        if deadlines:
-            wait = min(wait, max(min(deadlines) - host_counter(), 0) / COUNTER_HZ)
-        if host is not None:
-            host.wait(wait)
-        else:
-            time.sleep(wait)
+                if vcpu.state is not VcpuState.OFF:
+                    deadlines.append(vcpu.timer.next_deadline())
+            rtc_at = vm.rtc.next_deadline()
+            if rtc_at is not None:
+                deadlines.append(self.clock.wall_to_counter(rtc_at))
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
 
     # -- vCPU and VM life cycle (called by the VMs) ------------------------------------
 
@@ -425,7 +439,7 @@ class Hypervisor:
             self._set_state(vcpu, VcpuState.OFF)
             if vcpu.pcpu.current is vcpu:
                 vcpu.pcpu.current = None
-        if reset:
+        if reset and not self.no_reboot:
             self.trace.emit("vm.reset", None, vm=vm.name)
             vm.boot()
         else:

@@ -228,5 +228,9 @@ class Placement:
         """The current vCPU's quantum is used up: the next `pick` rotates."""
         self._queue(pcpu).expired = True
 
+    def has_runnable(self, pcpu: int) -> bool:
+        """A vCPU placed on `pcpu` can run (what `pick` would find), without picking."""
+        return any(ref in self._runnable for ref in self._queue(pcpu).vcpus)
+
     def needs_quantum(self, pcpu: int) -> bool:
         return sum(1 for ref in self._queue(pcpu).vcpus if ref in self._runnable) > 1

@@ -28,6 +28,7 @@ from armvisor.machine import memmap
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.loader import place_images
 from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.trace import TraceBus
 
@@ -51,7 +52,7 @@ class Vm:
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
         self.uart = Pl011(console, trace=trace, name=f"{self.name}/uart0",
                           on_irq_change=self._spi_setter(32 + memmap.UART0_SPI))
-        self.rtc = Pl031(trace=trace, name=f"{self.name}/rtc",
+        self.rtc = Pl031(clock=hyp.clock.wall, trace=trace, name=f"{self.name}/rtc",
                          on_irq_change=self._spi_setter(32 + memmap.RTC_SPI))
         self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=trace)
         self.disks: List[VirtioBlk] = []
@@ -75,8 +76,10 @@ class Vm:
             core = Core(index_, memmap.mpidr_affinity(index_), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
                         trace=trace, tcg_buffer_size=64 << 20, extra_hcr=sr.HCR_TSC)
-            timer = GenericTimer(self._ppi_setter(index_))
+            timer = GenericTimer(self._ppi_setter(index_), counter=hyp.clock.counter)
             self.vcpus.append(Vcpu(self, index_, core, timer))
+        self.sysregs = SysregRouter(self.vgic, [vcpu.timer for vcpu in self.vcpus],
+                                    lambda core: hyp.vcpu_timer_changed(self.vcpus[core.index]))
         self.vpsci = VirtualPsci(config.smp, memmap.mpidr_affinity, self,
                                  entry_valid=self._entry_valid,
                                  trace=trace, vm=self.name)
@@ -142,18 +145,7 @@ class Vm:
 
     def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
                value: int) -> Optional[int]:
-        if el == 0:
-            return None
-        vcpu = self.vcpus[core.index]
-        if GenericTimer.is_timer_register(reg):
-            if is_write:
-                vcpu.timer.write(reg, value)
-                self.hyp.vcpu_timer_changed(vcpu)
-                return 0
-            return vcpu.timer.read(reg)
-        if is_write:
-            return 0 if self.vgic.icc_write(core.index, reg, value) else None
-        return self.vgic.icc_read(core.index, reg)
+        return self.sysregs.access(core, reg, el, is_write, value)
 
     # -- what virtual PSCI asks (VpsciActions) --------------------------------------
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, List, Optional
 
 from unicorn import UC_PROT_EXEC, UC_PROT_READ
 
@@ -19,49 +18,26 @@ from armvisor.devices.virtio.console import VirtioConsole
 from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
-from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
-from armvisor.errors import GuestError, GuestTimeout
+from armvisor.devices.timer import GenericTimer
+from armvisor.errors import GuestError
 from armvisor.firmware import Firmware
 from armvisor.machine import memmap
 from armvisor.machine.config import MachineConfig
 from armvisor.machine.dtb import BoardDescription, build_dtb
+from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram, read_input_file
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.machine.loader import LoadedImage, place_images
 from armvisor.machine.report import machine_report
+from armvisor.machine.sysreg_router import SysregRouter
+from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.trace import TraceBus
 
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
 PAGE_SIZE = 0x1000                # Unicorn maps whole pages
-# What the RTC says at power-on in deterministic mode: 2000-01-01T00:00:00Z.
-DETERMINISTIC_EPOCH = 946_684_800
-# Longest host sleep while every CPU waits, so typed input and the RTC are seen.
-MAX_IDLE_SLEEP = 0.05
-
-
-class HostIO(Protocol):
-    """The host side of the console as the run loop needs it (see console.HostConsole)."""
-
-    input_open: bool
-
-    def poll(self) -> None: ...
-    def wait(self, seconds: float) -> None: ...
-
-
-class NoInput:
-    input_open = False
-
-    def poll(self) -> None:
-        pass
-
-    def wait(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-
 class FlashBank:
     """A CFI flash bank and how the cores see it: memory in read-array mode, MMIO otherwise.
 
@@ -89,11 +65,12 @@ class Machine:
     """A QEMU-virt-compatible board running `config.kernel` on `config.smp` CPUs."""
 
     def __init__(self, config: MachineConfig, trace: Optional[TraceBus] = None,
-                 console: Callable[[bytes], None] = lambda data: None,
-                 clock: Callable[[], float] = time.monotonic):
+                 console: Callable[[bytes], None] = lambda data: None):
         self.config = config
+        self.clock = Clock(config.deterministic)
         self.trace = trace or TraceBus()
-        self.clock = clock
+        if config.deterministic:
+            self.trace.use_clock(self.clock.seconds)
         self.model = CPU_MODELS[config.cpu]
         self.kernel_data = read_input_file(config.kernel, "kernel")
         self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
@@ -104,7 +81,7 @@ class Machine:
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
         self.uart = Pl011(console, trace=self.trace,
                           on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.UART0_SPI, lv))
-        self.rtc = Pl031(clock=self._rtc_clock if config.deterministic else time.time,
+        self.rtc = Pl031(clock=self.clock.wall,
                          trace=self.trace,
                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
@@ -115,10 +92,10 @@ class Machine:
         self._plug_virtio_devices(console)
         self.pcie = PcieHost(memmap.PCIE_ECAM_HIGH_SIZE, trace=self.trace)
         self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
-        self.vtime = 0                    # deterministic mode: the counter all cores agree on
-        self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.counter)
+        self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.clock.counter)
                        for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
+        self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written)
         self.windows = gic_windows(self.gic, config.smp) + [
             MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
             MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
@@ -170,19 +147,6 @@ class Machine:
         for disk in self.disks:
             disk.close()
 
-    def _rtc_clock(self) -> float:
-        """Deterministic mode: wall-clock time is virtual too (QEMU's -rtc clock=vm)."""
-        return DETERMINISTIC_EPOCH + self.counter() / COUNTER_HZ
-
-    def counter(self) -> int:
-        """CNTPCT/CNTVCT as the guest sees them: the host clock, or in deterministic
-        mode the virtual clock (the running core's own reading inside a slice)."""
-        if not self.config.deterministic:
-            return host_counter()
-        if self.current is not None:
-            return self.current.core.virtual_now()
-        return self.vtime
-
     # -- boot ---------------------------------------------------------------------
 
     def generated_dtb(self, initrd: Optional[tuple] = None) -> bytes:
@@ -214,7 +178,6 @@ class Machine:
             timer.reset()
         self.gic.reset()
         self._timer_deadline = None
-        self.vtime = 0
         for bank in self.flash:              # a reset puts the banks back in read-array mode
             if not bank.mapped_as_memory:
                 self._remap_flash(bank, as_memory=True)
@@ -228,58 +191,66 @@ class Machine:
                         kind=self.image.kind, cpus=self.config.smp)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
 
-    # -- the run loop ------------------------------------------------------------
+    # -- what the run loop asks (runloop.Driver) ----------------------------------
 
-    def run(self, timeout: Optional[float] = None, host: Optional[HostIO] = None) -> int:
-        """Run until SYSTEM_OFF (returns 0) or an error; SYSTEM_RESET reboots the machine."""
-        host = host or NoInput()
+    @property
+    def lane_count(self) -> int:
+        return len(self.lanes)
+
+    def run(self, timeout: Optional[float] = None, host: Optional[HostIO] = None,
+            until: Optional[Condition] = None) -> Optional[int]:
+        """Boot if needed, then run until SYSTEM_OFF (its status), `until` (None) or an error.
+
+        SYSTEM_RESET reboots the machine (or ends the run with --no-reboot).
+        """
+        if not self.boots:
+            self.boot()
+        loop = RunLoop(self, self.clock, self.config.slice_budget, host)
+        return loop.run(timeout=timeout, until=until)
+
+    def finished(self) -> Optional[int]:
+        if self.exit_status is None:
+            return None
+        if not self._reset_requested or self.config.no_reboot:
+            return self.exit_status
+        self.trace.emit("machine.reset", None)
         self.boot()
-        deadline = None if timeout is None else self.clock() + timeout
-        budget = self.config.slice_budget
-        while True:
-            ran = False
-            for lane in self.lanes:
-                if lane.state is not LaneState.RUNNING:
-                    continue
-                ran = True
-                self._run_slice(lane, budget)
-                if self.exit_status is not None:
-                    break
-                self._expire_timers()
-            if self.exit_status is not None:
-                if not self._reset_requested or self.config.no_reboot:
-                    return self.exit_status
-                self.trace.emit("machine.reset", None)
-                self.boot()
-            elif not ran:
-                self._idle(host, deadline)
-            host.poll()
-            self.rtc.tick()
-            if deadline is not None and self.clock() > deadline:
-                raise GuestTimeout(f"timeout after {timeout:g} s", machine_report(self))
+        return None
 
-    def _run_slice(self, lane: Lane, budget: int) -> None:
+    def has_work(self) -> bool:
+        return any(lane.state is LaneState.RUNNING for lane in self.lanes)
+
+    def next_deadline(self) -> Optional[int]:
+        deadlines = [] if self._timer_deadline is None else [self._timer_deadline]
+        rtc_at = self.rtc.next_deadline()
+        if rtc_at is not None:
+            deadlines.append(self.clock.wall_to_counter(rtc_at))
+        return min(deadlines) if deadlines else None
+
+    def tick(self) -> None:
+        self.rtc.tick()
+
+    def report(self, culprit: Optional[Lane] = None) -> str:
+        return machine_report(self, culprit)
+
+    def run_turn(self, index: int, budget: int) -> bool:
+        lane = self.lanes[index]
+        if lane.state is not LaneState.RUNNING:
+            return False
         core = lane.core
-        index = lane.index
         if lane.warm_boot_pending:
             lane.warm_boot_pending = False
             self.firmware.warm_boot_finished(index)
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
-        if self.config.deterministic:
-            core.start_virtual_clock(self.vtime)
-            if self._timer_deadline is not None:
-                # End the slice when virtual time reaches the next deadline, so
-                # the timer fires on time rather than a whole slice late.
-                budget = max(1, min(budget, self._timer_deadline - self.vtime))
         self.current = lane
+        self.clock.enter(core)
         reason = core.run(budget)
+        self.clock.leave(core)
         self.current = None
-        if self.config.deterministic:
-            self.vtime = core.virtual_now()
         self._broadcast_maintenance(lane)
         if reason is Stop.FAULT and self._flash_fault(core):
-            return
+            return True
         if reason is Stop.FAULT:
             raise GuestError(f"cpu{index}: {core.error} (the guest touched memory that "
                              "does not exist)", machine_report(self, lane))
@@ -287,6 +258,7 @@ class Machine:
             raise GuestError(f"cpu{index}: {core.error}", machine_report(self, lane))
         if reason is Stop.WFI and lane.state is LaneState.RUNNING:
             self._park(lane)
+        return True
 
     def _park(self, lane: Lane) -> None:
         """WFI: the lane sleeps until an interrupt is pending for it (one may be already)."""
@@ -294,30 +266,6 @@ class Machine:
             return
         lane.state = LaneState.WFI
         self.trace.emit("cpu.wfi", lane.index)
-
-    def _idle(self, host: HostIO, deadline: Optional[float]) -> None:
-        """Every CPU waits: sleep on the host until the next timer deadline or input."""
-        self._expire_timers()
-        if any(lane.state is LaneState.RUNNING for lane in self.lanes):
-            return
-        if self.config.deterministic and self._timer_deadline is not None:
-            # Nothing runs until the next deadline: virtual time jumps there.
-            self.vtime = max(self.vtime, self._timer_deadline)
-            self._expire_timers()
-            return
-        waits = []
-        if self._timer_deadline is not None:
-            waits.append(max(self._timer_deadline - host_counter(), 0) / COUNTER_HZ)
-        rtc_at = self.rtc.next_deadline()
-        if rtc_at is not None:
-            waits.append(max(rtc_at - time.time(), 0))
-        if not waits and not host.input_open:
-            raise GuestError("every CPU is off or waiting for an interrupt that nothing "
-                             "can raise: the guest hangs", machine_report(self))
-        if deadline is not None:
-            waits.append(max(deadline - self.clock(), 0))
-        host.wait(min(waits + [MAX_IDLE_SLEEP]))
-        self._expire_timers()
 
     def _broadcast_maintenance(self, source: Lane) -> None:
         running = [lane.core for lane in self.lanes if lane.state is not LaneState.OFF]
@@ -386,8 +334,8 @@ class Machine:
     def _timer_setter(self, cpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.gic.set_ppi_level(cpu, intid, level)
 
-    def _expire_timers(self) -> None:
-        now = self.counter()
+    def expire_timers(self) -> None:
+        now = self.clock.counter()
         if self._timer_deadline is None or now < self._timer_deadline:
             return
         for timer in self.timers:
@@ -421,23 +369,13 @@ class Machine:
 
     def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
                value: int) -> Optional[int]:
-        """A trapped timer or GIC CPU interface register access at `el` (None: UNDEFINED)."""
-        if el == 0:
-            return None                  # EL1 registers; Unicorn raises the EL0 trap itself
-        cpu = core.index
-        if GenericTimer.is_timer_register(reg):
-            timer = self.timers[cpu]
-            if is_write:
-                timer.write(reg, value)
-                self._rearm_timers()
-                if self.config.deterministic and self._timer_deadline is not None:
-                    # Stop this slice when virtual time reaches the new deadline.
-                    core.shorten_slice(max(0, self._timer_deadline - core.virtual_now()))
-                return 0
-            return timer.read(reg)
-        if is_write:
-            return 0 if self.gic.icc_write(cpu, reg, value) else None
-        return self.gic.icc_read(cpu, reg)
+        return self.sysregs.access(core, reg, el, is_write, value)
+
+    def _timer_written(self, core: Core) -> None:
+        self._rearm_timers()
+        if self.clock.deterministic and self._timer_deadline is not None:
+            # Deterministic: stop this slice when virtual time reaches the new deadline.
+            core.shorten_slice(max(0, self._timer_deadline - core.virtual_now()))
 
     # -- the PSCI platform (what the firmware asks) --------------------------------
 

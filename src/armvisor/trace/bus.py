@@ -41,6 +41,12 @@ class TraceBus:
         self._subscribers: List[Callable[[Event], None]] = []
         self.recent: Deque[Event] = deque(maxlen=ring_size)
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Take timestamps from `clock` (seconds) from now on, e.g. a machine's virtual
+        clock, so a deterministic run gives byte-identical traces."""
+        self._clock = clock
+        self._t0 = clock()
+
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         self._subscribers.append(callback)
 

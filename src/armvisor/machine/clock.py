@@ -1,0 +1,86 @@
+"""The time every core and device of a machine agrees on.
+
+The generic counter (CNTPCT/CNTVCT) runs on the host clock, as in QEMU, or,
+in deterministic mode, on instructions: one tick per instruction the running
+core retires (counted in C, see cpu/_hooks.c), with idle time jumping to the
+next deadline. Timers, the RTC and trace timestamps read this clock, so a
+deterministic run repeats exactly, timestamps included.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from armvisor.devices.timer import COUNTER_HZ, host_counter
+
+# What the RTC says at power-on in deterministic mode: 2000-01-01T00:00:00Z
+# (QEMU's -rtc clock=vm starts from the host's date; a fixed one repeats).
+DETERMINISTIC_EPOCH = 946_684_800
+
+
+class Clock:
+    def __init__(self, deterministic: bool = False):
+        self.deterministic = deterministic
+        self.vtime = 0                       # deterministic: the count between slices
+        self._running = None                 # the core inside a slice (reads its own count)
+        self._host_origin = host_counter()
+
+    def counter(self) -> int:
+        """CNTPCT as the guest sees it now."""
+        if not self.deterministic:
+            return host_counter()
+        if self._running is not None:
+            return self._running.virtual_now()
+        return self.vtime
+
+    def wall(self) -> float:
+        """Wall-clock seconds for the RTC: the host's, or virtual from a fixed epoch."""
+        if not self.deterministic:
+            return time.time()
+        return DETERMINISTIC_EPOCH + self.counter() / COUNTER_HZ
+
+    def seconds(self) -> float:
+        """Seconds since the machine was made, for trace timestamps."""
+        if not self.deterministic:
+            return (host_counter() - self._host_origin) / COUNTER_HZ
+        return self.counter() / COUNTER_HZ
+
+    # -- slices ------------------------------------------------------------------
+
+    def enter(self, core) -> None:
+        """`core` starts a slice; in deterministic mode its counter continues from vtime."""
+        if self.deterministic:
+            core.start_virtual_clock(self.vtime)
+        self._running = core
+
+    def leave(self, core) -> None:
+        self._running = None
+        if self.deterministic:
+            self.vtime = core.virtual_now()
+
+    @property
+    def running(self):
+        return self._running
+
+    def ticks_left(self, deadline: Optional[int]) -> Optional[int]:
+        """Deterministic mode: instructions until `deadline` (a slice ends there)."""
+        if not self.deterministic or deadline is None:
+            return None
+        return max(1, deadline - self.vtime)
+
+    def advance_to(self, deadline: int) -> None:
+        """Deterministic mode, nothing runnable: jump to the next deadline."""
+        self.vtime = max(self.vtime, deadline)
+
+    def reset(self) -> None:
+        self.vtime = 0
+
+    def wall_to_counter(self, wall_deadline: float) -> int:
+        """A wall-clock deadline (the RTC's) in counter ticks."""
+        return self.counter() + max(0, int((wall_deadline - self.wall()) * COUNTER_HZ) + 1)
+
+    @staticmethod
+    def host_seconds_until(deadline: int) -> float:
+        """Host mode: how long to sleep until the counter reaches `deadline`."""
+        return max(deadline - host_counter(), 0) / COUNTER_HZ

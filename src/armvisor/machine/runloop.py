@@ -1,0 +1,160 @@
+"""One run loop for every way armvisor runs: the bare board and the hypervisor.
+
+The loop owns what both modes share: turns over the lanes (pCPUs) in a fixed
+order, the slice budget, the clock (host or deterministic), timer deadlines,
+idle sleep, hang detection, the timeout and stop conditions. What a lane
+does with its turn belongs to the board that drives the loop (`Driver`): in
+bare mode a lane runs its own core; under the hypervisor a pCPU runs its
+EL2 work and then one vCPU.
+
+Hazards the loop exists to avoid:
+- Time must not pass unseen: timers are compared with the clock after every
+  slice, and in deterministic mode a slice ends at the next deadline, so an
+  interrupt arrives on time rather than a whole slice late.
+- A machine where nothing can run and nothing can wake is a hang, reported
+  at once instead of sleeping until the timeout.
+- Waiting for a deadline sleeps on the host (or, deterministic, jumps the
+  virtual clock), never spins; the sleep also ends at the timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Protocol
+
+from armvisor.errors import GuestError, GuestTimeout
+from armvisor.machine.clock import Clock
+
+# Longest host sleep while every CPU waits, so typed input and the RTC are seen.
+MAX_IDLE_SLEEP = 0.05
+HANG = "every CPU is off or waiting for an interrupt that nothing can raise: the guest hangs"
+
+
+class HostIO(Protocol):
+    """The host side of the console as the loop needs it (see console.HostConsole)."""
+
+    input_open: bool
+
+    def poll(self) -> None: ...
+    def wait(self, seconds: float) -> None: ...
+
+
+class NoInput:
+    input_open = False
+
+    def poll(self) -> None:
+        pass
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class Driver(Protocol):
+    """What the loop asks of the machine it drives (machine.board, hypervisor.hyp)."""
+
+    lane_count: int
+
+    def run_turn(self, lane: int, budget: int) -> bool:
+        """Give lane `lane` its turn; True if guest code ran (False: off or idle)."""
+
+    def finished(self) -> Optional[int]:
+        """The exit status once the machine has ended (a reset that reboots is not an end)."""
+
+    def expire_timers(self) -> None:
+        """Raise the interrupt lines of every timer whose deadline has passed."""
+
+    def next_deadline(self) -> Optional[int]:
+        """The nearest timer or RTC deadline, in counter ticks (None: nothing armed)."""
+
+    def has_work(self) -> bool:
+        """Something can run on the next turn without time passing."""
+
+    def tick(self) -> None:
+        """Between turns: devices that follow the wall clock (the RTC)."""
+
+    def report(self) -> str:
+        """The diagnosis for a hang or a timeout."""
+
+
+class Condition(Protocol):
+    """A stop condition for `RunLoop.run(until=...)` (see armvisor.api)."""
+
+    def clip(self, lane: int, budget: int) -> int:
+        """The budget of lane `lane`'s next slice, so the condition is seen soon enough."""
+
+    def met(self) -> bool: ...
+
+
+class RunLoop:
+    def __init__(self, board: Driver, clock: Clock, slice_budget: int,
+                 host: Optional[HostIO] = None):
+        self.board = board
+        self.clock = clock
+        self.slice_budget = slice_budget
+        self.host: HostIO = host or NoInput()
+
+    def run(self, timeout: Optional[float] = None,
+            until: Optional[Condition] = None) -> Optional[int]:
+        """Run until the machine ends (its exit status) or `until` holds (None).
+
+        Raises GuestTimeout after `timeout` host seconds, GuestError on a hang
+        or a guest that stopped the machine. The loop can be entered again
+        after it returned None: the machine goes on where it stopped.
+        """
+        board, clock = self.board, self.clock
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if until is not None and until.met():
+            return None
+        while True:
+            ran = False
+            for lane in range(board.lane_count):
+                budget = self.slice_budget
+                if clock.deterministic:
+                    left = clock.ticks_left(board.next_deadline())
+                    if left is not None:
+                        budget = min(budget, left)
+                if until is not None:
+                    budget = until.clip(lane, budget)
+                if not board.run_turn(lane, budget):
+                    continue
+                ran = True
+                status = board.finished()
+                if status is not None:
+                    return status
+                board.expire_timers()
+                if until is not None and until.met():
+                    return None
+            if not ran:
+                self._idle(deadline)
+            self.host.poll()
+            board.tick()
+            status = board.finished()
+            if status is not None:
+                return status
+            if until is not None and until.met():
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                raise GuestTimeout(f"timeout after {timeout:g} s", board.report())
+
+    def _idle(self, deadline: Optional[float]) -> None:
+        """Nothing ran: wait for the next deadline, an interrupt or input."""
+        board, clock = self.board, self.clock
+        board.expire_timers()
+        if board.has_work():
+            return
+        next_at = board.next_deadline()
+        if clock.deterministic and next_at is not None:
+            # Nothing runs until the next deadline: virtual time jumps there.
+            clock.advance_to(next_at)
+            board.expire_timers()
+            return
+        if next_at is None and not self.host.input_open:
+            raise GuestError(HANG, board.report())
+        wait = MAX_IDLE_SLEEP
+        if next_at is not None:
+            wait = min(wait, clock.host_seconds_until(next_at))
+        if deadline is not None:
+            wait = min(wait, max(deadline - time.monotonic(), 0.0))
+        self.host.wait(wait)
+        board.expire_timers()
