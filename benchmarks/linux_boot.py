@@ -26,7 +26,7 @@ from armvisor.devtools import qemu
 from armvisor.errors import ArmvisorError
 from armvisor.images.debian import cached_images
 from armvisor.images.initramfs import INIT_MARKER
-from armvisor.machine.board import Machine
+from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 
 APPEND = "console=ttyAMA0"
@@ -78,7 +78,7 @@ def profile_armvisor(kernel, initrd, smp: int) -> None:
             raise MarkerSeen()
 
     start = time.perf_counter()
-    machine = Machine(MachineConfig(kernel=str(kernel), initrd=str(initrd), smp=smp,
+    machine = BareBoard(MachineConfig(kernel=str(kernel), initrd=str(initrd), smp=smp,
                                     memory=512 << 20, append=APPEND), console=console)
     created = time.perf_counter()
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from armvisor.devtools import qemu
 from armvisor.devtools.cross import build_program
-from armvisor.machine.board import Machine
+from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 from armvisor.trace import TraceBus
 
@@ -87,9 +87,9 @@ PSCI_LOOP = """
 """
 
 
-def run_once(elf: Path, smp: int = 1, trace: TraceBus | None = None) -> tuple[float, Machine]:
+def run_once(elf: Path, smp: int = 1, trace: TraceBus | None = None) -> tuple[float, BareBoard]:
     start = time.perf_counter()
-    machine = Machine(MachineConfig(kernel=str(elf), smp=smp), trace=trace,
+    machine = BareBoard(MachineConfig(kernel=str(elf), smp=smp), trace=trace,
                       console=lambda data: None)
     status = machine.run(timeout=600)
     elapsed = time.perf_counter() - start
@@ -140,7 +140,7 @@ def cpu_on_latency(smp: int) -> list[float]:
 def irq_figures() -> dict:
     """guests/bench_irq.c on 2 CPUs: {name: nanoseconds} from its "bench:" lines."""
     out = bytearray()
-    machine = Machine(MachineConfig(kernel=str(REPO / "guests/build/bench_irq.elf"), smp=2),
+    machine = BareBoard(MachineConfig(kernel=str(REPO / "guests/build/bench_irq.elf"), smp=2),
                       console=out.extend)
     if machine.run(timeout=300) != 0:
         raise SystemExit("bench_irq did not power off")

@@ -20,7 +20,7 @@ from pathlib import Path
 from armvisor.devtools.cross import build_program
 from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.hyp import Hypervisor
-from armvisor.machine.board import Machine
+from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 from armvisor.trace import TraceBus
 
@@ -58,7 +58,7 @@ OFF = """
 def timed(mode: str, elf: Path) -> float:
     start = time.perf_counter()
     if mode == "bare":
-        machine = Machine(MachineConfig(kernel=str(elf), psci_conduit="smc"), console=lambda d: None)
+        machine = BareBoard(MachineConfig(kernel=str(elf), psci_conduit="smc"), console=lambda d: None)
         machine.run(timeout=300)
     else:
         hyp = Hypervisor(1, [VmConfig(name="bench", kernel=str(elf), smp=1, memory=64 << 20)],

@@ -11,8 +11,12 @@ from typing import Optional
 
 import click
 
+from armvisor.api import VM, Machine
+from armvisor.console import HostConsole
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
-from armvisor.machine.config import MachineConfig, parse_drive, parse_size
+from armvisor.hypervisor.config import load_vm_file, parse_vm_option
+from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
+from armvisor.trace import TraceBus
 
 
 class SizeType(click.ParamType):
@@ -64,7 +68,8 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--append", default="", help="Kernel command line (DTB /chosen/bootargs).")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Use this DTB instead of the generated one.")
 @click.option("--dumpdtb", type=click.Path(dir_okay=False), help="Write the generated DTB here and exit.")
-@click.option("--psci-conduit", type=click.Choice(["smc", "hvc"]), default="smc", show_default=True)
+@click.option("--psci-conduit", type=click.Choice(["smc", "hvc"]),
+              help="How the guest calls PSCI, as its DTB says [default: smc bare, hvc in a VM].")
 @click.option("--cpu", "cpu_model", type=click.Choice(["cortex-a57", "max"]), default="cortex-a57",
               show_default=True, help="CPU model the guest sees.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
@@ -85,7 +90,7 @@ def main(argv: Optional[list] = None) -> None:
               help="A VM for --hyp (repeatable).")
 @click.option("--config", "vm_file", type=click.Path(dir_okay=False),
               help="A TOML file describing the VMs for --hyp.")
-@click.option("--slice", "slice_budget", default=50_000, show_default=True, type=int,
+@click.option("--slice", "slice_budget", default=SLICE_DEFAULT, show_default=True, type=int,
               help="Instructions per scheduling slice.")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
@@ -95,37 +100,24 @@ def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_mod
 
 
 def _run(options: dict) -> int:
-    from armvisor.console import HostConsole, QuitRequested
-    from armvisor.machine.board import Machine
-    from armvisor.trace import TraceBus
+    from armvisor.console import QuitRequested
 
     writer = None
     try:
-        if options["hyp"] or options["vm_specs"] or options["vm_file"]:
-            if options["deterministic"]:
-                raise ArmvisorError("--deterministic is not supported with --hyp yet")
-            return _run_hyp(options)
-        if not options["kernel"]:
-            raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
-        config = MachineConfig(
-            kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
-            initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
-            psci_conduit=options["psci_conduit"], cpu=options["cpu_model"],
-            slice_budget=options["slice_budget"], no_reboot=options["no_reboot"],
-            drives=tuple(parse_drive(d) for d in options["drives"]),
-            virtio_console=options["virtio_console"], deterministic=options["deterministic"])
         trace = TraceBus()
         if options["trace_path"]:
             from armvisor.trace.chrome import ChromeTraceWriter
             writer = ChromeTraceWriter(options["trace_path"])
             trace.subscribe(writer.on_event)
         console = HostConsole()
-        machine = Machine(config, trace=trace, console=console.write)
-        if options["dumpdtb"]:
-            _write(options["dumpdtb"], machine.generated_dtb())
-            return 0
-        console.receive = machine.uart.receive
+        machine = _build(options, trace, console)
         try:
+            if options["dumpdtb"]:
+                _write(options["dumpdtb"], _generated_dtb(machine))
+                return 0
+            receiver = machine.board.uart if machine.hypervisor is None else \
+                machine.hypervisor.vms[0].uart
+            console.receive = receiver.receive
             with console:
                 return machine.run(timeout=options["timeout"], host=console)
         finally:
@@ -147,48 +139,61 @@ def _run(options: dict) -> int:
             writer.close()
 
 
-def _run_hyp(options: dict) -> int:
-    """`--hyp`: the hypervisor on the machine, with one VM per --vm (or the usual flags)."""
-    from armvisor.console import HostConsole
-    from armvisor.hypervisor.config import VmConfig, load_vm_file, parse_vm_option, validate
-    from armvisor.hypervisor.hyp import Hypervisor
-    from armvisor.trace import TraceBus
+# Options that describe the one guest: under --hyp they describe its VM, and
+# with --vm/--config each VM has keys of its own instead.
+_GUEST_OPTIONS = {"kernel": "--kernel", "initrd": "--initrd", "append": "--append",
+                  "dtb": "--dtb", "drives": "--drive", "virtio_console": "--virtio-console"}
+_GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
+                   "psci_conduit": ("--psci-conduit", None), "cpu_model": ("--cpu", "cortex-a57")}
 
+
+def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
+    """The machine the options describe; an option that does not apply is an error."""
+    common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
+                  no_reboot=options["no_reboot"], trace=trace, console=console.write)
+    hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
+    if not hyp:
+        if options["pcpus"] is not None:
+            raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
+        if not options["kernel"]:
+            raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
+        return Machine(
+            options["kernel"], smp=options["smp"], memory=options["memory"],
+            initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
+            psci_conduit=options["psci_conduit"] or "smc", cpu=options["cpu_model"],
+            drives=[parse_drive(d) for d in options["drives"]],
+            virtio_console=options["virtio_console"], **common)
     pcpus = options["pcpus"]
     vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
     if options["vm_file"]:
         file_pcpus, file_vms = load_vm_file(options["vm_file"])
         pcpus = pcpus or file_pcpus
         vms += file_vms
-    if not vms:
+    if vms:
+        for key, flag in _GUEST_OPTIONS.items():
+            if options[key]:
+                raise ArmvisorError(f"{flag} describes a single guest: with --vm/--config "
+                                    "give it as a key of each VM")
+        for key, (flag, default) in _GUEST_DEFAULTS.items():
+            if options[key] != default:
+                raise ArmvisorError(f"{flag} describes a single guest: with --vm/--config "
+                                    "give it as a key of each VM")
+    else:
         if not options["kernel"]:
             raise ArmvisorError("--hyp needs --kernel, --vm or --config")
         # Shorthand: one VM with N vCPUs pinned on N pCPUs.
-        vms = [VmConfig(name="vm0", kernel=options["kernel"], smp=options["smp"],
-                        memory=options["memory"], initrd=options["initrd"],
-                        append=options["append"],
-                        drives=tuple(parse_drive(d).path for d in options["drives"]),
-                        cpu=options["cpu_model"])]
-    if pcpus is None:
-        pcpus = max(max(vm.smp for vm in vms),
-                    max((max(vm.pcpus) + 1 for vm in vms if vm.pcpus), default=1))
-    validate(vms, pcpus)
-    trace = TraceBus()
-    writer = None
-    if options["trace_path"]:
-        from armvisor.trace.chrome import ChromeTraceWriter
-        writer = ChromeTraceWriter(options["trace_path"])
-        trace.subscribe(writer.on_event)
-    console = HostConsole()
-    hyp = Hypervisor(pcpus, vms, trace, console.write)
-    console.receive = hyp.vms[0].uart.receive
-    try:
-        with console:
-            return hyp.run(timeout=options["timeout"], host=console)
-    finally:
-        hyp.close()
-        if writer is not None:
-            writer.close()
+        vms = [VM(options["kernel"], smp=options["smp"], memory=options["memory"],
+                  initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
+                  drives=[parse_drive(d) for d in options["drives"]],
+                  cpu=options["cpu_model"], psci_conduit=options["psci_conduit"] or "hvc",
+                  virtio_console=options["virtio_console"], name="vm0")]
+    return Machine(vms=vms, pcpus=pcpus, **common)
+
+
+def _generated_dtb(machine: Machine) -> bytes:
+    if machine.hypervisor is None:
+        return machine.board.generated_dtb()
+    return machine.hypervisor.vms[0].dtb()
 
 
 def _write(path: str, data: bytes) -> None:

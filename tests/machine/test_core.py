@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from armvisor.errors import GuestError
-from armvisor.machine.board import Machine
+from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 from armvisor.devtools.cross import PRINT_HEX
 from tests.machine.tinyguest import build
@@ -16,7 +16,7 @@ from tests.machine.tinyguest import build
 
 def run_machine(elf, smp=1, **kw):
     out = bytearray()
-    machine = Machine(MachineConfig(kernel=str(elf), smp=smp, **kw), console=out.extend)
+    machine = BareBoard(MachineConfig(kernel=str(elf), smp=smp, **kw), console=out.extend)
     status = machine.run(timeout=30)
     return status, out.decode(), machine
 
@@ -188,7 +188,7 @@ def test_ic_ivau_and_tlbi_is_reach_the_other_cores(tmp_path):
     dsb ish
     system_off
 """)
-    machine = Machine(MachineConfig(kernel=str(elf), smp=2), console=lambda d: None)
+    machine = BareBoard(MachineConfig(kernel=str(elf), smp=2), console=lambda d: None)
     seen = []
     original = machine._broadcast_maintenance
 

@@ -7,7 +7,7 @@ unit-tested in test_syndrome.py instead).
 
 from __future__ import annotations
 
-from armvisor.machine.board import Machine
+from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 from armvisor.devtools.cross import PRINT_HEX
 from tests.machine.tinyguest import build
@@ -30,7 +30,7 @@ vectors:
 def run(tmp_path, body, cpu):
     elf = build(tmp_path, body + PRINT_HEX + VECTORS, f"model_{cpu}")
     out = bytearray()
-    status = Machine(MachineConfig(kernel=str(elf), cpu=cpu), console=out.extend).run(timeout=20)
+    status = BareBoard(MachineConfig(kernel=str(elf), cpu=cpu), console=out.extend).run(timeout=20)
     assert status == 0
     return out.decode().split()
 

@@ -54,6 +54,13 @@ class VmConfig:
     placement: str = "pinned"
     pcpus: Optional[tuple[int, ...]] = None
     cpu: str = "cortex-a57"
+    # What the VM's DTB names for PSCI; a guest's SMC and HVC are both served
+    # (SMC is trapped by HCR_EL2.TSC), as under KVM.
+    psci_conduit: str = "hvc"
+    dtb: Optional[str] = None            # the guest's DTB instead of the generated one
+    virtio_console: bool = False         # a virtio-console (hvc0) after the disks
+    # Paths whose disks the guest may not write (QEMU's readonly=on).
+    readonly_drives: tuple[str, ...] = ()
 
 
 # -- one VM --------------------------------------------------------------------------------
@@ -76,7 +83,9 @@ def check_vm(vm: VmConfig) -> None:
         raise ArmvisorError(f"placement must be pinned or shared, not {vm.placement!r}")
     if vm.cpu not in CPU_MODELS:
         raise ArmvisorError(f"cpu must be one of {', '.join(CPU_MODELS)}, not {vm.cpu!r}")
-    if len(vm.drives) > VIRTIO_SLOTS:
+    if vm.psci_conduit not in ("smc", "hvc"):
+        raise ArmvisorError(f"psci-conduit must be smc or hvc, not {vm.psci_conduit!r}")
+    if len(vm.drives) + vm.virtio_console > VIRTIO_SLOTS:
         raise ArmvisorError(f"at most {VIRTIO_SLOTS} drives per VM")
     if any(not drive for drive in vm.drives):
         raise ArmvisorError("drive needs a FILE")

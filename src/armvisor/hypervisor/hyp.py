@@ -35,6 +35,7 @@ from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vm import Vm
 from armvisor.machine import memmap
 from armvisor.machine.clock import Clock
+from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
@@ -65,12 +66,11 @@ PSCI_CPU_ON_64 = 0xC400_0003
 # Where the firmware "starts" a secondary pCPU: the hypervisor's secondary entry.
 HYP_SECONDARY_ENTRY = memmap.RAM_BASE
 QUANTUM_TICKS = COUNTER_HZ // 1000 * 4          # 4 ms slices for shared pCPUs
-SLICE_BUDGET = 50_000
 
 
 class Hypervisor:
     def __init__(self, pcpu_count: int, vm_configs: List[VmConfig], trace: TraceBus,
-                 console: Callable[[bytes], None], *, slice_budget: int = SLICE_BUDGET,
+                 console: Callable[[bytes], None], *, slice_budget: int = SLICE_DEFAULT,
                  deterministic: bool = False, no_reboot: bool = False):
         self.trace = trace
         self.clock = Clock(deterministic)

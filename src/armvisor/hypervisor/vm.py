@@ -20,6 +20,7 @@ from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import GenericTimer
 from armvisor.devices.virtio.blk import VirtioBlk
+from armvisor.devices.virtio.console import VirtioConsole
 from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
@@ -47,6 +48,7 @@ class Vm:
         self.model = CPU_MODELS[config.cpu]
         self.kernel_data = read_input_file(config.kernel, "kernel")
         self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
+        self.user_dtb = read_input_file(config.dtb, "dtb") if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
@@ -56,13 +58,22 @@ class Vm:
                          on_irq_change=self._spi_setter(32 + memmap.RTC_SPI))
         self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=trace)
         self.disks: List[VirtioBlk] = []
+        backends: list = []
         for number, path in enumerate(config.drives):
-            slot = memmap.VIRTIO_MMIO_SLOTS - 1 - number
-            disk = VirtioBlk(self.ram, path, serial=f"{self.name}-vd{number}",
+            disk = VirtioBlk(self.ram, path, read_only=path in config.readonly_drives,
+                             serial=f"{self.name}-vd{number}",
                              name=f"{self.name}/virtio-blk{number}", trace=trace)
             self.disks.append(disk)
+            backends.append(disk)
+        self.virtio_console: Optional[VirtioConsole] = None
+        if config.virtio_console:
+            self.virtio_console = VirtioConsole(self.ram, console, trace=trace)
+            backends.append(self.virtio_console)
+        # From the last slot down, as QEMU fills virt's transports (and the bare board).
+        for position, backend in enumerate(backends):
+            slot = memmap.VIRTIO_MMIO_SLOTS - 1 - position
             self.virtio.slots[slot] = VirtioMmio(
-                disk, legacy=False, name=f"{self.name}/virtio-mmio{slot}", trace=trace,
+                backend, legacy=False, name=f"{self.name}/virtio-mmio{slot}", trace=trace,
                 on_irq_change=self._spi_setter(32 + memmap.VIRTIO_MMIO_FIRST_SPI + slot))
         self.windows = gic_windows(self.vgic, config.smp) + [
             MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
@@ -105,15 +116,16 @@ class Vm:
         """What a guest of this VM sees: its vCPUs, PSCI over HVC, its GIC and devices."""
         return build_dtb(BoardDescription(
             cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
-            psci_conduit="hvc", cpu_compatible=self.model.compatible, bootargs=self.config.append,
+            psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible, bootargs=self.config.append,
             initrd=initrd, flash=False, pcie=False, fw_cfg=False, platform_bus=False))
 
     def boot(self) -> None:
         if self.boots:
             self.ram.clear()
         self.boots += 1
-        image, self.dtb_address = place_images(self.ram, self.kernel_data, self.initrd_data,
-                                               self.dtb)
+        image, self.dtb_address = place_images(
+            self.ram, self.kernel_data, self.initrd_data,
+            lambda initrd: self.user_dtb if self.user_dtb is not None else self.dtb(initrd))
         for device in (self.uart, self.rtc, self.virtio, self.vgic):
             device.reset()
         for vcpu in self.vcpus:

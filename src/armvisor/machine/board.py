@@ -61,7 +61,7 @@ class FlashBank:
             core.map_mmio(self.window)
 
 
-class Machine:
+class BareBoard:
     """A QEMU-virt-compatible board running `config.kernel` on `config.smp` CPUs."""
 
     def __init__(self, config: MachineConfig, trace: Optional[TraceBus] = None,

@@ -12,6 +12,7 @@ from armvisor.machine.memmap import MAX_CPUS
 from armvisor.machine.memmap import VIRTIO_MMIO_SLOTS as VIRTIO_SLOTS
 
 MiB = 1 << 20
+SLICE_DEFAULT = 50_000                    # instructions per round-robin slice
 # RAM must fit below the 256 GiB the virt board's low memory map allows with
 # a 40-bit PA space; QEMU's own limit for -M virt (without highmem) is 255 GiB.
 MAX_MEMORY = 255 << 30
@@ -71,7 +72,7 @@ class MachineConfig:
     dtb: Optional[str] = None
     psci_conduit: str = "smc"
     cpu: str = "cortex-a57"
-    slice_budget: int = 50_000            # instructions per round-robin slice
+    slice_budget: int = SLICE_DEFAULT
     no_reboot: bool = False
     drives: Tuple[DriveSpec, ...] = ()
     virtio_console: bool = False          # a virtio-console (hvc0) whose output goes to stdout

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, List, Optional
 from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 
 if TYPE_CHECKING:
-    from armvisor.machine.board import Machine
+    from armvisor.machine.board import BareBoard
     from armvisor.machine.lanes import Lane
 
 RECENT_EVENTS = 12
@@ -42,7 +42,7 @@ def recent_events(trace) -> List[str]:
     return ["last events:"] + ["  " + event.describe() for event in events]
 
 
-def machine_report(machine: "Machine", culprit: Optional["Lane"] = None) -> str:
+def machine_report(machine: "BareBoard", culprit: Optional["Lane"] = None) -> str:
     lines = []
     for lane in machine.lanes:
         mark = "*" if lane is culprit else " "

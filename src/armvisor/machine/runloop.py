@@ -104,6 +104,9 @@ class RunLoop:
         """
         board, clock = self.board, self.clock
         deadline = None if timeout is None else time.monotonic() + timeout
+        status = board.finished()
+        if status is not None:           # ended in an earlier run: nothing runs any more
+            return status
         if until is not None and until.met():
             return None
         while True:
