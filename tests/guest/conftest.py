@@ -104,9 +104,13 @@ def guest_build() -> Path:
 RunGuest = Callable[..., GuestRun]
 
 
-@pytest.fixture
-def run_guest(guest_build: Path) -> RunGuest:
+@pytest.fixture(params=["bare", "hyp"])
+def run_guest(request, guest_build: Path) -> RunGuest:
     """run_guest(name, smp, conduit=None, extra_args=(), stdin=None) -> GuestRun.
+
+    On armvisor every guest test runs twice: on the bare board and as a VM
+    under the hypervisor (`--hyp`, its vCPUs pinned on as many pCPUs), with
+    the same checks. `request.param` is the mode.
 
     stdin: bytes for the guest's UART (the runner's stdin), handed over as a
     regular file so they arrive byte for byte (the text-mode pipe of
@@ -115,6 +119,11 @@ def run_guest(guest_build: Path) -> RunGuest:
     kind = runner_kind()
     if kind == "qemu" and not qemu.available():
         pytest.skip("qemu-system-aarch64 not installed")
+    if kind == "qemu" and request.param == "hyp":
+        pytest.skip("the hypervisor mode is armvisor's")
+    hyp = ["--hyp"] if request.param == "hyp" else []
+    # The VM's DTB names the conduit; a program left to the default uses SMC in
+    # both modes (trapped to the hypervisor by HCR_EL2.TSC in a VM, as under KVM).
 
     def run(name: str, smp: int, conduit: Optional[str] = None,
             extra_args: Sequence[str] = (), stdin: Optional[bytes] = None) -> GuestRun:
@@ -123,7 +132,7 @@ def run_guest(guest_build: Path) -> RunGuest:
         if kind == "qemu":
             cmd = qemu_command(elf, smp, conduit)
         else:
-            cmd = armvisor_command(elf, smp, conduit) + list(extra_args)
+            cmd = armvisor_command(elf, smp, conduit or "smc") + hyp + list(extra_args)
         env = dict(os.environ)
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -146,3 +155,12 @@ def run_guest(guest_build: Path) -> RunGuest:
 @pytest.fixture
 def on_armvisor() -> bool:
     return runner_kind() == "armvisor"
+
+
+@pytest.fixture
+def guest_mode(request) -> str:
+    """Where the guest runs: 'bare' (armvisor's board and EL3 firmware, TF-A's PSCI
+    rules), 'hyp' (a VM, KVM's PSCI rules) or 'qemu'."""
+    if runner_kind() == "qemu":
+        return "qemu"
+    return request.node.callspec.params.get("run_guest", "bare")

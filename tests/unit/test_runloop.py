@@ -1,0 +1,128 @@
+"""The shared run loop against a scripted board: no guest, no Unicorn."""
+
+from typing import List, Optional
+
+import pytest
+
+from armvisor.errors import GuestError, GuestTimeout
+from armvisor.machine.clock import Clock
+from armvisor.machine.runloop import RunLoop
+
+
+class FakeCore:
+    """What the deterministic clock reads of a core: instructions retired."""
+
+    def __init__(self):
+        self.executed = 0
+        self.base = 0
+
+    def start_virtual_clock(self, now):
+        self.base, self.origin = now, self.executed
+
+    def virtual_now(self):
+        return self.base + self.executed - self.origin
+
+
+class ScriptedBoard:
+    """Lanes that run `work[i]` slices each, timers at fixed deadlines."""
+
+    def __init__(self, clock: Clock, work: List[int], deadlines=(), status=0):
+        self.clock = clock
+        self.work = list(work)
+        self.lane_count = len(work)
+        self.cores = [FakeCore() for _ in work]
+        self.deadlines = sorted(deadlines)
+        self.fired: List[int] = []
+        self.budgets: List[int] = []
+        self.status = status
+        self.ticks = 0
+
+    def run_turn(self, lane, budget):
+        if self.work[lane] <= 0:
+            return False
+        core = self.cores[lane]
+        self.clock.enter(core)
+        core.executed += budget
+        self.clock.leave(core)
+        self.budgets.append(budget)
+        self.work[lane] -= 1
+        return True
+
+    def finished(self) -> Optional[int]:
+        return self.status if not any(self.work) and not self.deadlines else None
+
+    def expire_timers(self):
+        now = self.clock.counter()
+        while self.deadlines and self.deadlines[0] <= now:
+            self.fired.append(self.deadlines.pop(0))
+
+    def next_deadline(self):
+        return self.deadlines[0] if self.deadlines else None
+
+    def has_work(self):
+        return any(self.work)
+
+    def tick(self):
+        self.ticks += 1
+
+    def report(self):
+        return "report"
+
+
+def test_runs_every_lane_until_the_board_ends():
+    board = ScriptedBoard(Clock(), [2, 3])
+    assert RunLoop(board, board.clock, 100).run() == 0
+    assert board.budgets == [100] * 5
+
+
+def test_deterministic_slices_end_at_the_next_deadline_and_idle_jumps_there():
+    clock = Clock(deterministic=True)
+    board = ScriptedBoard(clock, [1], deadlines=[30, 10_000])
+    RunLoop(board, clock, 100).run()
+    assert board.budgets == [30]           # cut at the first deadline
+    assert board.fired == [30, 10_000]     # the second by jumping the clock while idle
+    assert clock.vtime == 10_000
+
+
+def test_nothing_to_run_and_nothing_armed_is_a_hang():
+    board = ScriptedBoard(Clock(), [0])
+    board.finished = lambda: None
+    with pytest.raises(GuestError, match="hangs") as error:
+        RunLoop(board, board.clock, 100).run()
+    assert error.value.report == "report"
+
+
+def test_the_timeout_ends_an_idle_wait():
+    clock = Clock()
+    board = ScriptedBoard(clock, [0], deadlines=[clock.counter() + 62_500_000 * 3600])
+    with pytest.raises(GuestTimeout):
+        RunLoop(board, clock, 100).run(timeout=0.2)
+
+
+class AfterSlices:
+    def __init__(self, count, cap=None):
+        self.count, self.cap, self.seen = count, cap, 0
+
+    def clip(self, lane, budget):
+        self.seen += 1
+        return min(budget, self.cap) if self.cap else budget
+
+    def met(self):
+        return self.seen > self.count
+
+
+def test_until_stops_between_slices_and_the_run_continues():
+    board = ScriptedBoard(Clock(), [5])
+    loop = RunLoop(board, board.clock, 100)
+    assert loop.run(until=AfterSlices(1, cap=7)) is None
+    assert board.budgets == [7, 7]
+    assert loop.run() == 0
+    assert board.budgets == [7, 7, 100, 100, 100]
+
+
+def test_an_ended_machine_stays_ended():
+    board = ScriptedBoard(Clock(), [1], status=5)
+    loop = RunLoop(board, board.clock, 100)
+    assert loop.run() == 5
+    assert loop.run() == 5
+    assert board.budgets == [100]
