@@ -32,7 +32,6 @@ import mmap
 from typing import Callable, Optional
 
 from armvisor.errors import ArmvisorError
-from armvisor.machine import memmap
 
 # Intel command codes (AP-646 table 3; QEMU pflash_cfi01.c pflash_write).
 CMD_READ_ARRAY_QEMU = 0x00        # QEMU's internal "read array" state; accepted as a command too
@@ -102,11 +101,17 @@ def cfi_query_table(bank_size: int, sector_size: int, bank_width: int,
     return bytes(t)
 
 
+# The banks of QEMU's virt board (hw/arm/virt.c VIRT_FLASH_SECTOR_SIZE and
+# the 64 MiB flash0/flash1 windows); the board passes its own.
+VIRT_BANK_SIZE = 0x0400_0000
+VIRT_SECTOR_SIZE = 0x0004_0000
+
+
 class CfiFlash:
     """One flash bank. `read`/`write` are the MMIO handlers for offsets within it."""
 
-    def __init__(self, name: str = "flash0", size: int = memmap.FLASH_BANK_SIZE,
-                 sector_size: int = memmap.FLASH_SECTOR_SIZE,
+    def __init__(self, name: str = "flash0", size: int = VIRT_BANK_SIZE,
+                 sector_size: int = VIRT_SECTOR_SIZE,
                  bank_width: int = VIRT_BANK_WIDTH, device_width: int = VIRT_DEVICE_WIDTH,
                  ids: tuple[int, int] = (VIRT_ID0, VIRT_ID1), read_only: bool = False,
                  trace=None, on_mode_change: Optional[Callable[[bool], None]] = None):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from armvisor.machine import memmap
 
 # Unicorn's counter frequency (CNTFRQ_EL0 reads 62.5 MHz) and what it counts.
 COUNTER_HZ = 62_500_000
@@ -38,8 +37,10 @@ CNTV_TVAL_EL0 = (3, 3, 14, 3, 0)
 CNTV_CTL_EL0 = (3, 3, 14, 3, 1)
 CNTV_CVAL_EL0 = (3, 3, 14, 3, 2)
 
-VIRT_TIMER_INTID = 16 + memmap.TIMER_VIRT_PPI                 # 27
-PHYS_TIMER_INTID = 16 + memmap.TIMER_NONSECURE_PHYS_PPI       # 30
+# The timers' interrupt IDs recommended by the Arm Base System Architecture
+# (DEN0094, "PPI assignments"), which QEMU's virt board uses.
+VIRT_TIMER_INTID = 27          # EL1 virtual timer
+PHYS_TIMER_INTID = 30          # EL1 non-secure physical timer
 
 
 def _sign_extend32(value: int) -> int:

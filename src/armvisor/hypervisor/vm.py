@@ -9,7 +9,7 @@ their MMIO to its devices. Scheduling decisions belong to the hypervisor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import Callable, List, Optional, Protocol
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.core import Core, Stop
@@ -26,6 +26,7 @@ from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vpsci import VirtualPsci
 from armvisor.machine import memmap
+from armvisor.machine.clock import Clock
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.loader import place_images
 from armvisor.machine.memory import Ram, read_input_file
@@ -33,12 +34,23 @@ from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.trace import TraceBus
 
-if TYPE_CHECKING:
-    from armvisor.hypervisor.hyp import Hypervisor
+class VmHost(Protocol):
+    """What a VM asks of the hypervisor that schedules it (hyp.Hypervisor).
+
+    A VM never decides where or when a vCPU runs: it reports what changed.
+    """
+
+    clock: Clock
+
+    def vcpu_started(self, vcpu: Vcpu) -> None: ...
+    def vcpu_stopped(self, vcpu: Vcpu) -> None: ...
+    def virtual_interrupt_changed(self, vcpu: Vcpu) -> None: ...
+    def vcpu_timer_changed(self, vcpu: Vcpu) -> None: ...
+    def vm_off(self, vm: "Vm", reset: bool) -> None: ...
 
 
 class Vm:
-    def __init__(self, index: int, config: VmConfig, hyp: "Hypervisor", trace: TraceBus,
+    def __init__(self, index: int, config: VmConfig, hyp: VmHost, trace: TraceBus,
                  console: Callable[[bytes], None]):
         self.index = index
         self.config = config

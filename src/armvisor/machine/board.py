@@ -85,7 +85,8 @@ class BareBoard:
                          trace=self.trace,
                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
-                                CfiFlash(f"flash{i}", trace=self.trace)) for i in range(2)]
+                                CfiFlash(f"flash{i}", size=memmap.FLASH_BANK_SIZE,
+                                         sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace)) for i in range(2)]
         self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=self.trace)
         self.disks: List[VirtioBlk] = []
         self.virtio_console: Optional[VirtioConsole] = None
