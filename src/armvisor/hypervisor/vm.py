@@ -16,12 +16,7 @@ from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
-from armvisor.devices.pl011 import Pl011
-from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import GenericTimer
-from armvisor.devices.virtio.blk import VirtioBlk
-from armvisor.devices.virtio.console import VirtioConsole
-from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vpsci import VirtualPsci
@@ -30,8 +25,9 @@ from armvisor.machine.clock import Clock
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.loader import place_images
 from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.config import DriveSpec
 from armvisor.machine.sysreg_router import SysregRouter
-from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
+from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.trace import TraceBus
 
 class VmHost(Protocol):
@@ -64,35 +60,18 @@ class Vm:
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
-        self.uart = Pl011(console, trace=trace, name=f"{self.name}/uart0",
-                          on_irq_change=self._spi_setter(32 + memmap.UART0_SPI))
-        self.rtc = Pl031(clock=hyp.clock.wall, trace=trace, name=f"{self.name}/rtc",
-                         on_irq_change=self._spi_setter(32 + memmap.RTC_SPI))
-        self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=trace)
-        self.disks: List[VirtioBlk] = []
-        backends: list = []
-        for number, path in enumerate(config.drives):
-            disk = VirtioBlk(self.ram, path, read_only=path in config.readonly_drives,
-                             serial=f"{self.name}-vd{number}",
-                             name=f"{self.name}/virtio-blk{number}", trace=trace)
-            self.disks.append(disk)
-            backends.append(disk)
-        self.virtio_console: Optional[VirtioConsole] = None
-        if config.virtio_console:
-            self.virtio_console = VirtioConsole(self.ram, console, trace=trace)
-            backends.append(self.virtio_console)
-        # From the last slot down, as QEMU fills virt's transports (and the bare board).
-        for position, backend in enumerate(backends):
-            slot = memmap.VIRTIO_MMIO_SLOTS - 1 - position
-            self.virtio.slots[slot] = VirtioMmio(
-                backend, legacy=False, name=f"{self.name}/virtio-mmio{slot}", trace=trace,
-                on_irq_change=self._spi_setter(32 + memmap.VIRTIO_MMIO_FIRST_SPI + slot))
-        self.windows = gic_windows(self.vgic, config.smp) + [
-            MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
-            MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
-            MmioWindow("virtio-mmio", memmap.VIRTIO_MMIO_BASE, self.virtio.size,
-                       *per_device(self.virtio)),
-        ]
+        # Device interrupts go straight to the VM's distributor state: no
+        # device-layer lock is taken again (the deadlock this design avoids).
+        drives = tuple(DriveSpec(path, read_only=path in config.readonly_drives)
+                       for path in config.drives)
+        self.devices = VirtDevices.build(Wiring(
+            gic=self.vgic, ram=self.ram, clock=hyp.clock, console=console, trace=trace,
+            cpu_count=config.smp, prefix=f"{self.name}/", drives=drives,
+            virtio_console=config.virtio_console), physical=False)
+        self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
+        self.disks = self.devices.disks
+        self.virtio_console = self.devices.virtio_console
+        self.windows = self.devices.windows
         self.vcpus: List[Vcpu] = []
         for index_ in range(config.smp):
             # HCR_EL2.TSC: the guest's SMC traps to us, as under KVM.
@@ -114,11 +93,6 @@ class Vm:
         """A CPU_ON entry point: an A64 instruction (4-byte aligned) in this VM's RAM."""
         return entry % 4 == 0 and self.ram.contains(entry, 4)
 
-    def _spi_setter(self, intid: int) -> Callable[[bool], None]:
-        # Device interrupts go straight to the VM's distributor state: no
-        # device-layer lock is taken again (the deadlock this design avoids).
-        return lambda level: self.vgic.set_spi_level(intid, level)
-
     def _ppi_setter(self, vcpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.vgic.set_ppi_level(vcpu, intid, level)
 
@@ -129,7 +103,7 @@ class Vm:
         return build_dtb(BoardDescription(
             cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
             psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible, bootargs=self.config.append,
-            initrd=initrd, flash=False, pcie=False, fw_cfg=False, platform_bus=False))
+            initrd=initrd, **self.devices.dtb_nodes()))
 
     def boot(self) -> None:
         if self.boots:
@@ -138,8 +112,8 @@ class Vm:
         image, self.dtb_address = place_images(
             self.ram, self.kernel_data, self.initrd_data,
             lambda initrd: self.user_dtb if self.user_dtb is not None else self.dtb(initrd))
-        for device in (self.uart, self.rtc, self.virtio, self.vgic):
-            device.reset()
+        self.devices.reset()
+        self.vgic.reset()
         for vcpu in self.vcpus:
             vcpu.timer.reset()
             vcpu.state = VcpuState.OFF
@@ -150,8 +124,7 @@ class Vm:
         self.hyp.vcpu_started(boot)
 
     def close(self) -> None:
-        for disk in self.disks:
-            disk.close()
+        self.devices.close()
 
     # -- what the vCPU cores ask (CoreHost) -----------------------------------------
 

@@ -9,15 +9,8 @@ from unicorn import UC_PROT_EXEC, UC_PROT_READ
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
-from armvisor.devices.fw_cfg import FwCfg
 from armvisor.devices.gic import GicV3
-from armvisor.devices.pcie_host import PcieHost
 from armvisor.devices.pflash import CfiFlash
-from armvisor.devices.virtio.blk import VirtioBlk
-from armvisor.devices.virtio.console import VirtioConsole
-from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
-from armvisor.devices.pl011 import Pl011
-from armvisor.devices.pl031 import Pl031
 from armvisor.devices.timer import GenericTimer
 from armvisor.errors import GuestError
 from armvisor.firmware import Firmware
@@ -28,10 +21,11 @@ from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram, read_input_file
-from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
+from armvisor.machine.mmio import MmioWindow, per_device
 from armvisor.machine.loader import LoadedImage, place_images
 from armvisor.machine.report import machine_report
 from armvisor.machine.sysreg_router import SysregRouter
+from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.trace import TraceBus
 
@@ -79,32 +73,22 @@ class BareBoard:
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
-        self.uart = Pl011(console, trace=self.trace,
-                          on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.UART0_SPI, lv))
-        self.rtc = Pl031(clock=self.clock.wall,
-                         trace=self.trace,
-                         on_irq_change=lambda lv: self.gic.set_spi_level(32 + memmap.RTC_SPI, lv))
+        self.devices = VirtDevices.build(Wiring(
+            gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
+            cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console),
+            physical=True)
+        self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
+        self.disks = self.devices.disks
+        self.virtio_console = self.devices.virtio_console
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
                                 CfiFlash(f"flash{i}", size=memmap.FLASH_BANK_SIZE,
-                                         sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace)) for i in range(2)]
-        self.virtio = VirtioMmioBank.empty(memmap.VIRTIO_MMIO_SLOTS, trace=self.trace)
-        self.disks: List[VirtioBlk] = []
-        self.virtio_console: Optional[VirtioConsole] = None
-        self._plug_virtio_devices(console)
-        self.pcie = PcieHost(memmap.PCIE_ECAM_HIGH_SIZE, trace=self.trace)
-        self.fw_cfg = FwCfg(self.ram, cpu_count=config.smp, trace=self.trace)
+                                         sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace))
+                      for i in range(2)]
         self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.clock.counter)
                        for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
         self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written)
-        self.windows = gic_windows(self.gic, config.smp) + [
-            MmioWindow("pl011", memmap.UART0_BASE, memmap.UART0_SIZE, *per_device(self.uart)),
-            MmioWindow("pl031", memmap.RTC_BASE, memmap.RTC_SIZE, *per_device(self.rtc)),
-            MmioWindow("fw_cfg", memmap.FW_CFG_BASE, PAGE_SIZE, *per_device(self.fw_cfg)),
-            MmioWindow("virtio-mmio", memmap.VIRTIO_MMIO_BASE, self.virtio.size, *per_device(self.virtio)),
-            MmioWindow("pcie-ecam", memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE,
-                       *per_device(self.pcie)),
-        ]
+        self.windows = self.devices.windows
         self.firmware = Firmware(self, self.trace)
         tcg_buffer = 0 if config.smp <= 8 else 128 << 20
         for index in range(config.smp):
@@ -120,33 +104,9 @@ class BareBoard:
         self.image: Optional[LoadedImage] = None
         self.dtb_address = 0
 
-    def _plug_virtio_devices(self, console: Callable[[bytes], None]) -> None:
-        """Disks, then the console, from the last slot down, as QEMU fills virt's transports.
-
-        Devices we add are modern (virtio-mmio Version 2); empty slots stay
-        legacy like QEMU's.
-        """
-        backends = []
-        for number, drive in enumerate(self.config.drives):
-            disk = VirtioBlk(self.ram, drive.path, read_only=drive.read_only,
-                             serial=f"armvisor-vd{number}", name=f"virtio-blk{number}",
-                             trace=self.trace)
-            self.disks.append(disk)
-            backends.append(disk)
-        if self.config.virtio_console:
-            self.virtio_console = VirtioConsole(self.ram, console, trace=self.trace)
-            backends.append(self.virtio_console)
-        for position, backend in enumerate(backends):
-            slot = memmap.VIRTIO_MMIO_SLOTS - 1 - position
-            intid = 32 + memmap.VIRTIO_MMIO_FIRST_SPI + slot
-            self.virtio.slots[slot] = VirtioMmio(
-                backend, legacy=False, name=f"virtio-mmio{slot}", trace=self.trace,
-                on_irq_change=lambda level, intid=intid: self.gic.set_spi_level(intid, level))
-
     def close(self) -> None:
         """Release the disk images (their data is already written through)."""
-        for disk in self.disks:
-            disk.close()
+        self.devices.close()
 
     # -- boot ---------------------------------------------------------------------
 
@@ -154,7 +114,7 @@ class BareBoard:
         return build_dtb(BoardDescription(
             cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
             psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible,
-            bootargs=self.config.append, initrd=initrd))
+            bootargs=self.config.append, initrd=initrd, **self.devices.dtb_nodes()))
 
     def load(self) -> None:
         """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
@@ -173,8 +133,7 @@ class BareBoard:
         self.boots += 1
         self.exit_status = None
         self._reset_requested = False
-        for device in (self.uart, self.rtc, self.virtio, self.pcie, self.fw_cfg):
-            device.reset()
+        self.devices.reset()
         for timer in self.timers:
             timer.reset()
         self.gic.reset()
