@@ -2,9 +2,11 @@
 # Run inside Debian's kernel on armvisor by tests/linux/test_linux.py (through
 # the initramfs's armvisor.run hook). Prints "CHECK <name>: ok" or
 # "CHECK <name>: FAIL <details>" per check; the host test reads those lines.
-# $1 = hotplug cycles per secondary CPU; $2 = "no-hvc" where there is no virtio-console.
+# $1 = hotplug cycles per secondary CPU; $2 = "no-hvc" where there is no virtio-console;
+# $3 = "ro" when /dev/vdb is a disk given with readonly=on.
 cycles=${1:-10}
 hvc=${2:-hvc}
+ro=${3:-no-ro}
 check() {   # check NAME CONDITION-EXIT-STATUS DETAILS
     if [ "$2" -eq 0 ]; then echo "CHECK $1: ok"; else echo "CHECK $1: FAIL $3"; fi
 }
@@ -38,17 +40,39 @@ echo "hotplug: $cycles cycles per secondary, online now: $online"
 # Each secondary still runs work after its last CPU_ON.
 taskset -c 3 true; check "cpu3 runs after hotplug" $? ""
 
+# The disks by their serial ("...-vdN" for the Nth --drive), not by probe order.
+disk_number() {
+    for dev in /sys/block/vd*; do
+        case "$(cat "$dev/serial" 2>/dev/null)" in *-vd"$1") echo "/dev/${dev##*/}"; return;; esac
+    done
+}
+rw=$(disk_number 0)
+echo "disk 0: $rw, disk 1: $(disk_number 1)"
+
 # virtio-blk: write a pattern, sync, read it back through a fresh open.
 pattern="armvisor-linux-disk-check-$cpus"
-printf '%s' "$pattern" | dd of=/dev/vda bs=512 seek=8 conv=notrunc,fsync 2>/dev/null
+printf '%s' "$pattern" | dd of="$rw" bs=512 seek=8 conv=notrunc,fsync 2>/dev/null
 sync
-back=$(dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c ${#pattern})
+back=$(dd if="$rw" bs=512 skip=8 count=1 2>/dev/null | head -c ${#pattern})
 [ "$back" = "$pattern" ]; check "virtio disk write sync read" $? "read back '$back'"
-head -c 16 /dev/vda | grep -q "HOST-WROTE-THIS"; check "virtio disk host data" $? ""
+head -c 16 "$rw" | grep -q "HOST-WROTE-THIS"; check "virtio disk host data" $? ""
 
 # virtio-console: hvc0 exists and takes output.
 if [ "$hvc" = hvc ]; then
     echo "hvc0 says hello" > /dev/hvc0; check "virtio console write" $? ""
+fi
+
+# A disk given with readonly=on: the kernel sees it read-only (VIRTIO_BLK_F_RO)
+# and a write to it fails.
+if [ "$ro" = ro ]; then
+    frozen=$(disk_number 1)
+    flag=$(cat "/sys/block/${frozen#/dev/}/ro")
+    [ "$flag" = 1 ]; check "read-only disk flagged" $? "ro=$flag"
+    if printf 'guest-wrote' | dd of="$frozen" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null; then
+        check "read-only disk refuses writes" 1 "the write succeeded"
+    else
+        check "read-only disk refuses writes" 0 ""
+    fi
 fi
 
 # The kernel stayed healthy.

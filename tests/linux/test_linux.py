@@ -56,19 +56,32 @@ def script_initramfs(images, tmp_path: Path, script: str, name: str) -> tuple:
     return path, f"armvisor.run=/opt/{name}.sh"
 
 
-def test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path):
+@pytest.fixture(params=["bare", "hyp"])
+def mode(request) -> list:
+    """Every Linux test runs on the bare board and as a VM under the hypervisor
+    (its vCPUs pinned on as many pCPUs), with the same checks."""
+    return ["--hyp"] if request.param == "hyp" else []
+
+
+def test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path, mode):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"HOST-WROTE-THIS." + bytes((1 << 20) - 16))
-    initrd, hook = check_initramfs(debian_images, tmp_path, str(HOTPLUG_CYCLES))
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook,
-                                       "--drive", f"file={disk},format=raw", "--virtio-console"),
+    frozen = tmp_path / "readonly.img"
+    frozen.write_bytes(bytes(1 << 20))
+    initrd, hook = check_initramfs(debian_images, tmp_path, f"{HOTPLUG_CYCLES} hvc ro")
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, *mode,
+                                       "--drive", f"file={disk},format=raw",
+                                       "--drive", f"file={frozen},format=raw,readonly=on",
+                                       "--virtio-console"),
                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "smp: Brought up 1 node, 4 CPUs" in out
     assert f"{INIT_MARKER} on 4 CPUs" in out
+    if mode:
+        assert "psci: probing for conduit method from DT." in out
     checks = re.findall(r"^CHECK (.+?): (ok|FAIL.*)$", out, re.M)
-    assert len(checks) == 8, out[-4000:]
+    assert len(checks) == 10, out[-4000:]
     failed = [c for c in checks if c[1] != "ok"]
     assert not failed, failed
     assert f"hotplug: {HOTPLUG_CYCLES} cycles per secondary, online now: 0-3" in out
@@ -78,52 +91,36 @@ def test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path):
     # What the guest wrote and synced is in the image file after power-off.
     pattern = b"armvisor-linux-disk-check-4"
     assert disk.read_bytes()[8 * 512:8 * 512 + len(pattern)] == pattern
+    assert frozen.read_bytes() == bytes(1 << 20)
 
 
 @pytest.mark.parametrize("smp, conduit", [(1, "smc"), (2, "hvc"), (8, "smc")])
-def test_cpuinfo_lists_every_cpu(debian_images, tmp_path, smp, conduit):
+def test_cpuinfo_lists_every_cpu(debian_images, tmp_path, smp, conduit, mode):
     """N CPUs come up through the conduit the DTB names (HVC is UNDEFINED unless it is the conduit)."""
     initrd, hook = script_initramfs(debian_images, tmp_path,
                                     'echo "processors: $(grep -c ^processor /proc/cpuinfo)"\n',
                                     "count")
     proc = subprocess.run(armvisor_cmd(debian_images, initrd, smp, hook,
-                                       "--psci-conduit", conduit),
+                                       "--psci-conduit", conduit, *mode),
                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"processors: {smp}" in proc.stdout
     assert "psci: PSCIv1.1 detected in firmware." in proc.stdout
 
 
-def test_reboot_restarts_the_machine(debian_images, tmp_path):
-    """`reboot -f` is PSCI SYSTEM_RESET: the machine boots again; the second boot powers off."""
+def test_reboot_restarts_the_machine(debian_images, tmp_path, mode):
+    """`reboot -f` is PSCI SYSTEM_RESET: the machine (or the VM) boots again;
+    with --no-reboot the run ends instead."""
     # The command line does not change across a reset, so count boots by output instead.
     initrd, hook = script_initramfs(debian_images, tmp_path,
                                     "echo first-boot; reboot -f\n", "reboot")
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook, "--no-reboot"),
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook, "--no-reboot", *mode),
                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("first-boot") == 1 and "reboot: Restarting system" in proc.stdout
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook)
+    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 2, hook, *mode)
                           + ["--timeout", "40"], capture_output=True, text=True, timeout=200)
     assert proc.stdout.count("Booting Linux on physical CPU") >= 2, proc.stdout[-2000:]
-
-
-def test_linux_vm_with_four_pinned_vcpus_passes_the_same_checks(debian_images, tmp_path):
-    """Under the hypervisor: 4 vCPUs pinned on 4 pCPUs, PSCI over HVC, CPU hotplug included."""
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(b"HOST-WROTE-THIS." + bytes((1 << 20) - 16))
-    initrd, hook = check_initramfs(debian_images, tmp_path, f"{HOTPLUG_CYCLES} no-hvc")
-    proc = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, "--hyp",
-                                       "--drive", f"file={disk},format=raw"),
-                          capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
-    out = proc.stdout
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "psci: probing for conduit method from DT." in out
-    assert "smp: Brought up 1 node, 4 CPUs" in out
-    checks = re.findall(r"^CHECK (.+?): (ok|FAIL.*)$", out, re.M)
-    assert len(checks) == 7 and all(result == "ok" for _, result in checks), checks
-    pattern = b"armvisor-linux-disk-check-4"
-    assert disk.read_bytes()[8 * 512:8 * 512 + len(pattern)] == pattern
 
 
 @pytest.mark.parametrize("pcpus, vcpus", [(2, 2), (4, 4)])
@@ -145,7 +142,7 @@ def test_two_linux_vms_share_the_pcpus(debian_images, tmp_path, pcpus, vcpus):
 
 @pytest.mark.skipif(not qemu.available(),
                     reason="needs qemu-system-aarch64 (Debian's qemu-system-arm) to compare with")
-def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp_path):
+def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp_path, mode):
     """Debian's kernel, which nobody here wrote, uses IPIs between all CPUs and the
     virtual timer; what it reports about them is the same on armvisor and on QEMU."""
     data = build_initramfs(debian_images.busybox, debian_images.kernel_release,
@@ -154,7 +151,7 @@ def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp
     initrd = tmp_path / "smp.cpio.gz"
     initrd.write_bytes(data)
     hook = "armvisor.run=/opt/smp_results.sh"
-    ours = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook), capture_output=True,
+    ours = subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, *mode), capture_output=True,
                           text=True, timeout=BOOT_TIMEOUT + 60)
     assert ours.returncode == 0, ours.stderr[-3000:]
     theirs = subprocess.run(
@@ -171,15 +168,42 @@ def test_ipis_and_virtual_timer_give_the_same_results_as_qemu(debian_images, tmp
     assert "RESULT cpus with timer interrupts: 4" in results(ours.stdout)
 
 
-def test_deterministic_boots_are_identical(debian_images, tmp_path):
-    """With --deterministic, two 4-CPU boots print the same bytes, kernel timestamps included."""
+def test_deterministic_boots_are_identical(debian_images, tmp_path, mode):
+    """With --deterministic, two 4-CPU boots (4 pinned vCPUs under --hyp) print the
+    same bytes, kernel timestamps included, and write the same trace file."""
     initrd, hook = script_initramfs(debian_images, tmp_path, "cat /proc/interrupts\n", "irqs")
-    runs = [subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, "--deterministic"),
-                           capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
-            for _ in range(2)]
+    runs, traces = [], []
+    for number in range(2):
+        trace = tmp_path / f"trace{number}.json"
+        runs.append(subprocess.run(armvisor_cmd(debian_images, initrd, 4, hook, *mode,
+                                                "--deterministic", "--trace", str(trace)),
+                                   capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60))
+        traces.append(trace.read_bytes())
     assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
     assert "smp: Brought up 1 node, 4 CPUs" in runs[0].stdout
     assert runs[0].stdout == runs[1].stdout
+    assert traces[0] == traces[1]
+
+
+def test_two_vms_sharing_pcpus_repeat_exactly(debian_images, tmp_path):
+    """Two Debian VMs time-sliced on 2 pCPUs, --deterministic: the same console
+    (both VMs' lines interleaved the same way) and the same trace, twice."""
+    initrd, hook = script_initramfs(debian_images, tmp_path,
+                                    'echo "hello from a VM with $(nproc) cpus"\n', "hello")
+    spec = (f"kernel={debian_images.kernel},initrd={initrd},smp=2,memory=256M,"
+            f"append=console=ttyAMA0 {hook},placement=shared")
+    outputs = []
+    for number in range(2):
+        trace = tmp_path / f"trace{number}.json"
+        proc = subprocess.run([sys.executable, "-m", "armvisor", "run", "--hyp", "--pcpus", "2",
+                               "--vm", spec + ",name=a", "--vm", spec + ",name=b",
+                               "--deterministic", "--trace", str(trace),
+                               "--timeout", str(BOOT_TIMEOUT)],
+                              capture_output=True, text=True, timeout=BOOT_TIMEOUT + 60)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs.append((proc.stdout, trace.read_bytes()))
+    assert "[b] hello from a VM with 2 cpus" in outputs[0][0]
+    assert outputs[0] == outputs[1]
 
 
 class Terminal:
@@ -214,9 +238,9 @@ class Terminal:
             os.close(self.master)
 
 
-def test_interactive_shell_ctrl_c_and_escape(debian_images):
+def test_interactive_shell_ctrl_c_and_escape(debian_images, mode):
     """Typing works, Ctrl-C reaches the guest, Ctrl-A x quits armvisor (exit 130)."""
-    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 2))
+    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 2, "", *mode))
     term.expect(INIT_MARKER)
     time.sleep(1.0)                   # let the shell start reading
     term.send(b"echo $((6 * 7))-answer\r")
@@ -230,8 +254,8 @@ def test_interactive_shell_ctrl_c_and_escape(debian_images):
     assert term.close() == 130
 
 
-def test_shell_poweroff_exits_zero(debian_images):
-    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 4))
+def test_shell_poweroff_exits_zero(debian_images, mode):
+    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 4, "", *mode))
     term.expect(INIT_MARKER)
     time.sleep(1.0)
     term.send(b"poweroff -f\r")
