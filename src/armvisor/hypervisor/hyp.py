@@ -36,6 +36,7 @@ from armvisor.hypervisor.placement import Placement, Policy, VcpuRef
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vm import Vm
 from armvisor.machine import memmap
+from armvisor.machine.config import check_timeout
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, recent_events
 from armvisor.trace import TraceBus
@@ -180,6 +181,7 @@ class Hypervisor:
     # -- the run loop -----------------------------------------------------------------
 
     def run(self, timeout: Optional[float] = None, host=None) -> int:
+        check_timeout(timeout)
         self.boot()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
