@@ -26,8 +26,8 @@ from armvisor.hypervisor.vcpu import Vcpu, VcpuState
 from armvisor.hypervisor.vpsci import VirtualPsci
 from armvisor.machine import memmap
 from armvisor.machine.dtb import BoardDescription, build_dtb
-from armvisor.machine.loader import place_images
-from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.loader import place_images, read_initrd_file, read_kernel_file
+from armvisor.machine.memory import Ram
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 from armvisor.trace import TraceBus
 
@@ -44,8 +44,8 @@ class Vm:
         self.hyp = hyp
         self.trace = trace
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = read_input_file(config.kernel, "kernel")
-        self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
+        self.kernel_data = read_kernel_file(config.kernel, config.memory)
+        self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))

@@ -23,13 +23,14 @@ from armvisor.devices.timer import COUNTER_HZ, GenericTimer, host_counter
 from armvisor.errors import GuestError, GuestTimeout
 from armvisor.firmware import Firmware
 from armvisor.machine import memmap
-from armvisor.machine.config import MachineConfig
+from armvisor.machine.config import MachineConfig, check_timeout
 from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
-from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.memory import Ram
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
-from armvisor.machine.loader import LoadedImage, place_images
+from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
+                                     read_kernel_file)
 from armvisor.machine.report import machine_report
 from armvisor.trace import TraceBus
 
@@ -95,9 +96,9 @@ class Machine:
         self.trace = trace or TraceBus()
         self.clock = clock
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = read_input_file(config.kernel, "kernel")
-        self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
-        self.user_dtb = read_input_file(config.dtb, "dtb") if config.dtb else None
+        self.kernel_data = read_kernel_file(config.kernel, config.memory)
+        self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
+        self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
@@ -232,6 +233,7 @@ class Machine:
 
     def run(self, timeout: Optional[float] = None, host: Optional[HostIO] = None) -> int:
         """Run until SYSTEM_OFF (returns 0) or an error; SYSTEM_RESET reboots the machine."""
+        check_timeout(timeout)
         host = host or NoInput()
         self.boot()
         deadline = None if timeout is None else self.clock() + timeout
