@@ -23,14 +23,18 @@ from typing import Any, Optional
 
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.errors import ArmvisorError
-from armvisor.machine.config import MAX_MEMORY, MIN_MEMORY, MiB, parse_size
+from armvisor.machine.config import MAX_MEMORY, MIN_MEMORY, MiB, check_whole_number, parse_size
+from armvisor.machine.dtb import check_bootargs
 from armvisor.machine.memmap import MAX_CPUS
+from armvisor.machine.memory import read_input_file
 from armvisor.machine.memmap import VIRTIO_MMIO_SLOTS as VIRTIO_SLOTS
 
 DEFAULT_MEMORY = 512 * MiB
 # RAM is mapped into the vCPUs' cores in 64 KiB granules, as in bare mode.
 MEMORY_GRANULE = 64 << 10
 PLACEMENTS = ("pinned", "shared")
+# A VM description is a few hundred bytes; a bigger --config file is not one.
+MAX_CONFIG_FILE = 1 << 20
 
 _OPTION_KEYS = ("kernel", "smp", "memory", "initrd", "append", "drive", "placement", "pcpus",
                 "name", "cpu")
@@ -65,6 +69,8 @@ def check_vm(vm: VmConfig) -> None:
         raise ArmvisorError(f"bad name {vm.name!r}: up to 32 letters, digits, '_', '.' or '-'")
     if not vm.kernel:
         raise ArmvisorError("kernel=FILE is required")
+    check_whole_number("smp", vm.smp)
+    check_whole_number("memory", vm.memory)
     if not 1 <= vm.smp <= MAX_CPUS:
         raise ArmvisorError(f"smp must be between 1 and {MAX_CPUS}, not {vm.smp}")
     if not MIN_MEMORY <= vm.memory <= MAX_MEMORY:
@@ -80,6 +86,7 @@ def check_vm(vm: VmConfig) -> None:
         raise ArmvisorError(f"at most {VIRTIO_SLOTS} drives per VM")
     if any(not drive for drive in vm.drives):
         raise ArmvisorError("drive needs a FILE")
+    check_bootargs(vm.append, "append")
     if vm.pcpus is not None:
         if not vm.pcpus:
             raise ArmvisorError("pcpus is empty")
@@ -203,13 +210,14 @@ def load_vm_file(path: str) -> tuple[Optional[int], list[VmConfig]]:
         import tomllib
     except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI
         import tomli as tomllib
+    text = _config_text(path)
     try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ArmvisorError(f"cannot read {path}: {exc.strerror or exc}") from None
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ArmvisorError(f"{path}: {exc}") from None
+        raise ArmvisorError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:         # tomllib recurses once per nested array or inline table
+        raise ArmvisorError(f"{path}: not valid TOML: arrays or tables nested too deeply") \
+            from None
     for key in document:
         if key not in _FILE_TOP_KEYS:
             raise ArmvisorError(f"{path}: unknown top-level key {key!r} "
@@ -229,6 +237,18 @@ def load_vm_file(path: str) -> tuple[Optional[int], list[VmConfig]]:
         except ArmvisorError as exc:
             raise ArmvisorError(f"{path}: [[vm]] #{index + 1}: {exc}") from None
     return pcpus, vms
+
+
+def _config_text(path: str) -> str:
+    """The file's text: a regular file (not a FIFO that would block), in UTF-8 as TOML requires."""
+    data = read_input_file(path, "config", MAX_CONFIG_FILE, "a VM description can need")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ArmvisorError(f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} at line "
+                            f"{line}, column {column}; a TOML file must be UTF-8") from None
 
 
 def _is_int(value: Any) -> bool:
