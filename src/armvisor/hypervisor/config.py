@@ -94,6 +94,9 @@ def check_vm(vm: VmConfig) -> None:
             raise ArmvisorError(f"pcpus names a pCPU twice: {_cpus_text(vm.pcpus)}")
         if any(p < 0 for p in vm.pcpus):
             raise ArmvisorError(f"pcpus must not be negative: {_cpus_text(vm.pcpus)}")
+        if any(p >= MAX_CPUS for p in vm.pcpus):
+            raise ArmvisorError(f"pcpus names a pCPU that cannot exist (at most {MAX_CPUS}, "
+                                f"0-{MAX_CPUS - 1}): {_cpus_text(vm.pcpus)}")
 
 
 def parse_cpu_list(text: str) -> tuple[int, ...]:
@@ -108,6 +111,11 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
             raise ArmvisorError(f"bad pCPU range {item.strip()!r}: the end is below the start")
+        if last >= MAX_CPUS:
+            # Checked before expanding the range: "0-999999999999" would
+            # otherwise build a list of a trillion numbers.
+            raise ArmvisorError(f"bad pCPU list {text!r}: pCPU {last} does not exist "
+                                f"(at most {MAX_CPUS} pCPUs, 0-{MAX_CPUS - 1})")
         cpus.extend(range(first, last + 1))
     return tuple(cpus)
 
