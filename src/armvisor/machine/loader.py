@@ -108,7 +108,7 @@ def read_kernel_file(path: str, ram_size: int) -> bytes:
         if not is_elf:
             return read_opened_file(handle, path, "kernel", ram_size)
         return read_opened_file(handle, path, "kernel", host_memory_available(),
-                                "the host's free memory (MemAvailable)")
+                                "the host's MemAvailable")
 
 
 def read_initrd_file(path: str, ram_size: int) -> bytes:
