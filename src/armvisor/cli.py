@@ -158,7 +158,7 @@ def _run_hyp(options: dict) -> int:
     vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
     if options["vm_file"]:
         file_pcpus, file_vms = load_vm_file(options["vm_file"])
-        pcpus = pcpus or file_pcpus
+        pcpus = file_pcpus if pcpus is None else pcpus      # --pcpus 0 must not mean "unset"
         vms += file_vms
     if not vms:
         if not options["kernel"]:

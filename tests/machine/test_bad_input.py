@@ -162,6 +162,13 @@ def test_negative_pcpus(hello):
     assert_one_line_error(armvisor("--hyp", "--kernel", hello, "--pcpus", "-1"), "--pcpus")
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_bad_pcpus_next_to_a_config_file(hello, tmp_path, value):
+    # --pcpus 0 used to count as "not given" and fall back to the file's pcpus.
+    path = write_toml(tmp_path, f'pcpus = 1\n[[vm]]\nkernel = "{hello}"\n'.encode())
+    assert_one_line_error(armvisor("--hyp", "--config", path, "--pcpus", value), "--pcpus")
+
+
 @pytest.mark.parametrize("pcpus", ["0-999999999999", "64"])
 def test_pcpu_list_beyond_any_machine(hello, pcpus):
     # The range used to be expanded before any check: a hang, then MemoryError.
