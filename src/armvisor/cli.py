@@ -167,7 +167,7 @@ def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
     if options["vm_file"]:
         file_pcpus, file_vms = load_vm_file(options["vm_file"])
-        pcpus = pcpus or file_pcpus
+        pcpus = file_pcpus if pcpus is None else pcpus      # --pcpus 0 must not mean "unset"
         vms += file_vms
     if vms:
         for key, flag in _GUEST_OPTIONS.items():

@@ -23,14 +23,18 @@ from typing import Any, Optional
 
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.errors import ArmvisorError
-from armvisor.machine.config import MAX_MEMORY, MIN_MEMORY, MiB, parse_size
+from armvisor.machine.config import MAX_MEMORY, MIN_MEMORY, MiB, check_whole_number, parse_size
+from armvisor.machine.dtb import check_bootargs
 from armvisor.machine.memmap import MAX_CPUS
+from armvisor.machine.memory import read_input_file
 from armvisor.machine.memmap import VIRTIO_MMIO_SLOTS as VIRTIO_SLOTS
 
 DEFAULT_MEMORY = 512 * MiB
 # RAM is mapped into the vCPUs' cores in 64 KiB granules, as in bare mode.
 MEMORY_GRANULE = 64 << 10
 PLACEMENTS = ("pinned", "shared")
+# A VM description is a few hundred bytes; a bigger --config file is not one.
+MAX_CONFIG_FILE = 1 << 20
 
 _OPTION_KEYS = ("kernel", "smp", "memory", "initrd", "append", "drive", "placement", "pcpus",
                 "name", "cpu")
@@ -72,6 +76,8 @@ def check_vm(vm: VmConfig) -> None:
         raise ArmvisorError(f"bad name {vm.name!r}: up to 32 letters, digits, '_', '.' or '-'")
     if not vm.kernel:
         raise ArmvisorError("kernel=FILE is required")
+    check_whole_number("smp", vm.smp)
+    check_whole_number("memory", vm.memory)
     if not 1 <= vm.smp <= MAX_CPUS:
         raise ArmvisorError(f"smp must be between 1 and {MAX_CPUS}, not {vm.smp}")
     if not MIN_MEMORY <= vm.memory <= MAX_MEMORY:
@@ -89,6 +95,7 @@ def check_vm(vm: VmConfig) -> None:
         raise ArmvisorError(f"at most {VIRTIO_SLOTS} drives per VM")
     if any(not drive for drive in vm.drives):
         raise ArmvisorError("drive needs a FILE")
+    check_bootargs(vm.append, "append")
     if vm.pcpus is not None:
         if not vm.pcpus:
             raise ArmvisorError("pcpus is empty")
@@ -96,6 +103,9 @@ def check_vm(vm: VmConfig) -> None:
             raise ArmvisorError(f"pcpus names a pCPU twice: {_cpus_text(vm.pcpus)}")
         if any(p < 0 for p in vm.pcpus):
             raise ArmvisorError(f"pcpus must not be negative: {_cpus_text(vm.pcpus)}")
+        if any(p >= MAX_CPUS for p in vm.pcpus):
+            raise ArmvisorError(f"pcpus names a pCPU that cannot exist (at most {MAX_CPUS}, "
+                                f"0-{MAX_CPUS - 1}): {_cpus_text(vm.pcpus)}")
 
 
 def parse_cpu_list(text: str) -> tuple[int, ...]:
@@ -110,6 +120,11 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
             raise ArmvisorError(f"bad pCPU range {item.strip()!r}: the end is below the start")
+        if last >= MAX_CPUS:
+            # Checked before expanding the range: "0-999999999999" would
+            # otherwise build a list of a trillion numbers.
+            raise ArmvisorError(f"bad pCPU list {text!r}: pCPU {last} does not exist "
+                                f"(at most {MAX_CPUS} pCPUs, 0-{MAX_CPUS - 1})")
         cpus.extend(range(first, last + 1))
     return tuple(cpus)
 
@@ -212,13 +227,14 @@ def load_vm_file(path: str) -> tuple[Optional[int], list[VmConfig]]:
         import tomllib
     except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI
         import tomli as tomllib
+    text = _config_text(path)
     try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ArmvisorError(f"cannot read {path}: {exc.strerror or exc}") from None
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ArmvisorError(f"{path}: {exc}") from None
+        raise ArmvisorError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:         # tomllib recurses once per nested array or inline table
+        raise ArmvisorError(f"{path}: not valid TOML: arrays or tables nested too deeply") \
+            from None
     for key in document:
         if key not in _FILE_TOP_KEYS:
             raise ArmvisorError(f"{path}: unknown top-level key {key!r} "
@@ -238,6 +254,18 @@ def load_vm_file(path: str) -> tuple[Optional[int], list[VmConfig]]:
         except ArmvisorError as exc:
             raise ArmvisorError(f"{path}: [[vm]] #{index + 1}: {exc}") from None
     return pcpus, vms
+
+
+def _config_text(path: str) -> str:
+    """The file's text: a regular file (not a FIFO that would block), in UTF-8 as TOML requires."""
+    data = read_input_file(path, "config", MAX_CONFIG_FILE, "a VM description can need")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ArmvisorError(f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} at line "
+                            f"{line}, column {column}; a TOML file must be UTF-8") from None
 
 
 def _is_int(value: Any) -> bool:

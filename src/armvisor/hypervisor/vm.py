@@ -23,8 +23,9 @@ from armvisor.hypervisor.vpsci import VirtualPsci
 from armvisor.machine import memmap
 from armvisor.machine.clock import Clock
 from armvisor.machine.dtb import BoardDescription, build_dtb
-from armvisor.machine.loader import place_images
-from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.loader import (place_images, read_dtb_file, read_initrd_file,
+                                     read_kernel_file)
+from armvisor.machine.memory import Ram
 from armvisor.machine.config import DriveSpec
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
@@ -54,9 +55,9 @@ class Vm:
         self.hyp = hyp
         self.trace = trace
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = read_input_file(config.kernel, "kernel")
-        self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
-        self.user_dtb = read_input_file(config.dtb, "dtb") if config.dtb else None
+        self.kernel_data = read_kernel_file(config.kernel, config.memory)
+        self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
+        self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))

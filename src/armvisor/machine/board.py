@@ -20,9 +20,10 @@ from armvisor.machine.dtb import BoardDescription, build_dtb
 from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
-from armvisor.machine.memory import Ram, read_input_file
+from armvisor.machine.memory import Ram
 from armvisor.machine.mmio import MmioWindow, per_device
-from armvisor.machine.loader import LoadedImage, place_images
+from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
+                                     read_kernel_file)
 from armvisor.machine.report import machine_report
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
@@ -66,9 +67,9 @@ class BareBoard:
         if config.deterministic:
             self.trace.use_clock(self.clock.seconds)
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = read_input_file(config.kernel, "kernel")
-        self.initrd_data = read_input_file(config.initrd, "initrd") if config.initrd else None
-        self.user_dtb = read_input_file(config.dtb, "dtb") if config.dtb else None
+        self.kernel_data = read_kernel_file(config.kernel, config.memory)
+        self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
+        self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.errors import ArmvisorError
+from armvisor.machine.dtb import check_bootargs
 from armvisor.machine.memmap import MAX_CPUS
 from armvisor.machine.memmap import VIRTIO_MMIO_SLOTS as VIRTIO_SLOTS
 
@@ -17,6 +19,12 @@ SLICE_DEFAULT = 50_000                    # instructions per round-robin slice
 # a 40-bit PA space; QEMU's own limit for -M virt (without highmem) is 255 GiB.
 MAX_MEMORY = 255 << 30
 MIN_MEMORY = 16 * MiB
+# The slice budget goes to the C hook's int64_t counter, so anything from 2^63
+# up would wrap negative there and the guest would never run. Long before
+# that a slice is too long to be useful: the run loop checks --timeout, input
+# and the other CPUs only between slices, and at ~2000 MIPS 10^9 instructions
+# already take about half a second.
+MAX_SLICE_BUDGET = 1_000_000_000
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": MiB, "K": 1 << 10, "M": MiB, "G": 1 << 30, "T": 1 << 40}
@@ -29,6 +37,33 @@ def parse_size(text: str) -> int:
         raise ArmvisorError(f"bad size {text!r}: expected a number with an optional K, M, G or T "
                             "suffix, e.g. 512M")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def format_size(size: int) -> str:
+    """Bytes as a person reads them in a message: 512 MiB, 1.5 GiB, 300 bytes."""
+    for shift, unit in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.3g} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
+
+
+def check_whole_number(what: str, value: object) -> None:
+    """An int, not a float or a string: the Python API gets no click conversion."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArmvisorError(f"{what} must be a whole number, not {value!r}")
+
+
+def check_timeout(timeout: Optional[float]) -> None:
+    """--timeout: None (no limit) or a positive, finite number of seconds.
+
+    NaN would never compare greater than the clock (the run would silently
+    have no timeout), and a negative value would time out after one slice.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not math.isfinite(timeout) or timeout <= 0:
+        raise ArmvisorError(f"--timeout must be a positive number of seconds, not {timeout!r}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +116,9 @@ class MachineConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
+        check_whole_number("--smp", self.smp)
+        check_whole_number("--memory", self.memory)
+        check_whole_number("--slice", self.slice_budget)
         if not 1 <= self.smp <= MAX_CPUS:
             raise ArmvisorError(f"--smp must be between 1 and {MAX_CPUS}, not {self.smp}")
         if not MIN_MEMORY <= self.memory <= MAX_MEMORY:
@@ -94,5 +132,7 @@ class MachineConfig:
             raise ArmvisorError(f"--cpu must be one of {', '.join(CPU_MODELS)}, not {self.cpu!r}")
         if len(self.drives) + self.virtio_console > VIRTIO_SLOTS:
             raise ArmvisorError(f"at most {VIRTIO_SLOTS} virtio devices")
-        if self.slice_budget < 1:
-            raise ArmvisorError("the slice budget must be at least one instruction")
+        if not 1 <= self.slice_budget <= MAX_SLICE_BUDGET:
+            raise ArmvisorError(f"--slice must be between 1 and {MAX_SLICE_BUDGET:,} "
+                                f"instructions, not {self.slice_budget}")
+        check_bootargs(self.append, "--append")

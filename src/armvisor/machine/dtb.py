@@ -16,6 +16,8 @@ guest skip the device instead of probing registers that would fault.
 
 from __future__ import annotations
 
+import struct
+import unicodedata
 from dataclasses import dataclass
 from typing import Optional
 
@@ -52,6 +54,14 @@ FLASH_BANK_WIDTH = 4               # virt.c: each bank is two x16 chips side by 
 DTB_VERSION = 17                   # devicetree spec 5.2: version 17, compatible with 16
 DTB_LAST_COMP_VERSION = 16
 
+# The header of a flattened device tree (devicetree spec v0.4 section 5.2):
+# ten big-endian 32-bit fields, magic first.
+FDT_MAGIC = 0xD00DFEED
+FDT_HEADER = struct.Struct(">10I")
+# Oldest layout we read: version 16 is what version 17 stays compatible with;
+# older blobs (before 2007) align properties differently.
+FDT_MIN_VERSION = 16
+
 
 @dataclass
 class BoardDescription:
@@ -73,6 +83,75 @@ class BoardDescription:
     pcie: bool = True                              # pcie@10000000: the gpex host bridge
     fw_cfg: bool = True                            # fw-cfg@9020000
     platform_bus: bool = True                      # platform-bus@c000000, always empty
+
+
+def check_bootargs(text: str, what: str = "bootargs") -> None:
+    """A kernel command line the DTB can carry: UTF-8 text without control characters.
+
+    /chosen/bootargs is one NUL-terminated string. Linux copies its bytes and
+    splits them at whitespace, so any UTF-8 text works; a NUL would cut it
+    short, and newlines, tabs, escapes and the like only garble what the guest
+    prints. A byte of argv that is not UTF-8 reaches us as a lone surrogate
+    (PEP 383), which has no UTF-8 form at all.
+    """
+    if not isinstance(text, str):
+        raise ArmvisorError(f"{what} must be a string, not {type(text).__name__}")
+    for position, char in enumerate(text, 1):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise ArmvisorError(f"{what}: {_describe_surrogate(char)} at character {position} "
+                                "is not UTF-8; the kernel command line must be UTF-8 text")
+        if category == "Cc":
+            raise ArmvisorError(f"{what}: control character U+{ord(char):04X} at character "
+                                f"{position}; the kernel command line takes printable text "
+                                "(no NUL, tab, newline or escape)")
+
+
+def _describe_surrogate(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:         # surrogateescape: the byte itself
+        return f"byte {code - 0xDC00:#04x}"
+    return f"lone surrogate U+{code:04X}"
+
+
+def check_dtb(data: bytes, path: str) -> None:
+    """A --dtb file must be a flattened device tree the guest (and `fdt`) can read.
+
+    The header fields are checked first so that the message says what is
+    wrong; the `fdt` package's parse then catches a broken structure block.
+    """
+    where = f"the DTB file {path!r}"
+    if len(data) < FDT_HEADER.size:
+        raise ArmvisorError(f"{where} is {len(data)} bytes, too short for a device tree "
+                            f"header ({FDT_HEADER.size} bytes)")
+    (magic, total, off_struct, off_strings, off_rsvmap, version, last_comp,
+     _boot_cpu, _size_strings, _size_struct) = FDT_HEADER.unpack_from(data)
+    if magic != FDT_MAGIC:
+        raise ArmvisorError(f"{where} is not a device tree blob: magic {magic:#010x}, "
+                            f"expected {FDT_MAGIC:#010x}")
+    if not FDT_HEADER.size <= total <= len(data):
+        raise ArmvisorError(f"{where} is corrupt: header totalsize {total} but the file "
+                            f"has {len(data)} bytes")
+    if version < FDT_MIN_VERSION or last_comp > DTB_VERSION:
+        raise ArmvisorError(f"{where} has device tree version {version} (compatible with "
+                            f"{last_comp}); expected version {FDT_MIN_VERSION} or "
+                            f"{DTB_VERSION}, as dtc writes")
+    for name, offset in (("off_mem_rsvmap", off_rsvmap), ("off_dt_struct", off_struct),
+                         ("off_dt_strings", off_strings)):
+        if not FDT_HEADER.size <= offset < total:
+            raise ArmvisorError(f"{where} is corrupt: header {name} {offset:#x} lies outside "
+                                f"the blob's {total} bytes")
+    try:
+        tree = fdt.parse_dtb(bytes(data[:total]))
+    except Exception as exc:       # fdt raises bare Exception, struct.error, IndexError...
+        raise ArmvisorError(f"{where} is corrupt: {_one_line(exc)}") from None
+    if tree.root is None:
+        raise ArmvisorError(f"{where} is corrupt: it has no root node")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def build_dtb(desc: BoardDescription) -> bytes:
@@ -137,6 +216,7 @@ def _validate(desc: BoardDescription) -> None:
         raise ArmvisorError(f"virtio slots {desc.virtio_slots} out of range 0..{memmap.VIRTIO_MMIO_SLOTS}")
     if desc.initrd is not None and desc.initrd[1] < desc.initrd[0]:
         raise ArmvisorError(f"initrd end {desc.initrd[1]:#x} is below its start {desc.initrd[0]:#x}")
+    check_bootargs(desc.bootargs)
 
 
 def _cells64(*values: int) -> list[int]:
@@ -371,6 +451,14 @@ def _address_cells_value(name: str, value: int) -> fdt.PropWords:
     return fdt.PropWords(name, value)
 
 
+def _bootargs(text: str) -> fdt.Property:
+    # The fdt package takes only ASCII strings; UTF-8 goes in as the same
+    # bytes libfdt (and so QEMU) would write: the text and a NUL.
+    if text.isascii():
+        return fdt.PropStrings("bootargs", text)
+    return fdt.PropBytes("bootargs", data=text.encode("utf-8") + b"\0")
+
+
 def _chosen_node(desc: BoardDescription) -> fdt.Node:
     node = fdt.Node("chosen")
     if desc.initrd is not None:
@@ -378,7 +466,7 @@ def _chosen_node(desc: BoardDescription) -> fdt.Node:
         node.append(_address_cells_value("linux,initrd-end", end))
         node.append(_address_cells_value("linux,initrd-start", start))
     if desc.bootargs:
-        node.append(fdt.PropStrings("bootargs", desc.bootargs))
+        node.append(_bootargs(desc.bootargs))
     node.append(fdt.PropStrings("stdout-path", f"/pl011@{memmap.UART0_BASE:x}"))
     if desc.rng_seed is not None:
         node.append(fdt.PropBytes("rng-seed", data=bytes(desc.rng_seed)))

@@ -28,6 +28,9 @@ from elftools.elf.elffile import ELFFile
 
 from armvisor.errors import ArmvisorError
 from armvisor.machine import memmap
+from armvisor.machine.dtb import check_dtb
+from armvisor.machine.memory import (host_memory_available, open_input_file, read_input_file,
+                                     read_opened_file)
 
 Writer = Callable[[int, bytes], None]
 
@@ -88,6 +91,36 @@ class LoadedImage:
     def end(self) -> int:
         """First byte after the image in RAM (RAM base when it lives in flash only)."""
         return max((addr + size for addr, size in self.segments), default=self.ram_base)
+
+
+def read_kernel_file(path: str, ram_size: int) -> bytes:
+    """The --kernel file, refused before reading when it cannot fit.
+
+    An Image or raw file is copied whole into RAM, so it may not be larger
+    than RAM. An ELF file also carries what is never loaded (symbols, DWARF:
+    a vmlinux with debug info is many times its loaded size), so only the
+    host's free memory bounds it; its PT_LOAD segments are checked against
+    RAM once parsed.
+    """
+    with open_input_file(path, "kernel") as handle:
+        is_elf = handle.read(len(ELF_MAGIC)) == ELF_MAGIC
+        handle.seek(0)
+        if not is_elf:
+            return read_opened_file(handle, path, "kernel", ram_size)
+        return read_opened_file(handle, path, "kernel", host_memory_available(),
+                                "the host's MemAvailable")
+
+
+def read_initrd_file(path: str, ram_size: int) -> bytes:
+    """The --initrd file: copied whole into RAM, so no larger than RAM."""
+    return read_input_file(path, "initrd", ram_size)
+
+
+def read_dtb_file(path: str, ram_size: int) -> bytes:
+    """The --dtb file: no larger than RAM, and a device tree blob (magic, header, structure)."""
+    data = read_input_file(path, "DTB", ram_size)
+    check_dtb(data, path)
+    return data
 
 
 def load_kernel(data: bytes, ram_base: int, ram_size: int, write: Writer,

@@ -24,6 +24,7 @@ from typing import Optional, Protocol
 
 from armvisor.errors import GuestError, GuestTimeout
 from armvisor.machine.clock import Clock
+from armvisor.machine.config import check_timeout
 
 # Longest host sleep while every CPU waits, so typed input and the RTC are seen.
 MAX_IDLE_SLEEP = 0.05
@@ -102,6 +103,7 @@ class RunLoop:
         or a guest that stopped the machine. The loop can be entered again
         after it returned None: the machine goes on where it stopped.
         """
+        check_timeout(timeout)
         board, clock = self.board, self.clock
         deadline = None if timeout is None else time.monotonic() + timeout
         status = board.finished()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, TextIO
 
+from armvisor.errors import ArmvisorError
 from armvisor.trace.bus import Event
 
 PID = 1
@@ -42,12 +43,24 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _open_trace_file(path: str) -> TextIO:
+    """Open (create or truncate) the trace file now, so that a missing or unwritable
+    directory is a one-line error before the guest runs, not after it."""
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise ArmvisorError(f"cannot write the trace file {path!r}: "
+                            f"{exc.strerror or exc}") from None
+    except ValueError as exc:      # a path with a NUL byte in it
+        raise ArmvisorError(f"cannot write the trace file {path!r}: {exc}") from None
+
+
 class ChromeTraceWriter:
     """Subscribe `on_event` to a TraceBus; call `close()` (from a finally) at the end."""
 
     def __init__(self, path: str, process_name: str = "armvisor"):
         self.path = path
-        self._file: Optional[TextIO] = open(path, "w", encoding="utf-8")
+        self._file: Optional[TextIO] = _open_trace_file(path)
         self._first = True
         self._named_tids: set[int] = set()
         self._open_spans: dict[int, str] = {}      # tid -> name of the open power span
