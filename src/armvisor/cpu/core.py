@@ -9,9 +9,8 @@ trapped system registers) to its host, the machine.
 from __future__ import annotations
 
 import ctypes
-import enum
 import time
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL,
                      Uc, UcError)
@@ -19,44 +18,21 @@ from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
+from armvisor.cpu.host import CoreHost, MmioRegion, Stop
 from armvisor.cpu.models import CpuModel
+from armvisor.cpu.traps import TrapHandler
 from armvisor.trace import TraceBus
 from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
                                  SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
                                  UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore, CpReg,
                                  RegBatch, native)
 
+__all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
+
 UC_PROT_EXEC = 4
 # `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
-
-
-class Stop(enum.Enum):
-    """Why a slice ended."""
-
-    BUDGET = "budget"          # the slice's instruction budget was spent
-    WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
-    POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
-    MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)
-    FAULT = "fault"            # Unicorn could not go on (unmapped memory...)
-
-
-class CoreHost(Protocol):
-    """What a core asks of the machine (EL2/EL3 and the board)."""
-
-    def smc(self, core: "Core", imm: int) -> None: ...
-    def hvc(self, core: "Core", imm: int) -> bool: ...
-    def sysreg(self, core: "Core", reg: sr.SysReg, el: int, is_write: bool,
-               value: int) -> Optional[int]: ...
-
-
-class MmioRegion(Protocol):
-    base: int
-    size: int
-
-    def read(self, offset: int, size: int, cpu: int) -> int: ...
-    def write(self, offset: int, size: int, value: int, cpu: int) -> None: ...
 
 
 GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
@@ -78,6 +54,7 @@ class Core:
         self._next_pc: Optional[int] = None
         self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
         self.vector_faults = 0
+        self.first_fault: Optional[str] = None     # what led to an exception loop (entry.py)
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
@@ -121,7 +98,6 @@ class Core:
         self._x0_3 = RegBatch(self._native, self.handle, GPR_IDS[:4])
         self._x0_7 = RegBatch(self._native, self.handle, GPR_IDS[:8])
         self._insn_buf = ctypes.c_uint32()
-        from armvisor.cpu.traps import TrapHandler   # traps imports core types
         self._traps = TrapHandler(self)
         self._configure_higher_els(extra_hcr)
 

@@ -9,19 +9,15 @@ registers the machine emulates).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from unicorn import arm64_const as A
 
 from armvisor.cpu import syndrome as syn
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import take_exception_to_el1
+from armvisor.cpu.host import Stop, TrapCore
 from armvisor.cpu.mmu import Access, Stage1Regs, walk_stage1
 from armvisor.cpu.sysregs import SysReg
-
-if TYPE_CHECKING:
-    from armvisor.cpu.core import Core
 
 # QEMU's exception numbers as Unicorn passes them (target/arm/cpu.h).
 EXCP_UDEF = 1
@@ -64,7 +60,7 @@ def is_fp_simd_insn(insn: int) -> bool:
 
 
 class TrapHandler:
-    def __init__(self, core: "Core"):
+    def __init__(self, core: TrapCore):
         self.core = core
         self._table = {
             EXCP_SWI: self._svc,
@@ -163,7 +159,6 @@ class TrapHandler:
             take_exception_to_el1(core, syn.esr_wfx(is_wfe=False), pc)
             return
         core.count_exit("wfi")
-        from armvisor.cpu.core import Stop
         core.stop(Stop.WFI, resume_pc=pc + 4)
 
     def _system(self, pc: int, insn: int) -> None:
