@@ -109,12 +109,19 @@ class TrapHandler:
     def _hyp_trap(self) -> None:
         """An EL1 SMC trapped to EL2 by HCR_EL2.TSC (a hypervisor's VM): the host handles it."""
         core = self.core
+        # Unlike an untrapped SMC (EXCP_SMC), the trap leaves PC on the SMC
+        # itself (measured), as the preferred return address of a trap to
+        # EL2 is (Arm ARM D1.10.4: ELR_EL2 = the SMC for a TSC trap).
         pc = core.pc
-        insn = core.read_insn(pc - 4)
+        insn = core.read_insn(pc)
         if insn is None or insn & INSN_SMC_MASK != INSN_SMC:
             raise RuntimeError(f"unexpected trap to EL2 at {pc:#x} (instruction "
                                f"{insn if insn is None else hex(insn)})")
         core.count_exit("smc")
+        # Step over it before the host runs: a PC write inside this hook would
+        # cancel a stop the host requests (CPU_OFF, SYSTEM_OFF), and the host
+        # may also move PC itself (a reset).
+        core.set_pc(pc + 4)
         core.host.smc(core, (insn >> 5) & 0xFFFF)
 
     # -- PC is the faulting instruction ---------------------------------------
