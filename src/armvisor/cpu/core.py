@@ -232,7 +232,14 @@ class Core:
     # -- running -----------------------------------------------------------
 
     def run(self, budget: int) -> Stop:
-        """Run one slice of about `budget` instructions; returns why it ended."""
+        """Run one slice of about `budget` instructions; returns why it ended.
+
+        An access to an address with nothing mapped does not end the slice:
+        the guest takes a synchronous external abort (outside.py) and the
+        slice goes on in its handler. Stop.FAULT means Unicorn refused an
+        access to something mapped (a store to read-only memory, a fetch
+        from a device), with `error` saying which.
+        """
         self.stop_reason = None
         state = self._budget
         state.budget = budget

@@ -57,7 +57,11 @@ def hook_ranges(ram_base: int, ram_size: int, pa_bits: int) -> List[Tuple[int, i
     RAM itself stays outside every hook: Unicorn asks whether a memory hook
     covers an address before it lets stores to a RAM page take the fast path
     (cputlb.c notdirty_write, uc_mem_hook_installed), so a hook over RAM
-    would slow every store down (UNICORN-FACTS.md).
+    would slow every store down (UNICORN-FACTS.md). Unicorn also asks it,
+    with a block's *virtual* PC, when it translates a block
+    (translate-all.c tb_gen_code): a block whose VA falls in these ranges
+    skips tlb_reset_dirty_by_vaddr, as under any memory hook. Kernel VAs
+    (0xffff...) lie above every physical address and are not affected.
     """
     ranges = []
     if ram_base > 0:
