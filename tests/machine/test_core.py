@@ -290,15 +290,18 @@ zeros: .skip 0x800
         run_machine(elf)
 
 
-def test_cli_reports_an_exception_loop_after_a_jump_to_nowhere_with_exit_3(tmp_path):
+@pytest.mark.parametrize("mode, culprit", [((), "cpu0"), (("--hyp",), "vm0/vcpu0")],
+                         ids=["bare", "vm"])
+def test_cli_reports_an_exception_loop_after_a_jump_to_nowhere_with_exit_3(tmp_path, mode,
+                                                                            culprit):
     elf = build(tmp_path, """
     ldr x0, =0x20000000
     br x0
 """)
-    proc = subprocess.run([sys.executable, "-m", "armvisor", "run", "--kernel", str(elf),
+    proc = subprocess.run([sys.executable, "-m", "armvisor", "run", *mode, "--kernel", str(elf),
                            "--timeout", "20"], capture_output=True, text=True)
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("armvisor: error: cpu0: exception loop")
+    assert proc.stderr.startswith(f"armvisor: error: {culprit}: exception loop")
     assert "ELR 0x20000000 FAR 0x20000000" in proc.stderr.splitlines()[0]
     assert "el=1" in proc.stderr and "pc=0x0000000000000200" in proc.stderr
