@@ -179,9 +179,10 @@ class Core:
     def _on_unmapped(self, uc, kind: int, address: int, size: int, _value: int, _user) -> bool:
         """Record the first access to nothing in this slice; Unicorn then ends the slice.
 
-        Returning False leaves the access unhandled: uc_emu_start stops with
-        UC_ERR_*_UNMAPPED before the access (or, for a store, right after its
-        instruction is abandoned), and run() delivers the abort. An address
+        Returning False leaves the access unhandled: uc_emu_start returns
+        UC_ERR_*_UNMAPPED with the instruction not done (no register or
+        base write-back; measured with the outside guest), and run() delivers
+        the abort. An address
         inside something mapped but refused is left alone, so the slice ends
         as Stop.FAULT for the board (a flash bank's mode, for instance).
         """
