@@ -37,6 +37,73 @@ MIPS_LOOP = """
     system_off
 """
 
+# Stores and loads to RAM (MMU off), several widths and a pair per iteration:
+# every store takes Unicorn's slow path (RAM is executable with the MMU off).
+MEMORY_LOOP = """
+    ldr x1, ={iters}
+    adr x2, buffer
+1:  str x1, [x2]
+    stp x1, x1, [x2, #16]
+    strb w1, [x2, #40]
+    ldr x3, [x2, #8]
+    ldp x4, x5, [x2, #16]
+    ldrh w6, [x2, #40]
+    add x7, x7, x3
+    subs x1, x1, #1
+    b.ne 1b
+    system_off
+    .balign 64
+buffer: .skip 64
+"""
+
+# The same loop with the MMU on and the data in an execute-never 2 MiB block:
+# stores take Unicorn's fast path (UNICORN-FACTS.md, "Why guest loads and
+# stores are slow"). Identity map of RAM's first GiB in 2 MiB blocks, Normal
+# write-back (MAIR attr 1), blocks from 0x41000000 on UXN|PXN.
+MEMORY_MMU_LOOP = """
+    adr x10, l1
+    adr x11, l2
+    orr x12, x11, #3              // table descriptor
+    str x12, [x10, #8]            // L1[1]: 0x40000000-0x7fffffff
+    ldr x12, =0x40000705          // block, attr 1, inner shareable, AF
+    mov x13, #0
+2:  cmp x13, #8
+    b.lo 3f
+    orr x12, x12, #(3 << 53)      // UXN | PXN from block 8 (0x41000000) on
+3:  str x12, [x11, x13, lsl #3]
+    add x12, x12, #0x200000
+    add x13, x13, #1
+    cmp x13, #512
+    b.ne 2b
+    dsb sy
+    ldr x12, =0xff00
+    msr mair_el1, x12
+    ldr x12, =((1 << 23) | (3 << 12) | (1 << 10) | (1 << 8) | 32)
+    msr tcr_el1, x12
+    msr ttbr0_el1, x10
+    isb
+    mrs x12, sctlr_el1
+    ldr x13, =((1 << 12) | (1 << 2) | 1)
+    orr x12, x12, x13
+    msr sctlr_el1, x12
+    isb
+    ldr x1, ={iters}
+    ldr x2, =0x41000000
+1:  str x1, [x2]
+    stp x1, x1, [x2, #16]
+    strb w1, [x2, #40]
+    ldr x3, [x2, #8]
+    ldp x4, x5, [x2, #16]
+    ldrh w6, [x2, #40]
+    add x7, x7, x3
+    subs x1, x1, #1
+    b.ne 1b
+    system_off
+    .balign 4096
+l1: .skip 4096
+l2: .skip 4096
+"""
+
 # EL1 sets up a vector table, drops to EL0, and EL0 loops on SVC; the handler ERETs.
 SVC_EL0_LOOP = """
     adr x0, vectors
@@ -116,6 +183,12 @@ def guest_mips(workdir: Path, iters: int) -> float:
     return machine.lanes[0].core.executed / elapsed / 1e6
 
 
+def memory_mips(workdir: Path, iters: int, source: str = MEMORY_LOOP) -> float:
+    elf = build_program(workdir, source.format(iters=iters), "memory")
+    elapsed, machine = run_once(elf)
+    return machine.lanes[0].core.executed / elapsed / 1e6
+
+
 def cpu_on_latency(smp: int) -> list[float]:
     """Host microseconds from each CPU_ON call to the target's first instruction."""
     trace = TraceBus()
@@ -184,6 +257,11 @@ def main() -> int:
         work = Path(tmp)
         print("armvisor machine benchmark (one host thread; lower is better except MIPS)")
         print(f"  guest MIPS, ALU loop, 1 CPU:      {guest_mips(work, 50_000_000 // scale):8.0f}")
+        print(f"  guest MIPS, load/store loop:      {memory_mips(work, 5_000_000 // scale):8.0f}"
+              "   (6 of 9 instructions access RAM, MMU off)")
+        print(f"  guest MIPS, load/store loop:      "
+              f"{memory_mips(work, 50_000_000 // scale, MEMORY_MMU_LOOP):8.0f}"
+              "   (MMU on, data execute-never)")
         svc = per_iteration(work, "svc", SVC_EL0_LOOP, 20_000 // scale)
         print(f"  EL0 SVC round trip:               {svc * 1e6:8.2f} us   (target < 10 us)")
         mmio = per_iteration(work, "mmio", MMIO_LOOP, 50_000 // scale)

@@ -202,14 +202,79 @@ def test_ic_ivau_and_tlbi_is_reach_the_other_cores(tmp_path):
     assert (0, 1, 1, 0x4008_0000, 0x4008_0040) in seen
 
 
-def test_jump_to_nowhere_is_reported(tmp_path):
+def test_jump_to_nowhere_without_vectors_is_an_exception_loop(tmp_path):
+    """The fetch from nothing is an instruction abort; with VBAR_EL1 = 0 its vector
+    (in erased flash) faults again and again, which ends the machine."""
     elf = build(tmp_path, """
     ldr x0, =0x20000000      // between flash and the devices: nothing there
     br x0
 """)
     with pytest.raises(GuestError) as info:
         run_machine(elf)
+    message = str(info.value)
+    assert message.startswith("cpu0: exception loop")
+    assert "the first exception: EC 0x21 (ESR 0x86000010) ELR 0x20000000 FAR 0x20000000" in message
     assert "cpu0" in info.value.report and "pc=" in info.value.report
+
+
+OUTSIDE_VECTORS = """
+    .balign 2048
+vectors:
+    .skip 0x200
+    // current EL, SP_ELx, synchronous: print EC, then return to LR (fetch) or skip (data)
+    mrs x5, esr_el1
+    mrs x6, elr_el1
+    mrs x7, far_el1
+    lsr x9, x5, #26
+    cmp x9, #0x21
+    b.eq 1f
+    add x8, x6, #4
+    msr elr_el1, x8
+    eret
+1:  msr elr_el1, x30
+    eret
+"""
+
+
+def test_accesses_to_nothing_are_external_aborts_in_the_guest(tmp_path):
+    elf = build(tmp_path, INSTALL_VECTORS + """
+    ldr x0, =0x0a100008      // a hole in the virt map
+    add x1, x1, #1
+load: ldr x2, [x0]
+    ldr x1, =((0x25 << 26) | (1 << 25) | 0x10)
+    cmp x5, x1
+    adr x1, load
+    ccmp x6, x1, #0, eq
+    ccmp x7, x0, #0, eq
+    mov w2, #'L'
+    mov w3, #'x'
+    csel w2, w2, w3, eq
+    putc w2
+store: str w2, [x0, #4]
+    ldr x1, =((0x25 << 26) | (1 << 25) | (1 << 6) | 0x10)
+    cmp x5, x1
+    adr x1, store
+    ccmp x6, x1, #0, eq
+    add x1, x0, #4
+    ccmp x7, x1, #0, eq
+    mov w2, #'S'
+    mov w3, #'x'
+    csel w2, w2, w3, eq
+    putc w2
+    blr x0                   // fetch from the hole: back here through LR
+    ldr x1, =((0x21 << 26) | (1 << 25) | 0x10)
+    cmp x5, x1
+    ccmp x6, x0, #0, eq
+    ccmp x7, x0, #0, eq
+    mov w2, #'F'
+    mov w3, #'x'
+    csel w2, w2, w3, eq
+    putc w2
+    system_off
+""" + OUTSIDE_VECTORS)
+    status, out, machine = run_machine(elf)
+    assert (status, out) == (0, "LSF")
+    assert machine.lanes[0].core.exit_counts()["abort:outside"] == 3
 
 
 def test_exception_loop_is_reported(tmp_path):
@@ -225,14 +290,18 @@ zeros: .skip 0x800
         run_machine(elf)
 
 
-def test_cli_reports_guest_fault_with_exit_3(tmp_path):
+@pytest.mark.parametrize("mode, culprit", [((), "cpu0"), (("--hyp",), "vm0/vcpu0")],
+                         ids=["bare", "vm"])
+def test_cli_reports_an_exception_loop_after_a_jump_to_nowhere_with_exit_3(tmp_path, mode,
+                                                                            culprit):
     elf = build(tmp_path, """
     ldr x0, =0x20000000
     br x0
 """)
-    proc = subprocess.run([sys.executable, "-m", "armvisor", "run", "--kernel", str(elf),
+    proc = subprocess.run([sys.executable, "-m", "armvisor", "run", *mode, "--kernel", str(elf),
                            "--timeout", "20"], capture_output=True, text=True)
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("armvisor: error: cpu0")
-    assert "el=1" in proc.stderr
+    assert proc.stderr.startswith(f"armvisor: error: {culprit}: exception loop")
+    assert "ELR 0x20000000 FAR 0x20000000" in proc.stderr.splitlines()[0]
+    assert "el=1" in proc.stderr and "pc=0x0000000000000200" in proc.stderr

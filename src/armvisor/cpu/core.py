@@ -9,54 +9,32 @@ trapped system registers) to its host, the machine.
 from __future__ import annotations
 
 import ctypes
-import enum
 import time
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL,
-                     Uc, UcError)
+from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
+                     UC_MODE_ARM, UC_PROT_ALL, Uc, UcError)
 from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
-from armvisor.cpu.models import CpuModel
+from armvisor.cpu.host import CoreHost, MmioRegion, Stop
+from armvisor.cpu.models import ID_AA64MMFR0_EL1, CpuModel
+from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
+                                  OutsideAccess, deliver_abort, hook_ranges)
+from armvisor.cpu.traps import TrapHandler
 from armvisor.trace import TraceBus
 from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
                                  SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
                                  UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore, CpReg,
                                  RegBatch, native)
 
+__all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
+
 UC_PROT_EXEC = 4
 # `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
-
-
-class Stop(enum.Enum):
-    """Why a slice ended."""
-
-    BUDGET = "budget"          # the slice's instruction budget was spent
-    WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
-    POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
-    MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)
-    FAULT = "fault"            # Unicorn could not go on (unmapped memory...)
-
-
-class CoreHost(Protocol):
-    """What a core asks of the machine (EL2/EL3 and the board)."""
-
-    def smc(self, core: "Core", imm: int) -> None: ...
-    def hvc(self, core: "Core", imm: int) -> bool: ...
-    def sysreg(self, core: "Core", reg: sr.SysReg, el: int, is_write: bool,
-               value: int) -> Optional[int]: ...
-
-
-class MmioRegion(Protocol):
-    base: int
-    size: int
-
-    def read(self, offset: int, size: int, cpu: int) -> int: ...
-    def write(self, offset: int, size: int, value: int, cpu: int) -> None: ...
 
 
 GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
@@ -78,6 +56,7 @@ class Core:
         self._next_pc: Optional[int] = None
         self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
         self.vector_faults = 0
+        self.first_fault: Optional[str] = None     # what led to an exception loop (entry.py)
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
@@ -86,6 +65,8 @@ class Core:
         self.handle = self.uc._uch
         ram_base, ram_size, ram_ptr = ram
         self.uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_ptr)
+        self._mapped: List[Tuple[int, int]] = [(ram_base, ram_size)]   # (base, size), all kinds
+        self._outside: Optional[OutsideAccess] = None
         self._mmio_callbacks = []
         for region in mmio:
             self._map_mmio(region)
@@ -121,15 +102,16 @@ class Core:
         self._x0_3 = RegBatch(self._native, self.handle, GPR_IDS[:4])
         self._x0_7 = RegBatch(self._native, self.handle, GPR_IDS[:8])
         self._insn_buf = ctypes.c_uint32()
-        from armvisor.cpu.traps import TrapHandler   # traps imports core types
         self._traps = TrapHandler(self)
         self._configure_higher_els(extra_hcr)
+        self._hook_outside_accesses(ram_base, ram_size)
 
     # -- setup -------------------------------------------------------------
 
     def map_memory(self, base: int, size: int, pointer: int, perms: int) -> None:
         """Map host memory at `base` (between slices only)."""
         self.uc.mem_map_ptr(base, size, perms, pointer)
+        self._mapped.append((base, size))
 
     def map_mmio(self, region: MmioRegion) -> None:
         """Route `region` to its device model (between slices only)."""
@@ -138,6 +120,11 @@ class Core:
     def unmap(self, base: int, size: int) -> None:
         self.uc.mem_unmap(base, size)
         self._native.remove_cache(self.handle, base, base + size)
+        self._mapped = [(b, n) for b, n in self._mapped if b + n <= base or b >= base + size]
+
+    def is_mapped(self, pa: int) -> bool:
+        """Whether anything (RAM, a device, a flash bank) is mapped at physical address `pa`."""
+        return any(base <= pa < base + size for base, size in self._mapped)
 
     def write_protect_fault(self) -> Optional[int]:
         """After a slice that failed on a store to read-only memory: the address it stored to.
@@ -176,6 +163,35 @@ class Core:
 
         self._mmio_callbacks.append((read, write))
         self.uc.mmio_map(region.base, region.size, read, None, write, None)
+        self._mapped.append((region.base, region.size))
+
+    def _hook_outside_accesses(self, ram_base: int, ram_size: int) -> None:
+        """Catch loads, stores and fetches that reach nothing (see outside.py).
+
+        These hooks run only on Unicorn's slow path, after it found no memory
+        region, so accesses to RAM and devices do not see them.
+        """
+        parange = self.read_sysreg(ID_AA64MMFR0_EL1) & PARANGE_MASK
+        pa_bits = PARANGE_BITS.get(parange, max(PARANGE_BITS.values()))
+        for begin, end in hook_ranges(ram_base, ram_size, pa_bits):
+            self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, None, begin, end)
+
+    def _on_unmapped(self, uc, kind: int, address: int, size: int, _value: int, _user) -> bool:
+        """Record the first access to nothing in this slice; Unicorn then ends the slice.
+
+        Returning False leaves the access unhandled: uc_emu_start returns
+        UC_ERR_*_UNMAPPED with the instruction not done (no register or
+        base write-back; measured with the outside guest), and run() delivers
+        the abort. An address
+        inside something mapped but refused is left alone, so the slice ends
+        as Stop.FAULT for the board (a flash bank's mode, for instance).
+        """
+        try:
+            if self._outside is None and not self.is_mapped(address):
+                self._outside = OutsideAccess(HOOK_ACCESS[kind], address, size, self.pc)
+        except Exception as exc:                          # noqa: BLE001 - hooks must not lose errors
+            self.fail(exc)
+        return False
 
     def _configure_higher_els(self, extra_hcr: int) -> None:
         """Make the instance a non-secure EL1 guest under our (absent) EL2 and EL3."""
@@ -217,24 +233,54 @@ class Core:
     # -- running -----------------------------------------------------------
 
     def run(self, budget: int) -> Stop:
-        """Run one slice of about `budget` instructions; returns why it ended."""
+        """Run one slice of about `budget` instructions; returns why it ended.
+
+        An access to an address with nothing mapped does not end the slice:
+        the guest takes a synchronous external abort (outside.py) and the
+        slice goes on in its handler. Stop.FAULT means Unicorn refused an
+        access to something mapped (a store to read-only memory, a fetch
+        from a device), with `error` saying which.
+        """
         self.stop_reason = None
         state = self._budget
         state.budget = budget
         state.budget_expired = 0
         begin = self._next_pc if self._next_pc is not None else self.pc
         self._next_pc = None
-        started = time.perf_counter()
-        status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
-        self.run_seconds += time.perf_counter() - started
-        if status != 0:
-            self.error = UcError(status)
-            return Stop.FAULT
-        if self.error is not None:
-            return Stop.MACHINE
-        if self.stop_reason is not None:
-            return self.stop_reason
-        return Stop.BUDGET
+        while True:
+            self._outside = None
+            started = time.perf_counter()
+            status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
+            self.run_seconds += time.perf_counter() - started
+            if status != 0 and not self._take_outside_abort(status):
+                if self.error is None:
+                    self.error = UcError(status)
+                    return Stop.FAULT
+                return Stop.MACHINE
+            if self.error is not None:
+                return Stop.MACHINE
+            if self.stop_reason is not None:
+                return self.stop_reason
+            if status == 0 or state.budget <= 0:
+                return Stop.BUDGET
+            # The guest took an abort: the rest of the slice runs its handler.
+            begin = self.pc
+
+    def _take_outside_abort(self, status: int) -> bool:
+        """After uc_emu_start failed: deliver the abort for an access to nothing, if it was one."""
+        outside = self._outside
+        if status not in UNMAPPED_ERRORS or outside is None or self.error is not None:
+            return False
+        self.count_exit("abort:outside")
+        try:
+            far = deliver_abort(self, outside, self.mmu_enabled, self.translate)
+        except Exception as exc:                          # noqa: BLE001 - an exception loop, ...
+            self.error = exc
+            return True
+        if self.trace is not None:
+            self.trace.emit("abort.outside", self.index, access=outside.access.value,
+                            pa=outside.pa, far=far, elr=outside.pc)
+        return True
 
     def stop(self, reason: Stop, resume_pc: Optional[int] = None) -> None:
         """Stop the slice from inside a hook (a safe point); resume at `resume_pc` later.

@@ -8,12 +8,11 @@ PSTATE and the vector offset.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from armvisor.cpu import sysregs as sr
-
-if TYPE_CHECKING:
-    from armvisor.cpu.core import Core
+from armvisor.cpu.syndrome import ESR_EC_SHIFT
+from armvisor.cpu.host import ExceptionCore
 
 # Vector table offsets from VBAR_EL1 (D1.10.2, Table D1-7); synchronous = +0.
 VECTOR_CURRENT_EL_SP0 = 0x000
@@ -43,7 +42,7 @@ def entry_pstate(old_pstate: int, sctlr: int, pan_implemented: bool) -> int:
     return new
 
 
-def take_exception_to_el1(core: "Core", esr: int, return_address: int,
+def take_exception_to_el1(core: ExceptionCore, esr: int, return_address: int,
                           far: Optional[int] = None) -> int:
     """Enter the guest's EL1 synchronous exception vector; returns the vector address.
 
@@ -61,11 +60,11 @@ def take_exception_to_el1(core: "Core", esr: int, return_address: int,
     else:
         # The live SP is SP_EL0; Unicorn keeps SP_EL1 banked until we switch.
         sp_el0, new_sp = sp, sp_el1
-    _check_not_looping(core, return_address, vector)
+    _check_not_looping(core, esr, return_address, far, vector)
     core.write_exception_entry(esr=esr, far=far, elr=return_address, sp_el0=sp_el0,
                                sp=new_sp, pstate=new_pstate, pc=vector)
     if core.trace is not None:
-        core.trace.emit("exception", core.index, ec=esr >> 26, esr=esr, elr=return_address,
+        core.trace.emit("exception", core.index, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=return_address,
                         far=far, vector=vector)
     # The SPSR write goes through CP_REG, which also makes QEMU rebuild its
     # cached EL flags after the PSTATE change (UNICORN-FACTS.md).
@@ -82,12 +81,22 @@ class ExceptionLoop(RuntimeError):
     pass
 
 
-def _check_not_looping(core: "Core", return_address: int, vector: int) -> None:
+def _check_not_looping(core: ExceptionCore, esr: int, return_address: int, far: Optional[int],
+                       vector: int) -> None:
     if return_address == core.last_vector:
         core.vector_faults += 1
         if core.vector_faults >= VECTOR_LOOP_LIMIT:
+            # The loop's own exceptions say little; the one that first sent
+            # the core to this vector is what the guest did wrong.
             raise ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
-                                f"exception on its first instruction (is VBAR_EL1 set?)")
+                                f"exception on its first instruction (is VBAR_EL1 set?); "
+                                f"the first exception: {core.first_fault}")
     else:
         core.vector_faults = 0
+        core.first_fault = describe_exception(esr, return_address, far)
     core.last_vector = vector
+
+
+def describe_exception(esr: int, elr: int, far: Optional[int]) -> str:
+    text = f"EC {esr >> ESR_EC_SHIFT:#04x} (ESR {esr:#x}) ELR {elr:#x}"
+    return text if far is None else f"{text} FAR {far:#x}"

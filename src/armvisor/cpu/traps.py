@@ -9,19 +9,15 @@ registers the machine emulates).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from unicorn import arm64_const as A
 
 from armvisor.cpu import syndrome as syn
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import take_exception_to_el1
+from armvisor.cpu.host import Stop, TrapCore
 from armvisor.cpu.mmu import Access, Stage1Regs, walk_stage1
 from armvisor.cpu.sysregs import SysReg
-
-if TYPE_CHECKING:
-    from armvisor.cpu.core import Core
 
 # QEMU's exception numbers as Unicorn passes them (target/arm/cpu.h).
 EXCP_UDEF = 1
@@ -64,7 +60,7 @@ def is_fp_simd_insn(insn: int) -> bool:
 
 
 class TrapHandler:
-    def __init__(self, core: "Core"):
+    def __init__(self, core: TrapCore):
         self.core = core
         self._table = {
             EXCP_SWI: self._svc,
@@ -113,12 +109,19 @@ class TrapHandler:
     def _hyp_trap(self) -> None:
         """An EL1 SMC trapped to EL2 by HCR_EL2.TSC (a hypervisor's VM): the host handles it."""
         core = self.core
+        # Unlike an untrapped SMC (EXCP_SMC), the trap leaves PC on the SMC
+        # itself (measured), as the preferred return address of a trap to
+        # EL2 is (Arm ARM D1.10.4: ELR_EL2 = the SMC for a TSC trap).
         pc = core.pc
-        insn = core.read_insn(pc - 4)
+        insn = core.read_insn(pc)
         if insn is None or insn & INSN_SMC_MASK != INSN_SMC:
             raise RuntimeError(f"unexpected trap to EL2 at {pc:#x} (instruction "
                                f"{insn if insn is None else hex(insn)})")
         core.count_exit("smc")
+        # Step over it before the host runs: a PC write inside this hook would
+        # cancel a stop the host requests (CPU_OFF, SYSTEM_OFF), and the host
+        # may also move PC itself (a reset).
+        core.set_pc(pc + 4)
         core.host.smc(core, (insn >> 5) & 0xFFFF)
 
     # -- PC is the faulting instruction ---------------------------------------
@@ -163,7 +166,6 @@ class TrapHandler:
             take_exception_to_el1(core, syn.esr_wfx(is_wfe=False), pc)
             return
         core.count_exit("wfi")
-        from armvisor.cpu.core import Stop
         core.stop(Stop.WFI, resume_pc=pc + 4)
 
     def _system(self, pc: int, insn: int) -> None:

@@ -1,0 +1,86 @@
+"""What the CPU layer's modules share without depending on the Core class itself.
+
+`Stop` (why a slice ended), what a core asks of the machine (`CoreHost`), an
+MMIO region, and the view of a core that exception entry (entry.py) and the
+trap handlers (traps.py) work on (`ExceptionCore`, `TrapCore`). core.py
+implements these; entry.py and traps.py import only this module, so none of
+the three imports another in a cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Optional, Protocol, Sequence
+
+from armvisor.cpu import sysregs as sr
+from armvisor.cpu.models import CpuModel
+from armvisor.trace import TraceBus
+
+
+class Stop(enum.Enum):
+    """Why a slice ended."""
+
+    BUDGET = "budget"          # the slice's instruction budget was spent
+    WFI = "wfi"                # the core executed WFI (trapped by HCR_EL2.TWI)
+    POWER = "power"            # the firmware changed the core's power state (CPU_OFF, suspend)
+    MACHINE = "machine"        # the machine must act (system off/reset, a fatal error)
+    FAULT = "fault"            # Unicorn refused an access to something mapped (flash mode, ...)
+
+
+class CoreHost(Protocol):
+    """What a core asks of the machine (EL2/EL3 and the board).
+
+    `core` is the calling Core (cpu/core.py), with its whole interface.
+    """
+
+    def smc(self, core: Any, imm: int) -> None: ...
+    def hvc(self, core: Any, imm: int) -> bool: ...
+    def sysreg(self, core: Any, reg: sr.SysReg, el: int, is_write: bool,
+               value: int) -> Optional[int]: ...
+
+
+class MmioRegion(Protocol):
+    base: int
+    size: int
+
+    def read(self, offset: int, size: int, cpu: int) -> int: ...
+    def write(self, offset: int, size: int, value: int, cpu: int) -> None: ...
+
+
+class ExceptionCore(Protocol):
+    """The part of a core that synchronous exception entry (entry.py) uses."""
+
+    index: int
+    model: CpuModel
+    trace: Optional[TraceBus]
+    last_vector: Optional[int]
+    vector_faults: int
+    first_fault: Optional[str]
+
+    def exception_state(self) -> Sequence[int]: ...
+    def read_sysreg(self, reg: sr.SysReg) -> int: ...
+    def write_sysreg(self, reg: sr.SysReg, value: int) -> None: ...
+    def write_exception_entry(self, *, esr: int, far: Optional[int], elr: int,
+                              sp_el0: Optional[int], sp: int, pstate: int, pc: int) -> None: ...
+
+
+class TrapCore(ExceptionCore, Protocol):
+    """The part of a core that the trap handlers (traps.py) use."""
+
+    host: CoreHost
+
+    @property
+    def pc(self) -> int: ...
+    @property
+    def el(self) -> int: ...
+    @property
+    def pstate(self) -> int: ...
+
+    def set_pc(self, value: int) -> None: ...
+    def stop(self, reason: Stop, resume_pc: Optional[int] = None) -> None: ...
+    def count_exit(self, kind: str) -> None: ...
+    def read_insn(self, va: int) -> Optional[int]: ...
+    def read_x(self, n: int) -> int: ...
+    def write_x(self, n: int, value: int) -> None: ...
+    def read_reg(self, reg_id: int) -> int: ...
+    def read_phys(self, pa: int, size: int) -> bytes: ...
