@@ -18,12 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from unicorn import UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UcError
-
-from armvisor.cpu import syndrome as syn
 from armvisor.cpu.core import Stop
-from armvisor.cpu.decode import decode_memory_access
-from armvisor.cpu.entry import take_exception_to_el1
 from armvisor.devices.gic import GicV3
 from armvisor.devices.timer import COUNTER_HZ, GenericTimer, TimerChannel, VIRT_TIMER_INTID
 from armvisor.errors import GuestError
@@ -272,39 +267,12 @@ class Hypervisor:
         pcpu.count(f"exit:{reason.value}")
         if reason is not Stop.BUDGET:         # slice ends are counted, not traced
             self.trace.emit("vcpu.exit", pcpu.index, vcpu=vcpu.name, reason=reason.value)
-        if reason is Stop.FAULT and self._outside_ram(vcpu):
-            return
         if reason is Stop.FAULT or (reason is Stop.MACHINE and vcpu.core.error is not None):
             self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}")
             return
         if reason is Stop.WFI and vcpu.state is VcpuState.RUNNABLE:
             if not vm.vgic.wake_pending(vcpu.index):
                 self._set_state(vcpu, VcpuState.BLOCKED)
-
-    def _outside_ram(self, vcpu: Vcpu) -> bool:
-        """A load or store to an address with nothing behind it in this VM: abort the guest.
-
-        Nothing outside a VM's RAM and devices is mapped into its cores, so the
-        access stopped before it happened; the guest takes a synchronous
-        external abort at EL1 (what KVM injects for such an address) instead
-        of reaching any memory of the host or of another VM.
-        """
-        core = vcpu.core
-        if not isinstance(core.error, UcError) or core.error.errno not in (
-                UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
-            return False
-        pc = core.pc
-        insn = core.read_insn(pc)
-        access = decode_memory_access(insn, core.read_x, pc=pc) if insn is not None else None
-        if access is None:
-            return False
-        core.error = None
-        esr = syn.esr_data_abort(same_el=core.el == 1, dfsc=syn.FSC_SYNC_EXTERNAL,
-                                 wnr=access.is_write)
-        take_exception_to_el1(core, esr, pc, far=access.address)
-        self.trace.emit("vcpu.abort", vcpu.pcpu.index, vcpu=vcpu.name, address=access.address,
-                        write=access.is_write)
-        return True
 
     def _vm_failed(self, vm: Vm, message: str) -> None:
         """A VM that cannot go on ends alone; the others keep running."""
