@@ -8,7 +8,7 @@ import mmap
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
-from tests.unit.asm_helper import assemble
+from tests.unit.cpu.asm_helper import assemble
 
 RAM = 0x4000_0000
 CODE = RAM + 0x1000

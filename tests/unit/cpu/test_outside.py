@@ -16,7 +16,7 @@ from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.mmu import Access
 from armvisor.cpu.outside import OutsideAccess, deliver_abort, fault_address, hook_ranges
 from armvisor.trace import TraceBus
-from tests.unit.asm_helper import assemble, assemble_one
+from tests.unit.cpu.asm_helper import assemble, assemble_one
 
 RAM = 0x4000_0000
 RAM_SIZE = 16 << 20
