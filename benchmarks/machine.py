@@ -37,11 +37,8 @@ MIPS_LOOP = """
     system_off
 """
 
-# Stores and loads to RAM (MMU off), several widths and a pair per iteration:
-# every store takes Unicorn's slow path (RAM is executable with the MMU off).
-MEMORY_LOOP = """
-    ldr x1, ={iters}
-    adr x2, buffer
+# One iteration: stores and loads of several widths and a pair, at x2.
+MEMORY_BODY = """
 1:  str x1, [x2]
     stp x1, x1, [x2, #16]
     strb w1, [x2, #40]
@@ -52,6 +49,14 @@ MEMORY_LOOP = """
     subs x1, x1, #1
     b.ne 1b
     system_off
+"""
+
+# Stores and loads to RAM (MMU off), several widths and a pair per iteration:
+# every store takes Unicorn's slow path (RAM is executable with the MMU off).
+MEMORY_LOOP = """
+    ldr x1, ={iters}
+    adr x2, buffer
+""" + MEMORY_BODY + """
     .balign 64
 buffer: .skip 64
 """
@@ -89,16 +94,7 @@ MEMORY_MMU_LOOP = """
     isb
     ldr x1, ={iters}
     ldr x2, =0x41000000
-1:  str x1, [x2]
-    stp x1, x1, [x2, #16]
-    strb w1, [x2, #40]
-    ldr x3, [x2, #8]
-    ldp x4, x5, [x2, #16]
-    ldrh w6, [x2, #40]
-    add x7, x7, x3
-    subs x1, x1, #1
-    b.ne 1b
-    system_off
+""" + MEMORY_BODY + """
     .balign 4096
 l1: .skip 4096
 l2: .skip 4096
