@@ -27,6 +27,29 @@ class Stop(enum.Enum):
     FAULT = "fault"            # Unicorn refused an access to something mapped (flash mode, ...)
 
 
+class SliceEnd(enum.Enum):
+    """What a slice's end asks of the machine driving the core (bare board or hypervisor).
+
+    Every Stop becomes one of these in one place (`sort_stop`), and each
+    driver handles the values in one place.
+    """
+
+    GO_ON = "go on"            # budget spent, a power change, a stop request: the next turn
+    WAIT = "wait"              # WFI: park until an interrupt is pending for it
+    REFUSED = "refused"        # an access to something mapped was refused (a board may remap)
+    FAILED = "failed"          # the guest cannot go on; the core's error says why
+
+
+def sort_stop(reason: Stop, error: Optional[BaseException]) -> SliceEnd:
+    if reason is Stop.FAULT:
+        return SliceEnd.REFUSED
+    if error is not None:
+        return SliceEnd.FAILED
+    if reason is Stop.WFI:
+        return SliceEnd.WAIT
+    return SliceEnd.GO_ON
+
+
 class CoreHost(Protocol):
     """What a core asks of the machine (EL2/EL3 and the board).
 

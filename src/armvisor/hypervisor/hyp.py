@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional
 
 from armvisor.cpu.core import Stop
+from armvisor.cpu.host import SliceEnd, sort_stop
 from armvisor.devices.gic import GicV3
 from armvisor.devices.timer import COUNTER_HZ, GenericTimer, TimerChannel, VIRT_TIMER_INTID
 from armvisor.errors import GuestError
@@ -267,10 +268,11 @@ class Hypervisor:
         pcpu.count(f"exit:{reason.value}")
         if reason is not Stop.BUDGET:         # slice ends are counted, not traced
             self.trace.emit("vcpu.exit", pcpu.index, vcpu=vcpu.name, reason=reason.value)
-        if reason is Stop.FAULT or (reason is Stop.MACHINE and vcpu.core.error is not None):
+        end = sort_stop(reason, vcpu.core.error)
+        if end in (SliceEnd.REFUSED, SliceEnd.FAILED):
             self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}")
             return
-        if reason is Stop.WFI and vcpu.state is VcpuState.RUNNABLE:
+        if end is SliceEnd.WAIT and vcpu.state is VcpuState.RUNNABLE:
             if not vm.vgic.wake_pending(vcpu.index):
                 self._set_state(vcpu, VcpuState.BLOCKED)
 

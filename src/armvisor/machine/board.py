@@ -7,6 +7,7 @@ from typing import Callable, List, Optional
 from unicorn import UC_PROT_EXEC, UC_PROT_READ
 
 from armvisor.cpu.core import Core, Stop
+from armvisor.cpu.host import SliceEnd, sort_stop
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
@@ -210,14 +211,13 @@ class BareBoard:
         self.clock.leave(core)
         self.current = None
         self._broadcast_maintenance(lane)
-        if reason is Stop.FAULT and self._flash_fault(core):
-            return True
-        if reason is Stop.FAULT:
-            raise GuestError(f"cpu{index}: {core.error} (the guest touched memory that "
-                             "does not exist)", machine_report(self, lane))
-        if reason is Stop.MACHINE and core.error is not None:
+        end = sort_stop(reason, core.error)
+        if end is SliceEnd.REFUSED and not self._flash_fault(core):
+            raise GuestError(f"cpu{index}: {core.error} (the board refused the access)",
+                             machine_report(self, lane))
+        if end is SliceEnd.FAILED:
             raise GuestError(f"cpu{index}: {core.error}", machine_report(self, lane))
-        if reason is Stop.WFI and lane.state is LaneState.RUNNING:
+        if end is SliceEnd.WAIT and lane.state is LaneState.RUNNING:
             self._park(lane)
         return True
 
