@@ -75,6 +75,8 @@ class Hypervisor:
         self.slice_budget = slice_budget
         self.no_reboot = no_reboot
         self.booted = False
+        self._timers_known = False           # expire_timers' cache (see there)
+        self._earliest: Optional[int] = None
         self.pcpus = [PerCpu(i, memmap.mpidr_affinity(i)) for i in range(pcpu_count)]
         self.gic = GicV3(pcpu_count, memmap.mpidr_affinity, trace)
         # The pCPU timers the hypervisor uses: the loaded vCPU's virtual timer
@@ -249,15 +251,18 @@ class Hypervisor:
         pcpu.count("entries")
         self._load_vtimer(pcpu, vcpu)
         # 5: re-arm the physical state this pCPU needs for its vCPU: the timer
-        # PPI may have been masked by the last timer exit.
-        self.gic.redistributor_write(pcpu.index * memmap.GICR_STRIDE + GICR_ISENABLER0, 4,
-                                     1 << PCPU_VTIMER_INTID, pcpu.index)
+        # PPI may have been masked by the last timer exit. (Read first: a
+        # write makes the GIC recompute every output, on every entry.)
+        enable = pcpu.index * memmap.GICR_STRIDE + GICR_ISENABLER0
+        if not self.gic.redistributor_read(enable, 4, pcpu.index) & (1 << PCPU_VTIMER_INTID):
+            self.gic.redistributor_write(enable, 4, 1 << PCPU_VTIMER_INTID, pcpu.index)
         vm = vcpu.vm
         vcpu.core.set_irq_lines(vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index))
         if self.placement.needs_quantum(pcpu.index) and pcpu.quantum_deadline is None:
             pcpu.quantum_deadline = self.clock.counter() + QUANTUM_TICKS
             self.hyp_timers[pcpu.index].write(2, pcpu.quantum_deadline, self.clock.counter())
             self.hyp_timers[pcpu.index].write(1, 1, self.clock.counter())
+            self._timers_changed()
         self.running = vcpu
 
     def _exit(self, pcpu: PerCpu, vcpu: Vcpu, reason: Stop) -> None:
@@ -285,9 +290,12 @@ class Hypervisor:
     def _load_vtimer(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
         """Put the vCPU's virtual timer into the pCPU's (as KVM's timer load does)."""
         mine, theirs = self.pcpu_vtimers[pcpu.index].virt, vcpu.timer.virt
+        if (mine.cval, mine.ctl) == (theirs.cval, theirs.ctl):
+            return                       # loaded already: the common case, every entry
         now = self.clock.counter()
         mine.write(2, theirs.cval, now)
         mine.write(1, theirs.ctl, now)
+        self._timers_changed()
 
     # -- interrupts ----------------------------------------------------------------------
 
@@ -305,6 +313,7 @@ class Hypervisor:
                 self._vtimer_fired(pcpu)
             elif intid == HYP_TIMER_INTID:
                 self.hyp_timers[i].write(1, 0, self.clock.counter())
+                self._timers_changed()
                 pcpu.quantum_deadline = None
                 self.placement.quantum_expired(i)
             self.gic.icc_write(i, ICC_EOIR1_EL1, intid)
@@ -345,12 +354,14 @@ class Hypervisor:
         self.trace.emit("hyp.kick", sender.index, target=target.index)
 
     def vcpu_timer_changed(self, vcpu: Vcpu) -> None:
+        self._timers_changed()
         if vcpu is self.running:
             self._load_vtimer(vcpu.pcpu, vcpu)
-            deadline = self.next_deadline()
-            if self.clock.ticks_left(deadline) is not None:
-                # Deterministic: stop this slice when virtual time reaches the new deadline.
-                vcpu.core.shorten_slice(max(0, deadline - vcpu.core.virtual_now()))
+            if self.clock.deterministic:
+                deadline = self.next_deadline()
+                if deadline is not None:
+                    # Stop this slice when virtual time reaches the new deadline.
+                    vcpu.core.shorten_slice(max(0, deadline - vcpu.core.virtual_now()))
 
     def _pcpu_ppi(self, pcpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.gic.set_ppi_level(pcpu, intid, level)
@@ -358,8 +369,16 @@ class Hypervisor:
     def _pcpu_line(self, pcpu: int, intid: int) -> Callable[[bool], None]:
         return lambda level: self.gic.set_ppi_level(pcpu, intid, level)
 
+    def _timers_changed(self) -> None:
+        """A timer was written or a vCPU changed state: expire_timers must look again."""
+        self._timers_known = False
+
     def expire_timers(self) -> None:
         now = self.clock.counter()
+        # Called after every slice: while no deadline has passed and no timer
+        # changed since the last look, there is nothing to do.
+        if self._timers_known and (self._earliest is None or now < self._earliest):
+            return
         for i, timer in enumerate(self.pcpu_vtimers):
             timer.update(now)
             self.hyp_timers[i].update(now)
@@ -373,14 +392,23 @@ class Hypervisor:
                 vcpu.timer.phys.update(now)
                 if not (vcpu.pcpu.current is vcpu and vcpu.state is VcpuState.RUNNABLE):
                     vcpu.timer.virt.update(now)
+        self._earliest = self._timer_deadline()
+        self._timers_known = True
 
-    def next_deadline(self) -> Optional[int]:
+    def _timer_deadline(self) -> Optional[int]:
+        """The nearest deadline of any timer (pCPU, EL2 quantum, every vCPU's)."""
         deadlines = [t.next_deadline() for t in self.pcpu_vtimers]
         deadlines += [t.cval for t in self.hyp_timers if t.deadline() is not None]
         for vm in self.vms:
             for vcpu in vm.vcpus:
                 if vcpu.state is not VcpuState.OFF:
                     deadlines.append(vcpu.timer.next_deadline())
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def next_deadline(self) -> Optional[int]:
+        deadlines = [self._timer_deadline()]
+        for vm in self.vms:
             rtc_at = vm.rtc.next_deadline()
             if rtc_at is not None:
                 deadlines.append(self.clock.wall_to_counter(rtc_at))
@@ -391,6 +419,7 @@ class Hypervisor:
 
     def _set_state(self, vcpu: Vcpu, state: VcpuState) -> None:
         vcpu.state = state
+        self._timers_changed()
         self.placement.set_runnable(VcpuRef(vcpu.vm.index, vcpu.index),
                                     state is VcpuState.RUNNABLE)
 
