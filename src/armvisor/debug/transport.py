@@ -47,7 +47,8 @@ def parse_endpoint(spec: str) -> Endpoint:
     if not sep:
         host, port = "", text
     port = port.split(",")[0]
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    bad_host = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if bad_host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ArmvisorError(f"--gdb {spec!r}: expected tcp::PORT, tcp:HOST:PORT or unix:PATH")
     return Endpoint("tcp", host=host.strip("[]") or LOOPBACK, port=int(port))
 
