@@ -95,6 +95,9 @@ class Condition:
     def met(self) -> bool:
         raise NotImplementedError
 
+    def breakpoint_hit(self, cpu: int, address: int) -> None:
+        """CPU `cpu` stopped on a code breakpoint at `address` (any condition's)."""
+
     def __or__(self, other: "Condition") -> "Condition":
         return AnyOf([self, other])
 
@@ -198,9 +201,9 @@ class Pc(Condition):
             if self.hit == cpu.index:
                 points.resume_from(self.address)
 
-    def _on_hit(self, index: int) -> None:
-        if self.hit is None:
-            self.hit = index
+    def breakpoint_hit(self, cpu, address):
+        if address == self.address and self.cpu in (None, cpu) and self.hit is None:
+            self.hit = cpu
 
     def met(self):
         return self.hit is not None
@@ -344,13 +347,14 @@ class Cpu:
     """One guest CPU (a bare board's CPU, or a VM's vCPU)."""
 
     def __init__(self, machine: "Machine", index: int, name: str, core: Core,
-                 power: Callable[[], str]):
+                 power: Callable[[], str], runnable: Callable[[], bool]):
         self._machine = machine
         self.index = index
         self.name = name
         self.core = core
         self.regs = Registers(core)
         self._power = power
+        self._runnable = runnable
         self._points: Optional[stepping.Breakpoints] = None
 
     @property
@@ -360,6 +364,11 @@ class Cpu:
     @property
     def power_state(self) -> str:
         return self._power()
+
+    @property
+    def runnable(self) -> bool:
+        """Powered on and not waiting (WFI, suspend): a step or a slice would run its code."""
+        return self._runnable()
 
     def read_virtual(self, va: int, size: int) -> bytes:
         """Memory through this CPU's current translation (its MMU, as the guest sees it)."""
@@ -414,7 +423,8 @@ class Machine:
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
-                             self._bare_power(lane)) for lane in self.board.lanes]
+                             self._bare_power(lane), self._bare_runnable(lane))
+                         for lane in self.board.lanes]
             self.memory = Memory(self.board.ram, lambda: [c.core for c in self.cpus])
             self.vms: List[_VmView] = []
         else:
@@ -451,6 +461,10 @@ class Machine:
             if until is not None:
                 until.detach()
             self._condition = None
+
+    def boot(self) -> None:
+        """Put the machine at its first instruction without running it (a debugger's -S)."""
+        self._boot()
 
     def step(self, cpu: int = 0, instructions: int = 1) -> None:
         """Run exactly `instructions` instructions on one CPU; the others stay stopped."""
@@ -491,6 +505,11 @@ class Machine:
     def _bare_power(self, lane) -> Callable[[], str]:
         return lambda: self.board.firmware.state_of(lane.index).name
 
+    @staticmethod
+    def _bare_runnable(lane) -> Callable[[], bool]:
+        from armvisor.machine.lanes import LaneState
+        return lambda: lane.state is LaneState.RUNNING
+
     def _on_event(self, event: TraceEvent) -> None:
         for watcher in list(self._event_watchers):
             watcher(event)
@@ -504,9 +523,11 @@ class Machine:
     def _breakpoint_hit(self, core: Core, address: int) -> None:
         condition = self._condition
         targets = condition.conditions if isinstance(condition, AnyOf) else [condition]
+        if condition is None:
+            return                      # a step ran onto a breakpoint: nobody waits for it
+        index = next(c.index for c in self.cpus if c.core is core)
         for target in targets:
-            if isinstance(target, Pc) and target.address == address:
-                target._on_hit(next(c.index for c in self.cpus if c.core is core))
+            target.breakpoint_hit(index, address)
 
 
 class _VmView:
@@ -516,8 +537,11 @@ class _VmView:
         self.name = vm.name
         self._vm = vm
         base = sum(len(v.vcpus) for v in machine.hypervisor.vms[:vm.index])
+        from armvisor.hypervisor.vcpu import VcpuState
         self.cpus = [Cpu(machine, base + vcpu.index, vcpu.name, vcpu.core,
-                         lambda vcpu=vcpu: vcpu.state.value.upper()) for vcpu in vm.vcpus]
+                         lambda vcpu=vcpu: vcpu.state.value.upper(),
+                         lambda vcpu=vcpu: vcpu.state is VcpuState.RUNNABLE)
+                     for vcpu in vm.vcpus]
         self.memory = Memory(vm.ram, lambda: [v.core for v in vm.vcpus])
 
     def __repr__(self):

@@ -92,9 +92,14 @@ def main(argv: Optional[list] = None) -> None:
               help="A TOML file describing the VMs for --hyp.")
 @click.option("--slice", "slice_budget", default=SLICE_DEFAULT, show_default=True, type=int,
               help="Instructions per scheduling slice.")
+@click.option("--gdb", "-gdb", "gdb_spec", metavar="tcp::PORT|tcp:HOST:PORT|unix:PATH",
+              help="Serve the GDB remote protocol there (one thread per CPU or vCPU).")
+@click.option("-s", "gdb_default", is_flag=True, help="Shorthand for --gdb tcp::1234.")
+@click.option("-S", "gdb_wait", is_flag=True,
+              help="Wait for the debugger before the first instruction (with -s or --gdb).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
-        slice_budget) -> None:
+        slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
 
@@ -110,6 +115,7 @@ def _run(options: dict) -> int:
             writer = ChromeTraceWriter(options["trace_path"])
             trace.subscribe(writer.on_event)
         console = HostConsole()
+        endpoint = _gdb_endpoint(options)
         machine = _build(options, trace, console)
         try:
             if options["dumpdtb"]:
@@ -118,6 +124,12 @@ def _run(options: dict) -> int:
             receiver = machine.board.uart if machine.hypervisor is None else \
                 machine.hypervisor.vms[0].uart
             console.receive = receiver.receive
+            if endpoint is not None:
+                from armvisor.debug.gdbstub import GdbStub
+                from armvisor.debug.transport import Listener
+                stub = GdbStub(machine, Listener(endpoint), host=console)
+                with console:
+                    return stub.serve(wait=options["gdb_wait"], timeout=options["timeout"])
             with console:
                 return machine.run(timeout=options["timeout"], host=console)
         finally:
@@ -188,6 +200,21 @@ def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
                   cpu=options["cpu_model"], psci_conduit=options["psci_conduit"] or "hvc",
                   virtio_console=options["virtio_console"], name="vm0")]
     return Machine(vms=vms, pcpus=pcpus, **common)
+
+
+def _gdb_endpoint(options: dict):
+    """Where the GDB stub listens (None: no stub), from --gdb, -s and -S."""
+    from armvisor.debug.transport import DEFAULT_PORT, parse_endpoint
+    spec = options["gdb_spec"]
+    if spec is not None and options["gdb_default"]:
+        raise ArmvisorError("give either -s or --gdb, not both")
+    if options["gdb_default"]:
+        spec = f"tcp::{DEFAULT_PORT}"
+    if spec is None:
+        if options["gdb_wait"]:
+            raise ArmvisorError("-S waits for a debugger: give -s or --gdb as well")
+        return None
+    return parse_endpoint(spec)
 
 
 def _generated_dtb(machine: Machine) -> bytes:

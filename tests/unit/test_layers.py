@@ -16,6 +16,7 @@ FORBIDDEN = {
     "firmware": ("armvisor.machine", "armvisor.hypervisor", "armvisor.api", "armvisor.cli"),
     "machine": ("armvisor.hypervisor", "armvisor.api", "armvisor.cli"),
     "hypervisor": ("armvisor.api", "armvisor.cli"),
+    "debug": ("armvisor.cli",),
 }
 
 

@@ -82,7 +82,8 @@ class Condition(Protocol):
     """A stop condition for `RunLoop.run(until=...)` (see armvisor.api)."""
 
     def clip(self, lane: int, budget: int) -> int:
-        """The budget of lane `lane`'s next slice, so the condition is seen soon enough."""
+        """The budget of lane `lane`'s next slice, so the condition is seen soon enough
+        (0: the lane does not run this turn)."""
 
     def met(self) -> bool: ...
 
@@ -121,6 +122,8 @@ class RunLoop:
                         budget = min(budget, left)
                 if until is not None:
                     budget = until.clip(lane, budget)
+                    if budget <= 0:          # held back (a debugger resumed other CPUs only)
+                        continue
                 if not board.run_turn(lane, budget):
                     continue
                 ran = True
