@@ -23,6 +23,7 @@ import sys
 import time
 
 from armvisor.devtools import qemu
+from armvisor.cpu.native import native
 from armvisor.errors import ArmvisorError
 from armvisor.images.debian import cached_images
 from armvisor.images.initramfs import INIT_MARKER
@@ -113,6 +114,8 @@ def main() -> int:
         return 2
     kernel, initrd = images.kernel, images.initramfs
     print(f"Debian {images.kernel_release}, {args.smp} CPUs, 512 MiB, to '{INIT_MARKER}'")
+    patches = native().patches
+    print(f"  cores on {'Unicorn 2.1.4 + ' + patches if patches else 'stock Unicorn 2.1.4'}")
     ours = statistics.median(time_to_marker(armvisor_cmd(kernel, initrd, args.smp))
                              for _ in range(args.runs))
     print(f"  armvisor (bare):       {ours:6.2f} s (median of {args.runs})")

@@ -19,6 +19,21 @@ from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
 from armvisor.trace import TraceBus
 
 
+def _print_version(ctx: click.Context) -> None:
+    from armvisor import __version__
+    click.echo(f"armvisor {__version__}, {_unicorn_build()}")
+    ctx.exit()
+
+
+def _unicorn_build() -> str:
+    """Which Unicorn library runs the cores: armvisor's patched build or a stock one."""
+    from armvisor.cpu.native import native
+    patches = native().patches
+    if patches is None:
+        return "stock Unicorn 2.1.4 (slower: run scripts/setup to build the patched one)"
+    return f"Unicorn 2.1.4 with {patches}"
+
+
 class SizeType(click.ParamType):
     name = "size"
 
@@ -32,7 +47,9 @@ class SizeType(click.ParamType):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="armvisor")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+              help="Show the version and which Unicorn build runs the cores.")
 def cli() -> None:
     """armvisor: a multi-core ARMv8-A machine (QEMU virt board, PSCI firmware)."""
 

@@ -35,6 +35,7 @@ UC_PROT_EXEC = 4
 # `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
+TARGET_PAGE_SIZE = 4096
 
 
 GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
@@ -60,9 +61,18 @@ class Core:
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
+        # 4 KiB target pages, before anything is mapped: the default 1 KiB makes
+        # a guest page four TLB entries and a "large page" whose TLBI by
+        # address flushes the whole TLB (UNICORN-FACTS.md).
+        self.uc.ctl_set_page_size(TARGET_PAGE_SIZE)
         if tcg_buffer_size:
             self.uc.ctl_set_tcg_buffer_size(tcg_buffer_size)
         self.handle = self.uc._uch
+        if self._native.uc_armvisor_set_exit_checks is not None:
+            # Patched Unicorn: no exit-request check after every load and store
+            # (9% of a Linux boot). Stops still happen at safe points only: the
+            # block hook's, exceptions, and a faulting store leaves its block.
+            self.set_exit_checks(False)
         ram_base, ram_size, ram_ptr = ram
         self.uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_ptr)
         self._mapped: List[Tuple[int, int]] = [(ram_base, ram_size)]   # (base, size), all kinds
@@ -339,6 +349,19 @@ class Core:
         counts["tlbi broadcast (C)"] = self._budget.tlbi_count
         counts["ic ivau (C)"] = self._budget.ic_count
         return counts
+
+    def set_exit_checks(self, enabled: bool) -> None:
+        """Whether a stop asked for inside a block (a memory hook's) ends the slice at the
+        very next load or store, as on stock Unicorn, or at the next block.
+
+        Only a patched Unicorn can turn the checks off; code translated before
+        keeps what it had, so the cache is flushed.
+        """
+        setter = self._native.uc_armvisor_set_exit_checks
+        if setter is None:
+            return
+        setter(self.handle, enabled)
+        self._native.flush_tb(self.handle)
 
     def flush_tlb(self) -> None:
         self._native.flush_tlb(self.handle)

@@ -111,6 +111,14 @@ class Native:
         self.reg_read_address = ctypes.cast(lib.uc_reg_read, ctypes.c_void_p).value
         self.reg_write_address = ctypes.cast(lib.uc_reg_write, ctypes.c_void_p).value
 
+        # armvisor's patches to Unicorn (patches/unicorn): None on a stock build.
+        self.patches = _patch_level(lib)
+        self.uc_armvisor_set_exit_checks = None
+        if self.patches is not None:
+            self.uc_armvisor_set_exit_checks = lib.uc_armvisor_set_exit_checks
+            self.uc_armvisor_set_exit_checks.argtypes = [p, ctypes.c_bool]
+            self.uc_armvisor_set_exit_checks.restype = None
+
         hooks = ctypes.CDLL(_hooks_library_path())
         self.block_hook_address = ctypes.cast(hooks.armv_block_hook, ctypes.c_void_p).value
         self.sys_hook_address = ctypes.cast(hooks.armv_sys_hook, ctypes.c_void_p).value
@@ -164,6 +172,16 @@ class RegBatch:
         status = self._native.uc_reg_write_batch(self._handle, self.ids, self._ptrs, self._n)
         if status:
             raise RuntimeError(f"uc_reg_write_batch failed: {status}")
+
+
+def _patch_level(lib) -> "str | None":
+    """What uc_armvisor_patches() says, or None when the library is stock Unicorn."""
+    try:
+        query = lib.uc_armvisor_patches
+    except AttributeError:
+        return None
+    query.restype = ctypes.c_char_p
+    return query().decode()
 
 
 def _hooks_library_path() -> str:
