@@ -143,6 +143,7 @@ class Hypervisor:
         self._step(pcpu, "GIC CPU interface enabled")
         pcpu.state = PcpuState.ONLINE
         if i:                            # a secondary: its warm boot is done (ON_PENDING -> ON)
+            self.trace.emit("cpu.first_insn", i, pc=HYP_SECONDARY_ENTRY)
             self.firmware.warm_boot_finished(i)
 
     # -- the PSCI platform for the pCPUs (what the EL3 firmware asks) ----------------
@@ -234,9 +235,10 @@ class Hypervisor:
                 self.trace.emit("pcpu.idle", pcpu.index)
             self.on_pcpu = None
             return False
+        resumed = pcpu.state is PcpuState.IDLE
         pcpu.state = PcpuState.ONLINE
         vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
-        self._enter(pcpu, vcpu)
+        self._enter(pcpu, vcpu, resumed)
         self.clock.enter(vcpu.core)
         reason = vcpu.core.run(budget)
         self.clock.leave(vcpu.core)
@@ -244,10 +246,15 @@ class Hypervisor:
         self.on_pcpu = None
         return True
 
-    def _enter(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
-        if pcpu.current is not vcpu:
+    def _enter(self, pcpu: PerCpu, vcpu: Vcpu, resumed: bool = False) -> None:
+        if pcpu.current is not vcpu or resumed:
+            # After idle too, though the vCPU stayed loaded: a trace reader
+            # sees the pCPU's run of it start again here.
             self.trace.emit("vcpu.load", pcpu.index, vcpu=vcpu.name)
             pcpu.current = vcpu
+        if vcpu.first_run_pending:
+            vcpu.first_run_pending = False
+            vcpu.vm.trace.emit("cpu.first_insn", vcpu.index, pc=vcpu.core.pc, pcpu=pcpu.index)
         pcpu.count("entries")
         self._load_vtimer(pcpu, vcpu)
         # 5: re-arm the physical state this pCPU needs for its vCPU: the timer
@@ -418,12 +425,18 @@ class Hypervisor:
     # -- vCPU and VM life cycle (called by the VMs) ------------------------------------
 
     def _set_state(self, vcpu: Vcpu, state: VcpuState) -> None:
-        vcpu.state = state
+        old, vcpu.state = vcpu.state, state
+        # The vCPU's own track shows its WFI as a bare CPU's is shown.
+        if state is VcpuState.BLOCKED and old is not state:
+            vcpu.vm.trace.emit("cpu.wfi", vcpu.index)
+        elif old is VcpuState.BLOCKED and state is not old:
+            vcpu.vm.trace.emit("cpu.wake", vcpu.index)
         self._timers_changed()
         self.placement.set_runnable(VcpuRef(vcpu.vm.index, vcpu.index),
                                     state is VcpuState.RUNNABLE)
 
     def vcpu_started(self, vcpu: Vcpu) -> None:
+        vcpu.first_run_pending = True
         self._set_state(vcpu, VcpuState.RUNNABLE)
 
     def vcpu_stopped(self, vcpu: Vcpu) -> None:

@@ -53,7 +53,8 @@ class Vm:
         self.config = config
         self.name = config.name
         self.hyp = hyp
-        self.trace = trace
+        # Its models' events carry vm=name, and their `cpu` is a vCPU index.
+        self.trace = trace = trace.scoped(vm=config.name)
         self.model = CPU_MODELS[config.cpu]
         self.kernel_data = read_kernel_file(config.kernel, config.memory)
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
@@ -150,7 +151,7 @@ class Vm:
     def start_vcpu(self, vcpu: int, entry: int, context_id: int) -> None:
         target = self.vcpus[vcpu]
         target.core.reset(entry, x0=context_id)
-        self.trace.emit("vcpu.start", None, vm=self.name, vcpu=vcpu, entry=entry)
+        self.trace.emit("vcpu.start", vcpu, vcpu=vcpu, entry=entry)
         self.hyp.vcpu_started(target)
 
     def stop_vcpu(self, vcpu: int) -> None:

@@ -202,6 +202,7 @@ class BareBoard:
         core = lane.core
         if lane.warm_boot_pending:
             lane.warm_boot_pending = False
+            self.trace.emit("cpu.first_insn", index, pc=core.pc)
             self.firmware.warm_boot_finished(index)
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
@@ -362,7 +363,9 @@ class BareBoard:
         lane = self.lanes[cpu]
         lane.core.reset(entry, x0=context_id)
         lane.start(warm=True)
-        self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON")
+        caller = None if self.current is None else self.current.index
+        self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON",
+                        caller=caller)
         if self.current is not None:
             # The new CPU starts once the caller has run POWER_ON_LATENCY more
             # instructions, not after the rest of a long slice: a short,

@@ -56,3 +56,23 @@ class TraceBus:
         for callback in self._subscribers:
             callback(event)
         return event
+
+    def scoped(self, **fixed) -> "ScopedTrace":
+        """A view of this bus that adds `fixed` to every event, e.g. vm=name for the
+        models of one VM: their `cpu` is then a vCPU index, and readers tell the two
+        apart by the `vm` field."""
+        return ScopedTrace(self, fixed)
+
+
+class ScopedTrace:
+    """What a VM's models emit through (see TraceBus.scoped); the rest is the bus's."""
+
+    def __init__(self, bus: TraceBus, fixed: dict):
+        self._bus = bus
+        self._fixed = fixed
+
+    def emit(self, kind: str, cpu: Optional[int] = None, /, **fields) -> Event:
+        return self._bus.emit(kind, cpu, **{**self._fixed, **fields})
+
+    def __getattr__(self, name: str):
+        return getattr(self._bus, name)
