@@ -39,7 +39,9 @@ def cli() -> None:
 
 def _register_subcommands() -> None:
     from armvisor.cli_images import images
+    from armvisor.cli_trace import trace_group
     cli.add_command(images)
+    cli.add_command(trace_group)
 
 
 _register_subcommands()
@@ -74,6 +76,10 @@ def main(argv: Optional[list] = None) -> None:
               show_default=True, help="CPU model the guest sees.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) of every event.")
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False),
+              help="At the end, draw the run's timeline here (.png, .svg or .html).")
+@click.option("--report", "trace_report", is_flag=True,
+              help="At the end, print the trace report (bring-up, PSCI, IPIs) on stderr.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
 @click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
@@ -98,7 +104,7 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
+        timeline_path, trace_report, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
@@ -110,9 +116,11 @@ def _run(options: dict) -> int:
     writer = None
     try:
         trace = TraceBus()
-        if options["trace_path"]:
+        if options["trace_path"] or options["timeline_path"] or options["trace_report"]:
+            from armvisor.cli_trace import run_trace_path
             from armvisor.trace.chrome import ChromeTraceWriter
-            writer = ChromeTraceWriter(options["trace_path"])
+            writer = ChromeTraceWriter(run_trace_path(options["trace_path"],
+                                                      options["timeline_path"]))
             trace.subscribe(writer.on_event)
         console = HostConsole()
         endpoint = _gdb_endpoint(options)
@@ -149,6 +157,10 @@ def _run(options: dict) -> int:
     finally:
         if writer is not None:
             writer.close()
+            if options["timeline_path"] or options["trace_report"]:
+                from armvisor.cli_trace import after_run
+                after_run(writer.path, options["timeline_path"], options["trace_report"],
+                          keep=bool(options["trace_path"]))
 
 
 # Options that describe the one guest: under --hyp they describe its VM, and

@@ -124,7 +124,8 @@ def load(path: str) -> Trace:
     return from_records(read_records(path))
 
 
-def from_records(records: List[dict]) -> Trace:
+def lanes_of(records: List[dict]) -> Tuple[Dict[Key, Lane], Dict[int, str]]:
+    """Each CPU thread's lane (activity and power threads alike), and the processes' names."""
     processes: Dict[int, str] = {}
     threads: Dict[Key, str] = {}
     for r in records:
@@ -139,6 +140,11 @@ def from_records(records: List[dict]) -> Trace:
             continue
         vm = None if pid == MACHINE_PID else processes.get(pid, f"vm{pid}")
         lane_of[(pid, tid)] = Lane(vm, int(match.group(1)))
+    return lane_of, processes
+
+
+def from_records(records: List[dict]) -> Trace:
+    lane_of, processes = lanes_of(records)
     instants, spans, flows = [], [], []
     open_power: Dict[Key, dict] = {}
     flow_ends: Dict[object, dict] = {}

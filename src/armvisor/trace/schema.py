@@ -69,7 +69,7 @@ def problems(records: Iterable[dict], limit: int = 20) -> List[str]:
     for thread, open_ in begun.items():
         if open_:
             found.append(f"{len(open_)} 'B' without 'E' on {thread}")
-    covers = {thread: _Cover(pairs) for thread, pairs in spans.items()}
+    covers = {thread: Cover(pairs) for thread, pairs in spans.items()}
     for flow_id, ends in flows.items():
         if set(ends) != {"s", "f"}:
             found.append(f"flow id {flow_id} has only {sorted(ends)}")
@@ -91,7 +91,7 @@ def _required(record: dict, found: List[str]) -> bool:
     return not missing
 
 
-class _Cover:
+class Cover:
     """Is a timestamp inside any of a thread's slices (many flows, many slices)?"""
 
     def __init__(self, pairs: list):
