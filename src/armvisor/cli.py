@@ -80,6 +80,8 @@ def main(argv: Optional[list] = None) -> None:
               help="At the end, draw the run's timeline here (.png, .svg or .html).")
 @click.option("--report", "trace_report", is_flag=True,
               help="At the end, print the trace report (bring-up, PSCI, IPIs) on stderr.")
+@click.option("--symbols", "symbols", type=click.Path(dir_okay=False),
+              help="ELF or System.map: PCs in crash reports as symbol+offset.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
 @click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
@@ -104,7 +106,7 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeline_path, trace_report, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
+        timeline_path, trace_report, symbols, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
@@ -174,7 +176,8 @@ _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
 def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     """The machine the options describe; an option that does not apply is an error."""
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
-                  no_reboot=options["no_reboot"], trace=trace, console=console.write)
+                  no_reboot=options["no_reboot"], trace=trace, console=console.write,
+                  symbols=options["symbols"])
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:

@@ -40,10 +40,10 @@ def trace_group() -> None:
     """Report on, cut down or draw a trace written by `armvisor run --trace`."""
 
 
-def print_report(path: str, as_json: bool = False) -> None:
+def print_report(path: str, as_json: bool = False, symbols: Optional[str] = None) -> None:
     """The report of the trace at `path`, as JSON, rich tables on a terminal, or text."""
     from armvisor.trace import model, report
-    data = report.build(model.load(path))
+    data = report.build(model.load(path), symbols)
     if as_json:
         click.echo(json.dumps(data, indent=1))
     elif sys.stdout.isatty():
@@ -71,10 +71,12 @@ def write_timeline(path: str, out: str, start: Optional[float] = None,
 @trace_group.command("report")
 @click.argument("trace", type=TRACE_PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--symbols", type=click.Path(dir_okay=False),
+              help="ELF or System.map naming PCs (default: the traced kernel, if an ELF).")
 @_one_line_errors
-def report_command(trace: str, as_json: bool) -> None:
+def report_command(trace: str, as_json: bool, symbols: Optional[str]) -> None:
     """Bring-up per CPU, PSCI calls, the IPI matrix, interrupts, exits, time per CPU."""
-    print_report(trace, as_json)
+    print_report(trace, as_json, symbols)
 
 
 @trace_group.command("filter")

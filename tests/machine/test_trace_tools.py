@@ -48,7 +48,7 @@ def traces(tmp_path_factory):
 
 def test_bring_up_table_matches_the_events(traces):
     trace = model.load(traces["smp4"])
-    rows = {row["cpu"]: row for row in report.bring_up(trace)}
+    rows = {row["cpu"]: row for row in report.bring_up(trace, report.kernel_symbols(trace))}
     assert list(rows) == ["cpu0", "cpu1", "cpu2", "cpu3"]
     assert rows["cpu0"]["requested_by"] == "reset"
     enters = [e for e in trace.instants if e.kind == "psci.enter"
@@ -63,6 +63,7 @@ def test_bring_up_table_matches_the_events(traces):
         first, = [e for e in trace.events("cpu.first_insn") if e.lane.label == target]
         assert row["first_insn_at"] == round(first.ts / 1e6, 9)
         assert row["pc"] == first.args["pc"]
+        assert row["symbol"] == "secondary_entry"          # from the ELF the trace names
         online, = [e for e in trace.events("power.state")
                    if e.lane.label == target and e.args["new"] == "ON"]
         assert row["online_at"] == round(online.ts / 1e6, 9)

@@ -33,7 +33,7 @@ from armvisor.machine import memmap
 from armvisor.machine.clock import Clock
 from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
-from armvisor.machine.report import core_location, recent_events
+from armvisor.machine.report import core_location, crash_header, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.trace import TraceBus
 
@@ -282,15 +282,15 @@ class Hypervisor:
             self.trace.emit("vcpu.exit", pcpu.index, vcpu=vcpu.name, reason=reason.value)
         end = sort_stop(reason, vcpu.core.error)
         if end in (SliceEnd.REFUSED, SliceEnd.FAILED):
-            self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}")
+            self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}", vcpu)
             return
         if end is SliceEnd.WAIT and vcpu.state is VcpuState.RUNNABLE:
             if not vm.vgic.wake_pending(vcpu.index):
                 self._set_state(vcpu, VcpuState.BLOCKED)
 
-    def _vm_failed(self, vm: Vm, message: str) -> None:
+    def _vm_failed(self, vm: Vm, message: str, culprit: Optional[Vcpu] = None) -> None:
         """A VM that cannot go on ends alone; the others keep running."""
-        self.failures.append((message, self.report()))
+        self.failures.append((message, self.report(culprit)))
         self.trace.emit("vm.failed", None, vm=vm.name, error=message)
         self.vm_off(vm, reset=False)
 
@@ -462,15 +462,18 @@ class Hypervisor:
         for vm in self.vms:
             vm.close()
 
-    def report(self) -> str:
-        lines = []
+    def report(self, culprit: Optional[Vcpu] = None) -> str:
+        lines = crash_header([(v.name, v.core, vm.symbols.table) for vm in self.vms
+                              for v in vm.vcpus], culprit.core if culprit else None)
         for pcpu in self.pcpus:
             current = pcpu.current.name if pcpu.current else "-"
             lines.append(f" pcpu{pcpu.index}: {pcpu.state.value:8s} vcpu={current}")
         for vm in self.vms:
             for vcpu in vm.vcpus:
-                where = core_location(vcpu.core, disassemble=vcpu.state is not VcpuState.OFF)
-                lines.append(f" {vcpu.name}: {vcpu.state.value:9s} {where}")
+                where = core_location(vcpu.core, disassemble=vcpu.state is not VcpuState.OFF,
+                                      symbols=vm.symbols.table)
+                lines.append(f"{'*' if vcpu is culprit else ' '}{vcpu.name}: "
+                             f"{vcpu.state.value:9s} {where}")
         return "\n".join(lines + recent_events(self.trace))
 
 

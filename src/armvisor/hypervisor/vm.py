@@ -29,6 +29,7 @@ from armvisor.machine.memory import Ram
 from armvisor.machine.config import DriveSpec
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
+from armvisor.machine.symbols import KernelSymbols
 from armvisor.trace import TraceBus
 
 class VmHost(Protocol):
@@ -59,6 +60,7 @@ class Vm:
         self.kernel_data = read_kernel_file(config.kernel, config.memory)
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
+        self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
@@ -122,7 +124,8 @@ class Vm:
         self.vpsci.reset()
         boot = self.vcpus[0]
         boot.core.reset(image.entry, x0=self.dtb_address)
-        self.trace.emit("vm.boot", None, vm=self.name, entry=image.entry, vcpus=self.config.smp)
+        self.trace.emit("vm.boot", None, vm=self.name, entry=image.entry, vcpus=self.config.smp,
+                        kernel=self.config.kernel)
         self.hyp.vcpu_started(boot)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from armvisor.machine.mmio import MmioWindow, per_device
 from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
                                      read_kernel_file)
 from armvisor.machine.report import machine_report
+from armvisor.machine.symbols import KernelSymbols
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
@@ -71,6 +72,7 @@ class BareBoard:
         self.kernel_data = read_kernel_file(config.kernel, config.memory)
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
+        self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
@@ -150,7 +152,7 @@ class BareBoard:
         boot.core.reset(self.image.entry, x0=self.dtb_address)
         boot.start(warm=False)
         self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
-                        kind=self.image.kind, cpus=self.config.smp)
+                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
 
     # -- what the run loop asks (runloop.Driver) ----------------------------------

@@ -21,8 +21,15 @@ class Event:
     fields: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        where = f"cpu{self.cpu}" if self.cpu is not None else "machine"
-        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
+        vm = self.fields.get("vm")
+        if self.cpu is None:
+            where = "machine"
+        elif isinstance(vm, str):             # a VM's models: `cpu` is the vCPU
+            where = f"{vm}/vcpu{self.cpu}"
+        else:
+            where = f"cpu{self.cpu}"
+        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items()
+                        if not (k == "vm" and self.cpu is not None and isinstance(v, str)))
         return f"{self.ts_us / 1e6:10.6f}s {where:8s} {self.kind} {args}".rstrip()
 
 

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from typing import Callable, Dict, List, Optional
 
 from armvisor.firmware.psci.constants import PsciReturn
+from armvisor.machine.symbols import EMPTY, KernelSymbols, SymbolTable
 from armvisor.trace.model import Lane, Trace
 
 OFF_STATES = {"OFF", "ON_PENDING"}
@@ -47,7 +48,22 @@ def percentile(values: List[float], p: float) -> float:
     return ordered[index]
 
 
-def bring_up(trace: Trace) -> List[dict]:
+def kernel_symbols(trace: Trace, path: Optional[str] = None) -> Dict[Optional[str], SymbolTable]:
+    """Symbols per VM (None: the bare machine): `path` (ELF or System.map) for every guest,
+    else each kernel the trace names, when it is an ELF with symbols and still there."""
+    if path:
+        given = KernelSymbols(None, path).table
+        return defaultdict(lambda: given)
+    tables: Dict[Optional[str], SymbolTable] = defaultdict(lambda: EMPTY)
+    for event in trace.events("machine.boot", "vm.boot"):
+        kernel = event.args.get("kernel")
+        if isinstance(kernel, str):
+            tables[event.args.get("vm") if event.kind == "vm.boot" else None] = \
+                KernelSymbols(kernel).table
+    return tables
+
+
+def bring_up(trace: Trace, symbols: Optional[Dict] = None) -> List[dict]:
     """Per CPU (then per vCPU): who asked for it and when, its first instruction, online."""
     first_on: Dict[Lane, object] = {}
     for flow in trace.flows:
@@ -74,6 +90,8 @@ def bring_up(trace: Trace) -> List[dict]:
                        first_insn_at=_seconds(first))
             pc = next((e.args.get("pc") for e in firsts[lane] if e.ts == first), None)
             row["pc"] = pc
+            if symbols is not None and isinstance(pc, int):
+                row["symbol"] = symbols[lane.vm].lookup(pc)
             # A vCPU is online when it runs: virtual PSCI has no ON_PENDING.
             online = first if lane.vm else next((t for t in onlines[lane] if t >= first), None)
             row["online_at"] = _seconds(online)
@@ -200,10 +218,11 @@ def time_split(trace: Trace) -> List[dict]:
     return rows
 
 
-def build(trace: Trace) -> dict:
+def build(trace: Trace, symbols: Optional[str] = None) -> dict:
+    """The report's data; PCs are named from `symbols` (ELF or System.map) or the kernel."""
     return {"window_s": [_seconds(trace.start), _seconds(trace.end)],
             "mode": "hyp" if trace.hyp else "bare",
-            "bring_up": bring_up(trace), "psci": psci_calls(trace), "ipi": ipi_matrix(trace),
+            "bring_up": bring_up(trace, kernel_symbols(trace, symbols)), "psci": psci_calls(trace), "ipi": ipi_matrix(trace),
             "interrupts": interrupts(trace), "exits": exits(trace), "time": time_split(trace)}
 
 
@@ -216,6 +235,8 @@ def _cell(value) -> str:
         return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
     if isinstance(value, int) and value > 9:
         return str(value) if value < 1 << 20 else hex(value)
+    if value == "":
+        return "-"
     if isinstance(value, dict):
         return " ".join(f"{k}:{v}" for k, v in list(value.items())[:6]) + \
             (" ..." if len(value) > 6 else "")
@@ -225,8 +246,8 @@ def _cell(value) -> str:
 def tables(data: dict) -> List[tuple]:
     """(title, headers, rows of strings) for each section, in order."""
     sections = [("bring-up (s; latencies in us)", "bring_up",
-                 ["cpu", "requested_by", "requested_at", "first_insn_at", "pc", "online_at",
-                  "to_first_insn_us", "to_online_us"]),
+                 ["cpu", "requested_by", "requested_at", "first_insn_at", "pc", "symbol",
+                  "online_at", "to_first_insn_us", "to_online_us"]),
                 ("PSCI calls", "psci", ["to", "function", "result", "count"]),
                 ("IPIs (SGIs), sender x receiver (latency to acknowledge, us)", "ipi",
                  ["from", "to", "sent", "acknowledged", "p50_us", "p90_us", "p99_us", "max_us"]),
