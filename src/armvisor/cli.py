@@ -82,6 +82,8 @@ def main(argv: Optional[list] = None) -> None:
               help="At the end, print the trace report (bring-up, PSCI, IPIs) on stderr.")
 @click.option("--symbols", "symbols", type=click.Path(dir_okay=False),
               help="ELF or System.map: PCs in crash reports as symbol+offset.")
+@click.option("--quiet", "-q", "quiet", is_flag=True,
+              help="No status line on stderr while the guest is silent.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
 @click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
@@ -106,7 +108,7 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeline_path, trace_report, symbols, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
+        timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
@@ -124,7 +126,13 @@ def _run(options: dict) -> int:
             writer = ChromeTraceWriter(run_trace_path(options["trace_path"],
                                                       options["timeline_path"]))
             trace.subscribe(writer.on_event)
-        console = HostConsole()
+        status = None
+        if sys.stdout.isatty() and not options["quiet"]:
+            from armvisor.trace.progress import BootProgress
+            progress = BootProgress()
+            trace.subscribe(progress.on_event)
+            status = progress.text
+        console = HostConsole(status=status)
         endpoint = _gdb_endpoint(options)
         machine = _build(options, trace, console)
         try:
@@ -151,7 +159,9 @@ def _run(options: dict) -> int:
         _error(str(exc), exc.report)
         return exc.exit_code
     except QuitRequested:
-        _error("quit (Ctrl-A x)")
+        # What the user asked for is no error; 130 still tells a script it was cut short.
+        sys.stdout.flush()
+        click.echo("armvisor: quit (Ctrl-A x)", err=True)
         return 130
     except KeyboardInterrupt:
         _error("interrupted")
