@@ -402,7 +402,8 @@ class Machine:
                  deterministic: bool = False, slice: int = SLICE_DEFAULT,
                  no_reboot: bool = False, vms: Optional[Sequence[Union[VM, VmConfig]]] = None,
                  pcpus: Optional[int] = None, trace: Optional[TraceBus] = None,
-                 console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True):
+                 console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
+                 symbols: Optional[str] = None):
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
         self.trace = TraceLog(bus, keep_trace)
@@ -445,7 +446,21 @@ class Machine:
             self.vms = [_VmView(self, vm) for vm in self.hypervisor.vms]
             self.cpus = [cpu for view in self.vms for cpu in view.cpus]
             self.memory = self.vms[0].memory
+        if symbols:
+            self._use_symbols(symbols)
         self.clock = self.board.clock
+
+    def _use_symbols(self, path: str) -> None:
+        """An ELF or System.map naming the guest's addresses in reports (a Linux Image
+        has none of its own); under the hypervisor, for each VM whose kernel has none."""
+        from armvisor.machine.symbols import KernelSymbols
+        given = KernelSymbols(None, path)
+        if self.hypervisor is None:
+            self.board.symbols = given
+            return
+        for vm in self.hypervisor.vms:
+            if not len(vm.symbols.table):
+                vm.symbols = given
 
     # -- running ------------------------------------------------------------------------
 

@@ -56,7 +56,9 @@ def cli() -> None:
 
 def _register_subcommands() -> None:
     from armvisor.cli_images import images
+    from armvisor.cli_trace import trace_group
     cli.add_command(images)
+    cli.add_command(trace_group)
 
 
 _register_subcommands()
@@ -91,6 +93,14 @@ def main(argv: Optional[list] = None) -> None:
               show_default=True, help="CPU model the guest sees.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) of every event.")
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False),
+              help="At the end, draw the run's timeline here (.png, .svg or .html).")
+@click.option("--report", "trace_report", is_flag=True,
+              help="At the end, print the trace report (bring-up, PSCI, IPIs) on stderr.")
+@click.option("--symbols", "symbols", type=click.Path(dir_okay=False),
+              help="ELF or System.map: PCs in crash reports as symbol+offset.")
+@click.option("--quiet", "-q", "quiet", is_flag=True,
+              help="No status line on stderr while the guest is silent.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
 @click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
@@ -115,7 +125,7 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
-        timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
+        timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
@@ -127,11 +137,19 @@ def _run(options: dict) -> int:
     writer = None
     try:
         trace = TraceBus()
-        if options["trace_path"]:
+        if options["trace_path"] or options["timeline_path"] or options["trace_report"]:
+            from armvisor.cli_trace import run_trace_path
             from armvisor.trace.chrome import ChromeTraceWriter
-            writer = ChromeTraceWriter(options["trace_path"])
+            writer = ChromeTraceWriter(run_trace_path(options["trace_path"],
+                                                      options["timeline_path"]))
             trace.subscribe(writer.on_event)
-        console = HostConsole()
+        status = None
+        if sys.stdout.isatty() and not options["quiet"]:
+            from armvisor.trace.progress import BootProgress
+            progress = BootProgress()
+            trace.subscribe(progress.on_event)
+            status = progress.text
+        console = HostConsole(status=status)
         endpoint = _gdb_endpoint(options)
         machine = _build(options, trace, console)
         try:
@@ -158,7 +176,9 @@ def _run(options: dict) -> int:
         _error(str(exc), exc.report)
         return exc.exit_code
     except QuitRequested:
-        _error("quit (Ctrl-A x)")
+        # What the user asked for is no error; 130 still tells a script it was cut short.
+        sys.stdout.flush()
+        click.echo("armvisor: quit (Ctrl-A x)", err=True)
         return 130
     except KeyboardInterrupt:
         _error("interrupted")
@@ -166,6 +186,10 @@ def _run(options: dict) -> int:
     finally:
         if writer is not None:
             writer.close()
+            if options["timeline_path"] or options["trace_report"]:
+                from armvisor.cli_trace import after_run
+                after_run(writer.path, options["timeline_path"], options["trace_report"],
+                          keep=bool(options["trace_path"]))
 
 
 # Options that describe the one guest: under --hyp they describe its VM, and
@@ -179,7 +203,8 @@ _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
 def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     """The machine the options describe; an option that does not apply is an error."""
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
-                  no_reboot=options["no_reboot"], trace=trace, console=console.write)
+                  no_reboot=options["no_reboot"], trace=trace, console=console.write,
+                  symbols=options["symbols"])
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:

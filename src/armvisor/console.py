@@ -2,7 +2,10 @@
 
 Like QEMU's `-serial stdio`: guest output goes to stdout as it comes; input
 is polled between scheduling rounds and fed to the UART. On a terminal the
-input is raw (Ctrl-C reaches the guest) and Ctrl-A x quits, as in QEMU.
+input is raw (Ctrl-C reaches the guest), Ctrl-A x quits and Ctrl-A h lists
+the keys, as in QEMU. Given a `status` (a function returning one line), the
+console shows it on stderr once the guest has been silent for a second, and
+clears it as soon as the guest prints again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ from typing import Callable, Optional
 
 ESCAPE = 0x01          # Ctrl-A
 QUIT = ord("x")
+HELP = ord("h")
+KEYS = ("Ctrl-A x       quit armvisor",
+        "Ctrl-A h       this list",
+        "Ctrl-A Ctrl-A  send Ctrl-A to the guest")
+# The guest has printed nothing for this long: show the status line.
+SILENCE_S = 1.0
+STATUS_EVERY_S = 0.5
+CLEAR_LINE = b"\r\x1b[K"
 
 
 class QuitRequested(Exception):
@@ -22,8 +33,15 @@ class QuitRequested(Exception):
 
 
 class HostConsole:
-    def __init__(self, stdin=None, stdout=None, poll_every: int = 8):
+    def __init__(self, stdin=None, stdout=None, poll_every: int = 8,
+                 status: Optional[Callable[[], str]] = None, stderr=None,
+                 clock: Callable[[], float] = time.monotonic):
         self._out = stdout if stdout is not None else sys.stdout.buffer
+        self._err = stderr if stderr is not None else sys.stderr.buffer
+        self._status = status
+        self._clock = clock
+        self._last_output = clock()
+        self._status_at: Optional[float] = None       # when the shown status line was drawn
         self._in_fd: Optional[int] = None
         source = stdin if stdin is not None else sys.stdin
         try:
@@ -37,8 +55,26 @@ class HostConsole:
         self.receive: Callable[[bytes], None] = lambda data: None
 
     def write(self, data: bytes) -> None:
+        if self._status_at is not None:
+            self._err.write(CLEAR_LINE)
+            self._err.flush()
+            self._status_at = None
         self._out.write(data)
         self._out.flush()
+        self._last_output = self._clock()
+
+    def show_status(self) -> None:
+        """Between rounds: the status line, if the guest has been quiet long enough."""
+        if self._status is None:
+            return
+        now = self._clock()
+        if now - self._last_output < SILENCE_S:
+            return
+        if self._status_at is not None and now - self._status_at < STATUS_EVERY_S:
+            return
+        self._err.write(CLEAR_LINE + self._status().encode())
+        self._err.flush()
+        self._status_at = now
 
     def __enter__(self) -> "HostConsole":
         if self._in_fd is not None and os.isatty(self._in_fd):
@@ -49,6 +85,10 @@ class HostConsole:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._status_at is not None:
+            self._err.write(CLEAR_LINE)
+            self._err.flush()
+            self._status_at = None
         if self._saved_tty is not None:
             import termios
             termios.tcsetattr(self._in_fd, termios.TCSADRAIN, self._saved_tty)
@@ -62,12 +102,16 @@ class HostConsole:
     def poll(self) -> None:
         """Between rounds: pass typed bytes to the guest (not every round: select costs)."""
         self._rounds += 1
-        if self._in_fd is None or self._rounds % self._poll_every:
+        if self._rounds % self._poll_every:
             return
-        self.wait(0)
+        self.show_status()
+        if self._in_fd is not None:
+            self.wait(0)
 
     def wait(self, seconds: float) -> None:
         """Idle: sleep up to `seconds`, returning early with any input passed to the guest."""
+        if seconds > 0:
+            self.show_status()
         if self._in_fd is None:
             if seconds > 0:
                 time.sleep(seconds)
@@ -94,6 +138,10 @@ class HostConsole:
                 self._escape = False
                 if byte == QUIT:
                     raise QuitRequested()
+                if byte == HELP:
+                    self._err.write(b"\r\n" + b"\r\n".join(k.encode() for k in KEYS) + b"\r\n")
+                    self._err.flush()
+                    continue
                 if byte != ESCAPE:
                     out.append(ESCAPE)
                 out.append(byte)

@@ -57,7 +57,8 @@ class Core:
         self._next_pc: Optional[int] = None
         self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
         self.vector_faults = 0
-        self.first_fault: Optional[str] = None     # what led to an exception loop (entry.py)
+        # (ESR, ELR, FAR) of the exception that led to an exception loop (entry.py)
+        self.first_fault: Optional[Tuple[int, int, Optional[int]]] = None
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)

@@ -88,12 +88,15 @@ def _check_not_looping(core: ExceptionCore, esr: int, return_address: int, far: 
         if core.vector_faults >= VECTOR_LOOP_LIMIT:
             # The loop's own exceptions say little; the one that first sent
             # the core to this vector is what the guest did wrong.
+            first = core.first_fault
             raise ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
                                 f"exception on its first instruction (is VBAR_EL1 set?); "
-                                f"the first exception: {core.first_fault}")
+                                f"the first exception: "
+                                f"{describe_exception(*first) if first else 'unknown'}")
     else:
         core.vector_faults = 0
-        core.first_fault = describe_exception(esr, return_address, far)
+        # Kept as numbers: the crash report names the addresses' symbols.
+        core.first_fault = (esr, return_address, far)
     core.last_vector = vector
 
 

@@ -10,7 +10,7 @@ the three imports another in a cycle.
 from __future__ import annotations
 
 import enum
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence, Tuple
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.models import CpuModel
@@ -78,7 +78,7 @@ class ExceptionCore(Protocol):
     trace: Optional[TraceBus]
     last_vector: Optional[int]
     vector_faults: int
-    first_fault: Optional[str]
+    first_fault: Optional[Tuple[int, int, Optional[int]]]     # ESR, ELR, FAR
 
     def exception_state(self) -> Sequence[int]: ...
     def read_sysreg(self, reg: sr.SysReg) -> int: ...

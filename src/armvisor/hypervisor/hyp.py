@@ -33,7 +33,7 @@ from armvisor.machine import memmap
 from armvisor.machine.clock import Clock
 from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
-from armvisor.machine.report import core_location, recent_events
+from armvisor.machine.report import core_location, crash_header, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.trace import TraceBus
 
@@ -143,6 +143,7 @@ class Hypervisor:
         self._step(pcpu, "GIC CPU interface enabled")
         pcpu.state = PcpuState.ONLINE
         if i:                            # a secondary: its warm boot is done (ON_PENDING -> ON)
+            self.trace.emit("cpu.first_insn", i, pc=HYP_SECONDARY_ENTRY)
             self.firmware.warm_boot_finished(i)
 
     # -- the PSCI platform for the pCPUs (what the EL3 firmware asks) ----------------
@@ -234,9 +235,10 @@ class Hypervisor:
                 self.trace.emit("pcpu.idle", pcpu.index)
             self.on_pcpu = None
             return False
+        resumed = pcpu.state is PcpuState.IDLE
         pcpu.state = PcpuState.ONLINE
         vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
-        self._enter(pcpu, vcpu)
+        self._enter(pcpu, vcpu, resumed)
         self.clock.enter(vcpu.core)
         reason = vcpu.core.run(budget)
         self.clock.leave(vcpu.core)
@@ -244,10 +246,15 @@ class Hypervisor:
         self.on_pcpu = None
         return True
 
-    def _enter(self, pcpu: PerCpu, vcpu: Vcpu) -> None:
-        if pcpu.current is not vcpu:
+    def _enter(self, pcpu: PerCpu, vcpu: Vcpu, resumed: bool = False) -> None:
+        if pcpu.current is not vcpu or resumed:
+            # After idle too, though the vCPU stayed loaded: a trace reader
+            # sees the pCPU's run of it start again here.
             self.trace.emit("vcpu.load", pcpu.index, vcpu=vcpu.name)
             pcpu.current = vcpu
+        if vcpu.first_run_pending:
+            vcpu.first_run_pending = False
+            vcpu.vm.trace.emit("cpu.first_insn", vcpu.index, pc=vcpu.core.pc, pcpu=pcpu.index)
         pcpu.count("entries")
         self._load_vtimer(pcpu, vcpu)
         # 5: re-arm the physical state this pCPU needs for its vCPU: the timer
@@ -275,15 +282,15 @@ class Hypervisor:
             self.trace.emit("vcpu.exit", pcpu.index, vcpu=vcpu.name, reason=reason.value)
         end = sort_stop(reason, vcpu.core.error)
         if end in (SliceEnd.REFUSED, SliceEnd.FAILED):
-            self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}")
+            self._vm_failed(vm, f"{vcpu.name}: {vcpu.core.error}", vcpu)
             return
         if end is SliceEnd.WAIT and vcpu.state is VcpuState.RUNNABLE:
             if not vm.vgic.wake_pending(vcpu.index):
                 self._set_state(vcpu, VcpuState.BLOCKED)
 
-    def _vm_failed(self, vm: Vm, message: str) -> None:
+    def _vm_failed(self, vm: Vm, message: str, culprit: Optional[Vcpu] = None) -> None:
         """A VM that cannot go on ends alone; the others keep running."""
-        self.failures.append((message, self.report()))
+        self.failures.append((message, self.report(culprit)))
         self.trace.emit("vm.failed", None, vm=vm.name, error=message)
         self.vm_off(vm, reset=False)
 
@@ -418,12 +425,18 @@ class Hypervisor:
     # -- vCPU and VM life cycle (called by the VMs) ------------------------------------
 
     def _set_state(self, vcpu: Vcpu, state: VcpuState) -> None:
-        vcpu.state = state
+        old, vcpu.state = vcpu.state, state
+        # The vCPU's own track shows its WFI as a bare CPU's is shown.
+        if state is VcpuState.BLOCKED and old is not state:
+            vcpu.vm.trace.emit("cpu.wfi", vcpu.index)
+        elif old is VcpuState.BLOCKED and state is not old:
+            vcpu.vm.trace.emit("cpu.wake", vcpu.index)
         self._timers_changed()
         self.placement.set_runnable(VcpuRef(vcpu.vm.index, vcpu.index),
                                     state is VcpuState.RUNNABLE)
 
     def vcpu_started(self, vcpu: Vcpu) -> None:
+        vcpu.first_run_pending = True
         self._set_state(vcpu, VcpuState.RUNNABLE)
 
     def vcpu_stopped(self, vcpu: Vcpu) -> None:
@@ -449,15 +462,18 @@ class Hypervisor:
         for vm in self.vms:
             vm.close()
 
-    def report(self) -> str:
-        lines = []
+    def report(self, culprit: Optional[Vcpu] = None) -> str:
+        lines = crash_header([(v.name, v.core, vm.symbols.table) for vm in self.vms
+                              for v in vm.vcpus], culprit.core if culprit else None)
         for pcpu in self.pcpus:
             current = pcpu.current.name if pcpu.current else "-"
             lines.append(f" pcpu{pcpu.index}: {pcpu.state.value:8s} vcpu={current}")
         for vm in self.vms:
             for vcpu in vm.vcpus:
-                where = core_location(vcpu.core, disassemble=vcpu.state is not VcpuState.OFF)
-                lines.append(f" {vcpu.name}: {vcpu.state.value:9s} {where}")
+                where = core_location(vcpu.core, disassemble=vcpu.state is not VcpuState.OFF,
+                                      symbols=vm.symbols.table)
+                lines.append(f"{'*' if vcpu is culprit else ' '}{vcpu.name}: "
+                             f"{vcpu.state.value:9s} {where}")
         return "\n".join(lines + recent_events(self.trace))
 
 

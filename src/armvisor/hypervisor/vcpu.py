@@ -26,6 +26,7 @@ class Vcpu:
         self.timer = timer               # its EL1 virtual and physical timers (virtual PPIs)
         self.state = VcpuState.OFF
         self.pcpu = None                 # the PerCpu it is placed on (set by the hypervisor)
+        self.first_run_pending = False   # started, not yet run: its first instruction is traced
 
     @property
     def name(self) -> str:

@@ -29,6 +29,7 @@ from armvisor.machine.memory import Ram
 from armvisor.machine.config import DriveSpec
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
+from armvisor.machine.symbols import KernelSymbols
 from armvisor.trace import TraceBus
 
 class VmHost(Protocol):
@@ -53,11 +54,13 @@ class Vm:
         self.config = config
         self.name = config.name
         self.hyp = hyp
-        self.trace = trace
+        # Its models' events carry vm=name, and their `cpu` is a vCPU index.
+        self.trace = trace = trace.scoped(vm=config.name)
         self.model = CPU_MODELS[config.cpu]
         self.kernel_data = read_kernel_file(config.kernel, config.memory)
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
+        self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
                           on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
@@ -121,7 +124,8 @@ class Vm:
         self.vpsci.reset()
         boot = self.vcpus[0]
         boot.core.reset(image.entry, x0=self.dtb_address)
-        self.trace.emit("vm.boot", None, vm=self.name, entry=image.entry, vcpus=self.config.smp)
+        self.trace.emit("vm.boot", None, vm=self.name, entry=image.entry, vcpus=self.config.smp,
+                        kernel=self.config.kernel)
         self.hyp.vcpu_started(boot)
 
     def close(self) -> None:
@@ -150,7 +154,7 @@ class Vm:
     def start_vcpu(self, vcpu: int, entry: int, context_id: int) -> None:
         target = self.vcpus[vcpu]
         target.core.reset(entry, x0=context_id)
-        self.trace.emit("vcpu.start", None, vm=self.name, vcpu=vcpu, entry=entry)
+        self.trace.emit("vcpu.start", vcpu, vcpu=vcpu, entry=entry)
         self.hyp.vcpu_started(target)
 
     def stop_vcpu(self, vcpu: int) -> None:

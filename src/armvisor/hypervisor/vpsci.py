@@ -198,6 +198,8 @@ class VirtualPsci:
         name, argc, handler = self._handlers.get(
             fid.raw, (f"unknown({fid.raw:#x})", 0, self._not_supported))
         outcome: _Outcome
+        if self._trace is not None:
+            self._trace.emit("vpsci.enter", vcpu, vm=self._vm, function=name)
         if fid.raw in _WORKAROUNDS:
             # Nothing to mitigate: the call leaves every register as it was, as
             # the EL3 firmware's does.
@@ -205,10 +207,14 @@ class VirtualPsci:
         else:
             outcome = handler(vcpu, args)
         if self._trace is not None:
-            self._trace.emit("vpsci.call", None, vm=self._vm, vcpu=vcpu, function=name,
-                             args=tuple(args[:argc]),
-                             result=None if outcome is None
-                             else int(outcome[0] if isinstance(outcome, list) else outcome))
+            result = None if outcome is None else \
+                int(outcome[0] if isinstance(outcome, list) else outcome)
+            extra = {}
+            if name.startswith("CPU_ON") and result == PsciReturn.SUCCESS:
+                extra["target"] = self._vcpu_of_mpidr.get(args[0])    # for CPU_ON's flow
+            # On the calling vCPU's track: `cpu` is the vCPU, `vm` says whose.
+            self._trace.emit("vpsci.call", vcpu, vm=self._vm, vcpu=vcpu, function=name,
+                             args=tuple(args[:argc]), result=result, **extra)
         if outcome is None:
             return None
         if isinstance(outcome, list):
@@ -227,7 +233,7 @@ class VirtualPsci:
             return
         self._power[vcpu] = new
         if self._trace is not None:
-            self._trace.emit("vcpu.power", None, vm=self._vm, vcpu=vcpu,
+            self._trace.emit("vcpu.power", vcpu, vm=self._vm, vcpu=vcpu,
                              old=old.value, new=new.value)
 
     def _stop_all(self) -> None:

@@ -26,6 +26,7 @@ from armvisor.machine.mmio import MmioWindow, per_device
 from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
                                      read_kernel_file)
 from armvisor.machine.report import machine_report
+from armvisor.machine.symbols import KernelSymbols
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
@@ -71,6 +72,7 @@ class BareBoard:
         self.kernel_data = read_kernel_file(config.kernel, config.memory)
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
+        self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
@@ -150,7 +152,7 @@ class BareBoard:
         boot.core.reset(self.image.entry, x0=self.dtb_address)
         boot.start(warm=False)
         self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
-                        kind=self.image.kind, cpus=self.config.smp)
+                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
 
     # -- what the run loop asks (runloop.Driver) ----------------------------------
@@ -202,6 +204,7 @@ class BareBoard:
         core = lane.core
         if lane.warm_boot_pending:
             lane.warm_boot_pending = False
+            self.trace.emit("cpu.first_insn", index, pc=core.pc)
             self.firmware.warm_boot_finished(index)
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
@@ -362,7 +365,9 @@ class BareBoard:
         lane = self.lanes[cpu]
         lane.core.reset(entry, x0=context_id)
         lane.start(warm=True)
-        self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON")
+        caller = None if self.current is None else self.current.index
+        self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON",
+                        caller=caller)
         if self.current is not None:
             # The new CPU starts once the caller has run POWER_ON_LATENCY more
             # instructions, not after the rest of a long slice: a short,

@@ -21,8 +21,15 @@ class Event:
     fields: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        where = f"cpu{self.cpu}" if self.cpu is not None else "machine"
-        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items())
+        vm = self.fields.get("vm")
+        if self.cpu is None:
+            where = "machine"
+        elif isinstance(vm, str):             # a VM's models: `cpu` is the vCPU
+            where = f"{vm}/vcpu{self.cpu}"
+        else:
+            where = f"cpu{self.cpu}"
+        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items()
+                        if not (k == "vm" and self.cpu is not None and isinstance(v, str)))
         return f"{self.ts_us / 1e6:10.6f}s {where:8s} {self.kind} {args}".rstrip()
 
 
@@ -56,3 +63,23 @@ class TraceBus:
         for callback in self._subscribers:
             callback(event)
         return event
+
+    def scoped(self, **fixed) -> "ScopedTrace":
+        """A view of this bus that adds `fixed` to every event, e.g. vm=name for the
+        models of one VM: their `cpu` is then a vCPU index, and readers tell the two
+        apart by the `vm` field."""
+        return ScopedTrace(self, fixed)
+
+
+class ScopedTrace:
+    """What a VM's models emit through (see TraceBus.scoped); the rest is the bus's."""
+
+    def __init__(self, bus: TraceBus, fixed: dict):
+        self._bus = bus
+        self._fixed = fixed
+
+    def emit(self, kind: str, cpu: Optional[int] = None, /, **fields) -> Event:
+        return self._bus.emit(kind, cpu, **{**self._fixed, **fields})
+
+    def __getattr__(self, name: str):
+        return getattr(self._bus, name)

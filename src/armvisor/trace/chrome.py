@@ -1,13 +1,24 @@
 """Write TraceBus events as a Chrome trace-event JSON file (chrome://tracing, Perfetto).
 
-One track per CPU ("cpu0", "cpu1", ...) and one "machine" track for events
-without a CPU. Every event becomes an instant event; "power.state" events,
-which carry the CPU's `old` and `new` power state, also close the span of the
-old state and open one named after the new state, so the viewer shows when
-each CPU was OFF, ON_PENDING, ON... Events are written as they arrive, in the
-JSON Array Format, which viewers accept even without the closing bracket, so a
-run that dies before `close()` still leaves a readable trace; `close()` ends
-the open spans and makes the file strict JSON.
+Tracks: process 1 is the machine, with a "machine" thread for events without
+a CPU and, per CPU (per pCPU under --hyp), an activity thread "cpuN" and a
+power thread "cpuN power". Each VM is a process of its own with the same
+pair of threads per vCPU ("vcpuN", "vcpuN power"): a VM's models emit with
+vm=name and their `cpu` is the vCPU.
+
+Every event is written as an instant with its fields, as it arrives (the
+raw record `armvisor trace` reads back). What the events imply is added by
+the causal layer (trace/causal.py): durations ("X": PSCI calls, WFI and
+idle, interrupt handling from acknowledge to EOI, vCPU runs on a pCPU),
+power states as "B"/"E" spans on the power threads (kept apart so that the
+activity slices never straddle a power change), "s"/"f" flows from a cause
+to its effect, and "C" interrupt-rate counters.
+
+The file is the JSON Array Format, which viewers accept even without the
+closing bracket, so a run that dies before `close()` still leaves a readable
+trace; `close()` ends the open spans and makes the file strict JSON. Events
+are written in batches (half the cost of one at a time): a process killed
+outright loses the last batch, as it would lose a file buffer.
 """
 
 from __future__ import annotations
@@ -17,18 +28,24 @@ from typing import Any, Optional, TextIO
 
 from armvisor.errors import ArmvisorError
 from armvisor.trace.bus import Event
+from armvisor.trace.causal import CausalLayer
+from armvisor.trace.tracks import MACHINE_PID, MACHINE_TID, Tracks, cpu_tid
 
-PID = 1
-MACHINE_TID = 0
-POWER_STATE_KIND = "power.state"
+__all__ = ["ChromeTraceWriter", "cpu_tid", "MACHINE_TID"]
+
+PID = MACHINE_PID
 
 
-def cpu_tid(cpu: int) -> int:
-    return cpu + 1                     # tid 0 is the machine-wide track
+# Events are turned into records and written this many at a time: one call
+# into the C encoder for many small dicts costs far less than one call each.
+BATCH = 1024
+_PLAIN = (str, float, bool, type(None))
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, bool):
         return value
     if isinstance(value, int):
         # Addresses and IDs read best in hex, as Event.describe shows them;
@@ -62,41 +79,54 @@ class ChromeTraceWriter:
         self.path = path
         self._file: Optional[TextIO] = _open_trace_file(path)
         self._first = True
-        self._named_tids: set[int] = set()
-        self._open_spans: dict[int, str] = {}      # tid -> name of the open power span
-        self._last_ts = 0.0
         self._file.write("[\n")
-        self._emit({"name": "process_name", "ph": "M", "pid": PID, "tid": MACHINE_TID,
-                    "args": {"name": process_name}})
-        self._name_track(MACHINE_TID, "machine", sort_index=-1)
+        self._dumps = json.JSONEncoder(separators=(",", ":")).encode
+        self._batch: list = []              # records made, not yet written
+        self._events: list = []             # events queued, not yet made records
+        self._cats: dict = {}
+        self._tracks = Tracks(self._emit, process_name)
+        self._causal = CausalLayer(self._tracks, self._emit)
 
     @property
     def closed(self) -> bool:
         return self._file is None
 
     def on_event(self, event: Event) -> None:
-        if self._file is None:
-            return
-        tid = MACHINE_TID if event.cpu is None else cpu_tid(event.cpu)
-        if tid not in self._named_tids:
-            self._name_track(tid, f"cpu{event.cpu}", sort_index=event.cpu)
-        ts = float(event.ts_us)
-        self._last_ts = max(self._last_ts, ts)
-        args = {str(k): _json_value(v) for k, v in event.fields.items()}
-        if event.kind == POWER_STATE_KIND and "new" in event.fields:
-            self._switch_span(tid, ts, str(event.fields["new"]), args)
-        self._emit({"name": event.kind, "cat": event.kind.split(".", 1)[0], "ph": "i",
-                    "s": "t", "ts": ts, "pid": PID, "tid": tid, "args": args})
+        # Only queued here: turning events into records in one tight loop per
+        # batch costs half as much as doing it between guest slices, whose
+        # JIT code has pushed the writer's code and data out of the caches.
+        if self._file is not None:
+            self._events.append(event)
+            if len(self._events) >= BATCH:
+                self._drain()
+
+    def _drain(self) -> None:
+        events, self._events = self._events, []
+        track_of, cats, batch, causal = self._tracks.track, self._cats, self._batch, self._causal
+        for event in events:
+            fields = event.fields
+            vm = fields.get("vm")
+            # Only a VM's own models name it (vm=str); other events say vm=index.
+            track = track_of(vm if type(vm) is str else None, event.cpu)
+            ts = event.ts_us
+            kind = event.kind
+            cat = cats.get(kind)
+            if cat is None:
+                cat = cats[kind] = kind.split(".", 1)[0]
+            args = {k: v if type(v) in _PLAIN else _json_value(v) for k, v in fields.items()}
+            batch.append({"name": kind, "cat": cat, "ph": "i", "s": "t", "ts": ts,
+                          "pid": track.pid, "tid": track.tid, "args": args})
+            causal.on_event(event, track, ts)
+        self._flush()
 
     def close(self) -> None:
         """End the open spans and terminate the JSON array; safe to call twice."""
         if self._file is None:
             return
         try:
-            for tid in sorted(self._open_spans):
-                self._emit({"name": self._open_spans[tid], "cat": "power", "ph": "E",
-                            "ts": self._last_ts, "pid": PID, "tid": tid})
-            self._open_spans.clear()
+            self._drain()
+            self._causal.close()
+            self._flush()
             self._file.write("\n]\n")
         finally:
             self._file.close()
@@ -108,25 +138,15 @@ class ChromeTraceWriter:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- helpers
-    def _switch_span(self, tid: int, ts: float, new_state: str, args: dict) -> None:
-        old = self._open_spans.pop(tid, None)
-        if old is not None:
-            self._emit({"name": old, "cat": "power", "ph": "E", "ts": ts, "pid": PID, "tid": tid})
-        self._emit({"name": new_state, "cat": "power", "ph": "B", "ts": ts, "pid": PID,
-                    "tid": tid, "args": args})
-        self._open_spans[tid] = new_state
-
-    def _name_track(self, tid: int, name: str, sort_index: int) -> None:
-        self._named_tids.add(tid)
-        self._emit({"name": "thread_name", "ph": "M", "pid": PID, "tid": tid,
-                    "args": {"name": name}})
-        self._emit({"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": tid,
-                    "args": {"sort_index": sort_index}})
-
     def _emit(self, record: dict) -> None:
+        self._batch.append(record)
+
+    def _flush(self) -> None:
+        """Write the records made so far, one line of them."""
         assert self._file is not None
-        if not self._first:
-            self._file.write(",\n")
+        if not self._batch:
+            return
+        text = self._dumps(self._batch)[1:-1]
+        self._batch.clear()
+        self._file.write(text if self._first else ",\n" + text)
         self._first = False
-        self._file.write(json.dumps(record, separators=(",", ":")))

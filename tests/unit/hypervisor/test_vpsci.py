@@ -392,12 +392,15 @@ def test_trace_events_for_calls_and_power_changes():
     calls = [e for e in events if e.kind == "vpsci.call"]
     assert [p.fields for p in power] == [dict(vm="vmA", vcpu=1, old="off", new="on")]
     assert calls[0].fields == dict(vm="vmA", vcpu=0, function="CPU_ON", args=(1, ENTRY, 7),
-                                   result=0)
+                                   result=0, target=1)
+    # On the calling vCPU's track, and the power change on the target's.
+    assert calls[0].cpu == 0 and power[0].cpu == 1
     events.clear()
     psci.call(1, [c.CPU_OFF])
-    assert [e.kind for e in events] == ["vcpu.power", "vpsci.call"]
-    assert events[1].fields["result"] is None
+    assert [e.kind for e in events] == ["vpsci.enter", "vcpu.power", "vpsci.call"]
+    assert events[0].cpu == 1 and events[0].fields["function"] == "CPU_OFF"
+    assert events[2].fields["result"] is None
     events.clear()
     psci.call(0, [0x8600_0001])
-    assert events[0].fields["function"] == "unknown(0x86000001)"
-    assert events[0].fields["result"] == -1
+    assert events[1].fields["function"] == "unknown(0x86000001)"
+    assert events[1].fields["result"] == -1

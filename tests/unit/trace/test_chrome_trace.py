@@ -40,7 +40,8 @@ def test_tracks_instants_and_power_spans(tmp_path):
     ])
     names = {(e["tid"], e["args"]["name"]) for e in events
              if e["ph"] == "M" and e["name"] == "thread_name"}
-    assert names == {(0, "machine"), (1, "cpu0"), (2, "cpu1")}
+    assert names == {(0, "machine"), (1, "cpu0"), (2, "cpu1"), (1001, "cpu0 power"),
+                     (1002, "cpu1 power")}
 
     instants = [e for e in events if e["ph"] == "i"]
     assert [e["name"] for e in instants] == ["machine.start", "power.state", "psci.call",
@@ -52,15 +53,15 @@ def test_tracks_instants_and_power_spans(tmp_path):
     assert instants[0]["tid"] == 0
 
     spans = [(e["tid"], e["ph"], e["name"], e["ts"]) for e in events if e["ph"] in "BE"]
-    cpu1 = [s for s in spans if s[0] == 2]
+    cpu1 = [s for s in spans if s[0] == 1002]          # power states: their own thread
     assert [(ph, name) for _, ph, name, _ in cpu1] == [
         ("B", "ON_PENDING"), ("E", "ON_PENDING"), ("B", "ON"), ("E", "ON"), ("B", "OFF"),
         ("E", "OFF")]
     assert cpu1[-1][3] == pytest.approx(60.0)          # open span closed at the last event
-    cpu0 = [s for s in spans if s[0] == 1]
+    cpu0 = [s for s in spans if s[0] == 1001]
     assert [(ph, name) for _, ph, name, _ in cpu0] == [("B", "ON"), ("E", "ON")]
     # Begin/end pairs balance on every track.
-    for tid in (1, 2):
+    for tid in (1001, 1002):
         assert sum(1 if s[1] == "B" else -1 for s in spans if s[0] == tid) == 0
 
 
@@ -70,6 +71,7 @@ def test_unterminated_file_still_parses_as_array_prefix(tmp_path):
     bus = TraceBus()
     bus.subscribe(writer.on_event)
     bus.emit("power.state", 0, old="OFF", new="ON")
+    writer._drain()                                     # what a full batch does
     writer._file.flush()
     # A run that died before close(): viewers accept the array without "]".
     text = path.read_text()

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from armvisor.firmware.psci import constants as c
 from armvisor.firmware.psci.affinity_info import affinity_info
-from armvisor.firmware.psci.common import MASK32, Outcome, PsciFunction
+from armvisor.firmware.psci.common import MASK32, Outcome, PsciFunction, cpu_index
 from armvisor.firmware.psci.cpu_off import cpu_off
 from armvisor.firmware.psci.cpu_on import cpu_on
 from armvisor.firmware.psci.cpu_suspend import cpu_suspend
@@ -55,13 +55,19 @@ class PsciService:
             return c.PsciReturn.NOT_SUPPORTED
         used = tuple(args[:function.argc])
         result: Outcome = None
+        # The entry gives the call a duration (psci.call comes on return) and
+        # places it before the power changes it causes.
+        self._trace.emit("psci.enter", cpu, function=function.name)
         try:
             result = function.handler(cpu, used)
         finally:
             # Emitted even when a no-return platform call unwinds the stack,
             # so the trace still shows what the guest asked for.
+            extra = {}
+            if function.name.startswith("CPU_ON") and result == c.PsciReturn.SUCCESS:
+                extra["target"] = cpu_index(self._platform, used[0])   # for CPU_ON's flow
             self._trace.emit("psci.call", cpu, function=function.name, fid=fid, args=used,
-                             result=None if result is None else int(result))
+                             result=None if result is None else int(result), **extra)
         return result
 
     def _functions(self) -> list[PsciFunction]:
