@@ -78,6 +78,7 @@ EXPECTED_FAILURES = {
 # two QEMUs (MIGRATION=yes); alone, such a test waits for a migration forever.
 UNRUNNABLE_GROUPS = {"migration": "live migration (the runner's two-QEMU migration) is "
                                   "not modelled by armvisor"}
+NOT_RUN_MIGRATION = "not run (migration)"
 # armvisor options a test needs beyond the machine's. micro-bench's ipi test
 # is a ping-pong of 65536 IPIs in which each CPU spins until the other one
 # answers: a round trip costs two scheduling slices, about 1.7 ms with the
@@ -233,7 +234,7 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
     table.qemu_version = qemu_version
     test = next(t for t in CFG if t.name == name)
     if any(group in test.groups for group in UNRUNNABLE_GROUPS):
-        table.rows[name] = ["not run"] * 3      # alone, such a test waits forever
+        table.rows[name] = [NOT_RUN_MIGRATION] * 3   # alone, such a test waits forever
         pytest.xfail(unrunnable_on_armvisor(test))
 
     smp = kut.smp_count(test, MAX_SMP)
@@ -243,8 +244,8 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
     params = kut.shell_words(test.params, {})
     try:
         machine: Optional[kut.MachineOptions] = kut.machine_options(params)
-    except kut.CfgError:
-        machine = None                    # QEMU still runs it, as the cfg says
+    except kut.CfgError as exc:
+        machine, missing = None, str(exc)  # QEMU still runs it, as the cfg says
     memory = (machine.memory if machine else None) or DEFAULT_MEMORY
     theirs = run(qemu.virt_command(machine=QEMU_MACHINE, cpu=QEMU_CPU, smp=smp, memory=memory,
                                    kernel=flat,
@@ -253,7 +254,7 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
                                           *(machine.qemu if machine else params)]),
                  timeout_s)
     if machine is None:
-        table.rows[name] = [cell(theirs), "not run", "not run"]
+        table.rows[name] = [cell(theirs)] + [f"not run (no {missing})"] * 2
         pytest.xfail(unrunnable_on_armvisor(test))
 
     results = {}
