@@ -63,6 +63,11 @@ class TimerChannel:
         return bool(self.ctl & CTL_ENABLE) and now >= self.cval
 
     def read(self, field: int, now: int) -> int:
+        # ISTATUS is the state of the timer's output (D11.2.4), so the line must
+        # agree with what the guest reads now, not only at the next slice: a
+        # guest that sees ISTATUS=1 and then asks the GIC finds the PPI pending.
+        # A rising line ends the slice; the interrupt is taken at that safe point.
+        self.update(now)
         if field == 1:
             return self.ctl | (CTL_ISTATUS if self.condition_met(now) else 0)
         if field == 2:
