@@ -349,8 +349,13 @@ class Hypervisor:
         irq, fiq = vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index)
         if vcpu is self.running:
             vcpu.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _enter
-        elif vcpu.state is VcpuState.BLOCKED and (irq or fiq):
+            return
+        if vcpu.state is VcpuState.BLOCKED and (irq or fiq):
             self._kick(vcpu.pcpu)
+        if (irq or fiq) and self.running is not None and vcpu.core.irq_lines != (irq, fiq):
+            # As on the bare board: the sender's slice ends at its next block so
+            # the target vCPU gets its interrupt now, not after a long slice.
+            self.running.core.shorten_slice(0)
 
     def _kick(self, target: PerCpu) -> None:
         """7, sending side: a physical SGI 0 to the pCPU where the vCPU lives."""

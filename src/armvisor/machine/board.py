@@ -281,8 +281,15 @@ class BareBoard:
         irq, fiq = self.gic.irq_pending(cpu), self.gic.fiq_pending(cpu)
         if lane is self.current:
             lane.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _run_slice
-        elif (irq or fiq) and lane.state in (LaneState.WFI, LaneState.POWERDOWN):
+            return
+        if (irq or fiq) and lane.state in (LaneState.WFI, LaneState.POWERDOWN):
             self._wake(lane)
+        if (irq or fiq) and self.current is not None and lane.core.irq_lines != (irq, fiq):
+            # An interrupt for another CPU (an IPI, a device's SPI routed there):
+            # the sender's slice ends at its next block, so the target runs
+            # now rather than after the rest of a long slice (the sender
+            # often spins waiting for the answer).
+            self.current.core.shorten_slice(0)
 
     def _wake(self, lane: Lane) -> None:
         cpu = lane.index
