@@ -10,29 +10,19 @@ Errors become click exceptions: `main()` prints them on one line, exit code 2.
 
 from __future__ import annotations
 
-import functools
 import shlex
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import click
 
-from armvisor.errors import ArmvisorError
+from armvisor.cli_errors import one_line_errors
 
 DISTROS = click.Choice(["debian"])
 VERSION_HELP = "Debian kernel ABI version, e.g. 6.1.0-50 (default: the newest)."
 
 
-def _one_line_errors(command: Callable) -> Callable:
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except ArmvisorError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(f"{exc.filename or 'I/O'}: {exc.strerror}") from None
-    return wrapper
+_one_line_errors = one_line_errors
 
 
 def _progress(message: str) -> None:

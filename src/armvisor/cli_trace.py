@@ -9,7 +9,6 @@ Errors become click exceptions: `main()` prints them on one line, exit code 2.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -18,21 +17,13 @@ from typing import Callable, Optional
 
 import click
 
+from armvisor.cli_errors import one_line_errors
 from armvisor.errors import ArmvisorError
 
 TRACE_PATH = click.Path(dir_okay=False)
 
 
-def _one_line_errors(command: Callable) -> Callable:
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except ArmvisorError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(f"{exc.filename or 'I/O'}: {exc.strerror}") from None
-    return wrapper
+_one_line_errors = one_line_errors
 
 
 @click.group("trace")
