@@ -146,7 +146,7 @@ def _run(options: dict) -> int:
                                                       options["timeline_path"]))
             gate = TraceGate(writer.on_event)
             trace.subscribe(gate)
-        status = None
+        status = progress = None
         if sys.stdout.isatty() and not options["quiet"]:
             from armvisor.trace.progress import BootProgress
             progress = BootProgress()
@@ -155,6 +155,8 @@ def _run(options: dict) -> int:
         console = HostConsole(status=status)
         endpoint = _gdb_endpoint(options)
         machine = _build(options, trace, console)
+        if progress is not None:
+            progress.instructions = lambda: machine.instructions
         try:
             if options["dumpdtb"]:
                 _write(options["dumpdtb"], _generated_dtb(machine))

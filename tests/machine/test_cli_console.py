@@ -42,6 +42,7 @@ def test_status_line_help_and_a_clean_quit(tmp_path, quiet):
     assert "error" not in err and "armvisor: quit (Ctrl-A x)" in err
     assert "Ctrl-A x" in err and "Ctrl-A h" in err
     assert ("1/1 CPUs online, 0 PSCI calls" in err) is not quiet
+    assert (" instructions, " in err) is not quiet
 
 
 class Terminal:
