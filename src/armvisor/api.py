@@ -462,6 +462,18 @@ class Machine:
             if not len(vm.symbols.table):
                 vm.symbols = given
 
+    def symbols(self, vm: Optional[str] = None):
+        """The SymbolTable naming guest addresses: the kernel's ELF symbols or --symbols;
+        under the hypervisor, VM `vm`'s (by name)."""
+        if self.hypervisor is None:
+            return self.board.symbols.table
+        return self.hypervisor.symbols_of(vm)
+
+    def symbols_of(self, cpu: "Cpu"):
+        """The SymbolTable for the code `cpu` runs (its VM's under the hypervisor)."""
+        vm, slash, _ = cpu.name.rpartition("/")
+        return self.symbols(vm if slash else None)
+
     # -- running ------------------------------------------------------------------------
 
     def run(self, until: Optional[Condition] = None, timeout: Optional[float] = None,

@@ -13,6 +13,7 @@ import click
 
 from armvisor.api import VM, Machine
 from armvisor.console import HostConsole
+from armvisor.console_monitor import ConsoleMonitor
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
 from armvisor.hypervisor.config import load_vm_file, parse_vm_option
 from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
@@ -134,16 +135,18 @@ def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_mod
 def _run(options: dict) -> int:
     from armvisor.console import QuitRequested
 
-    writer = None
+    writer = gate = None
     try:
         trace = TraceBus()
         if options["trace_path"] or options["timeline_path"] or options["trace_report"]:
             from armvisor.cli_trace import run_trace_path
             from armvisor.trace.chrome import ChromeTraceWriter
+            from armvisor.trace.gate import TraceGate
             writer = ChromeTraceWriter(run_trace_path(options["trace_path"],
                                                       options["timeline_path"]))
-            trace.subscribe(writer.on_event)
-        status = None
+            gate = TraceGate(writer.on_event)
+            trace.subscribe(gate)
+        status = progress = None
         if sys.stdout.isatty() and not options["quiet"]:
             from armvisor.trace.progress import BootProgress
             progress = BootProgress()
@@ -152,6 +155,8 @@ def _run(options: dict) -> int:
         console = HostConsole(status=status)
         endpoint = _gdb_endpoint(options)
         machine = _build(options, trace, console)
+        if progress is not None:
+            progress.instructions = lambda: machine.instructions
         try:
             if options["dumpdtb"]:
                 _write(options["dumpdtb"], _generated_dtb(machine))
@@ -159,6 +164,7 @@ def _run(options: dict) -> int:
             receiver = machine.board.uart if machine.hypervisor is None else \
                 machine.hypervisor.vms[0].uart
             console.receive = receiver.receive
+            console.monitor = ConsoleMonitor(machine, gate)
             if endpoint is not None:
                 from armvisor.debug.gdbstub import GdbStub
                 from armvisor.debug.transport import Listener
@@ -175,10 +181,10 @@ def _run(options: dict) -> int:
     except (GuestError, GuestTimeout) as exc:
         _error(str(exc), exc.report)
         return exc.exit_code
-    except QuitRequested:
+    except QuitRequested as how:
         # What the user asked for is no error; 130 still tells a script it was cut short.
         sys.stdout.flush()
-        click.echo("armvisor: quit (Ctrl-A x)", err=True)
+        click.echo(f"armvisor: quit ({how})", err=True)
         return 130
     except KeyboardInterrupt:
         _error("interrupted")

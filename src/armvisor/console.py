@@ -5,7 +5,9 @@ is polled between scheduling rounds and fed to the UART. On a terminal the
 input is raw (Ctrl-C reaches the guest), Ctrl-A x quits and Ctrl-A h lists
 the keys, as in QEMU. Given a `status` (a function returning one line), the
 console shows it on stderr once the guest has been silent for a second, and
-clears it as soon as the guest prints again.
+clears it as soon as the guest prints again. Given a `monitor` (a function
+from a command line to its answer), Ctrl-A c switches typed input between
+the guest and that monitor, as QEMU's Ctrl-A c does; the guest runs on.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from typing import Callable, Optional
 ESCAPE = 0x01          # Ctrl-A
 QUIT = ord("x")
 HELP = ord("h")
+MONITOR = ord("c")
 KEYS = ("Ctrl-A x       quit armvisor",
         "Ctrl-A h       this list",
+        "Ctrl-A c       switch between the console and the monitor",
         "Ctrl-A Ctrl-A  send Ctrl-A to the guest")
+PROMPT = b"(armvisor) "
+ENTER = (0x0D, 0x0A)
+ERASE = (0x7F, 0x08)
 # The guest has printed nothing for this long: show the status line.
 SILENCE_S = 1.0
 STATUS_EVERY_S = 0.5
@@ -29,7 +36,10 @@ CLEAR_LINE = b"\r\x1b[K"
 
 
 class QuitRequested(Exception):
-    """The user typed the escape sequence."""
+    """The user asked to quit: the escape sequence, or the monitor's `quit` (the message)."""
+
+    def __init__(self, how: str = "Ctrl-A x"):
+        super().__init__(how)
 
 
 class HostConsole:
@@ -53,6 +63,10 @@ class HostConsole:
         self._poll_every = poll_every
         self._rounds = 0
         self.receive: Callable[[bytes], None] = lambda data: None
+        # Ctrl-A c: typed lines go to `monitor` instead of the guest (None: no monitor).
+        self.monitor: Optional[Callable[[str], str]] = None
+        self._in_monitor = False
+        self._line = bytearray()
 
     def write(self, data: bytes) -> None:
         if self._status_at is not None:
@@ -65,7 +79,7 @@ class HostConsole:
 
     def show_status(self) -> None:
         """Between rounds: the status line, if the guest has been quiet long enough."""
-        if self._status is None:
+        if self._status is None or self._in_monitor:      # it would overwrite the prompt
             return
         now = self._clock()
         if now - self._last_output < SILENCE_S:
@@ -142,11 +156,49 @@ class HostConsole:
                     self._err.write(b"\r\n" + b"\r\n".join(k.encode() for k in KEYS) + b"\r\n")
                     self._err.flush()
                     continue
+                if byte == MONITOR and self.monitor is not None:
+                    self._switch_monitor()
+                    continue
                 if byte != ESCAPE:
                     out.append(ESCAPE)
                 out.append(byte)
             elif byte == ESCAPE:
                 self._escape = True
+            elif self._in_monitor:
+                self._monitor_key(byte)
             else:
                 out.append(byte)
         return bytes(out)
+
+    def _say(self, data: bytes) -> None:
+        # The terminal is raw: a bare newline would not return the carriage.
+        self._err.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        self._err.flush()
+
+    def _switch_monitor(self) -> None:
+        self._in_monitor = not self._in_monitor
+        self._line.clear()
+        if self._in_monitor:
+            if self._status_at is not None:
+                self._err.write(CLEAR_LINE)
+                self._status_at = None
+            self._say(b"\narmvisor monitor ('help' for commands, Ctrl-A c back to the guest)\n"
+                      + PROMPT)
+        else:
+            self._say(b"\n")
+
+    def _monitor_key(self, byte: int) -> None:
+        """Line editing for the monitor: echo, erase, and run the line on Enter."""
+        if byte in ENTER:
+            line = self._line.decode(errors="replace")
+            self._line.clear()
+            self._say(b"\n")
+            answer = self.monitor(line) if line.strip() else ""   # may raise QuitRequested
+            self._say(answer.encode() + (PROMPT if self._in_monitor else b""))
+        elif byte in ERASE:
+            if self._line:
+                self._line.pop()
+                self._say(b"\b \b")
+        elif 0x20 <= byte < 0x7F:
+            self._line.append(byte)
+            self._say(bytes([byte]))

@@ -1,6 +1,8 @@
 """`armvisor run` on a terminal: the status line while the guest is silent, Ctrl-A h and x."""
 
 import os
+import re
+import select
 import subprocess
 import sys
 import time
@@ -40,3 +42,64 @@ def test_status_line_help_and_a_clean_quit(tmp_path, quiet):
     assert "error" not in err and "armvisor: quit (Ctrl-A x)" in err
     assert "Ctrl-A x" in err and "Ctrl-A h" in err
     assert ("1/1 CPUs online, 0 PSCI calls" in err) is not quiet
+    assert (" instructions, " in err) is not quiet
+
+
+class Terminal:
+    """armvisor on a pseudo-terminal (stdin, stdout and stderr), read as a person would."""
+
+    def __init__(self, cmd):
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"waited for {text!r}; got:\n{self.seen.decode(errors='replace')}"
+            ready, _, _ = select.select([self.master], [], [], min(left, 1))
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    break
+        assert text.encode() in self.seen, self.seen.decode(errors="replace")
+        return self.seen.decode(errors="replace")
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            os.close(self.master)
+
+
+def test_ctrl_a_c_monitor_info_trace_and_quit(tmp_path):
+    elf = build(tmp_path, SILENT)
+    trace = tmp_path / "t.json"
+    term = Terminal([sys.executable, "-m", "armvisor", "run", "--kernel", str(elf), "--smp", "2",
+                     "--timeout", "60", "--quiet", "--trace", str(trace)])
+    time.sleep(0.5)
+    term.send(b"\x01c")
+    term.expect("(armvisor) ")
+    term.send(b"info cpsu\x7f\x7fus\r")                 # erase works: 'info cpus'
+    out = term.expect("cpu1")
+    cpus = out.split("info cpus")[-1]
+    assert re.search(r"cpu0\s+ON\s+EL1 pc=0x[0-9a-f]+ <_start\+0x[0-9a-f]+>", cpus), cpus
+    assert re.search(r"cpu1\s+OFF", cpus), cpus
+    term.send(b"info irq\r")
+    term.expect("irq_line=")
+    term.send(b"trace off\r")
+    term.expect("trace off\r\n(armvisor) ")
+    term.send(b"bogus\r")
+    term.expect("unknown command 'bogus'")
+    term.send(b"\x01c")                                # back to the guest, and again
+    term.send(b"\x01c")
+    term.send(b"quit\r")
+    term.expect("armvisor: quit (monitor 'quit')")
+    assert term.close() == 130
+    assert "error" not in term.seen.decode(errors="replace")

@@ -78,3 +78,12 @@ def test_boot_progress_counts_cpus_and_psci_calls():
     assert progress.text() == "armvisor: 2/4 CPUs online, 1 PSCI calls, 2.5 s"
     bus.emit("power.state", 1, old="ON", new="OFF")
     assert progress.text().startswith("armvisor: 1/4 CPUs online")
+
+
+def test_boot_progress_shows_instructions_run():
+    clock = Clock()
+    progress = BootProgress(clock=clock)
+    progress.instructions = lambda: 950_123
+    assert progress.text() == "armvisor: 0 CPUs online, 0 PSCI calls, 950,123 instructions, 0.0 s"
+    progress.instructions = lambda: 1_028_456_789
+    assert "1,028 M instructions" in progress.text()

@@ -8,7 +8,7 @@ from armvisor.errors import ArmvisorError
 
 HELP = """\
 monitor help              this list
-monitor psci              each CPU's power state, EL and PC
+monitor psci              each CPU's power state, EL and PC (with its symbol)
 monitor gic               pending and active interrupts per CPU (SGIs/PPIs and routed SPIs)
 monitor events [N]        the last N trace events (default 20)
 monitor phys ADDR LEN     hex dump of guest physical memory (RAM; a VM's own under --hyp)
@@ -41,8 +41,10 @@ class Monitor:
             return f"monitor {words[0]}: {exc}\n"
 
     def psci(self, args) -> str:
+        machine = self.target.machine
         return "".join(f"{n + 1:3d} {cpu.name:12s} {cpu.power_state:11s} EL{cpu.el} "
-                       f"pc={cpu.regs.pc:#x}\n" for n, cpu in enumerate(self.target.cpus))
+                       f"pc={machine.symbols_of(cpu).describe(cpu.regs.pc)}\n"
+                       for n, cpu in enumerate(self.target.cpus))
 
     def gic(self, args) -> str:
         machine = self.target.machine
@@ -64,8 +66,10 @@ class Monitor:
 
     def events(self, args) -> str:
         count = int(args[0]) if args else 20
-        recent = list(self.target.machine.trace.bus.recent)[-count:]
-        return "".join(event.describe() + "\n" for event in recent) or "no events\n"
+        machine = self.target.machine
+        recent = list(machine.trace.bus.recent)[-count:]
+        return "".join(event.describe(machine.symbols) + "\n" for event in recent) or \
+            "no events\n"
 
     def phys(self, args) -> str:
         address, length = int(args[0], 0), int(args[1], 0) if len(args) > 1 else 64

@@ -35,6 +35,7 @@ from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, crash_header, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
+from armvisor.machine.symbols import EMPTY, SymbolTable
 from armvisor.trace import TraceBus
 
 # The hypervisor's own interrupts on each pCPU (physical GIC).
@@ -479,7 +480,14 @@ class Hypervisor:
                                       symbols=vm.symbols.table)
                 lines.append(f"{'*' if vcpu is culprit else ' '}{vcpu.name}: "
                              f"{vcpu.state.value:9s} {where}")
-        return "\n".join(lines + recent_events(self.trace))
+        return "\n".join(lines + recent_events(self.trace, self.symbols_of))
+
+    def symbols_of(self, vm: Optional[str]) -> SymbolTable:
+        """The symbols of the VM named `vm` (None, the hypervisor's own events: none)."""
+        for each in self.vms:
+            if each.name == vm:
+                return each.symbols.table
+        return EMPTY
 
 
 def _signed(value: int) -> int:

@@ -7,7 +7,7 @@ CPU's state, then the last events (repeats folded).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 
@@ -78,12 +78,15 @@ def _fold(lines: List[str]) -> List[str]:
     return out
 
 
-def recent_events(trace) -> List[str]:
-    """The last trace events, under a heading, for the end of a report."""
+def recent_events(trace, symbols: Optional[Callable[[Optional[str]], SymbolTable]] = None) \
+        -> List[str]:
+    """The last trace events, under a heading, for the end of a report; `symbols(vm)`
+    names their code addresses (pc, elr, entry, vector)."""
     events = list(trace.recent)[-RECENT_EVENTS:]
     if not events:
         return []
-    return ["last events:"] + ["  " + line for line in _fold([e.describe() for e in events])]
+    return ["last events:"] + ["  " + line
+                               for line in _fold([e.describe(symbols) for e in events])]
 
 
 def first_exception(name: str, core, symbols: SymbolTable) -> List[str]:
@@ -148,4 +151,4 @@ def machine_report(machine: "BareBoard", culprit: Optional["Lane"] = None) -> st
         where = core_location(lane.core, disassemble=lane.state.value != "off", symbols=symbols)
         psci = machine.firmware.state_of(lane.index)
         lines.append(f"{mark}cpu{lane.index}: {lane.state.value:9s} psci={psci.name:10s} {where}")
-    return "\n".join(lines + recent_events(machine.trace))
+    return "\n".join(lines + recent_events(machine.trace, lambda vm: symbols))

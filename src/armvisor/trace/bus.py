@@ -12,6 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Deque, List, Optional
 
+# Fields that hold a guest code address: named `symbol+offset` when symbols are known.
+CODE_FIELDS = ("pc", "elr", "entry", "vector")
+
 
 @dataclass(frozen=True)
 class Event:
@@ -20,7 +23,9 @@ class Event:
     ts_us: float              # microseconds since the bus was created
     fields: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
+    def describe(self, symbols: Optional[Callable[[Optional[str]], object]] = None) -> str:
+        """One line; `symbols(vm)` (None: the bare board) gives the table (with a
+        `lookup(address)`) that names the code addresses of that guest."""
         vm = self.fields.get("vm")
         if self.cpu is None:
             where = "machine"
@@ -28,14 +33,17 @@ class Event:
             where = f"{vm}/vcpu{self.cpu}"
         else:
             where = f"cpu{self.cpu}"
-        args = " ".join(f"{k}={_fmt(v)}" for k, v in self.fields.items()
+        table = symbols(vm if isinstance(vm, str) else None) if symbols is not None else None
+        args = " ".join(f"{k}={_fmt(v, table if k in CODE_FIELDS else None)}"
+                        for k, v in self.fields.items()
                         if not (k == "vm" and self.cpu is not None and isinstance(v, str)))
         return f"{self.ts_us / 1e6:10.6f}s {where:8s} {self.kind} {args}".rstrip()
 
 
-def _fmt(value) -> str:
+def _fmt(value, table=None) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value > 9:
-        return hex(value)
+        name = table.lookup(value) if table is not None else None
+        return hex(value) if name is None else f"{value:#x}<{name}>"
     return str(value)
 
 

@@ -1,13 +1,15 @@
 """How far a boot has got, from the trace events: the console's status line reads it.
 
 Subscribe `on_event` to the bus; `text()` says how many CPUs are online, how
-many PSCI calls were made, and how long the run has taken (host time).
+many PSCI calls were made, how many instructions ran (when given a count:
+the machine exists only after the bus) and how long the run has taken
+(host time).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Set, Tuple
+from typing import Callable, Optional, Set, Tuple
 
 from armvisor.trace.bus import Event
 
@@ -23,6 +25,8 @@ class BootProgress:
         self.psci_calls = 0
         self.vms = False             # under the hypervisor, the guests' vCPUs are what count
         self._vm_cpus: dict = {}
+        # All CPUs' instructions so far (e.g. Machine.instructions), read only when shown.
+        self.instructions: Optional[Callable[[], int]] = None
 
     def on_event(self, event: Event) -> None:
         kind = event.kind
@@ -47,5 +51,11 @@ class BootProgress:
     def text(self) -> str:
         total = f"/{self.cpus}" if self.cpus else ""
         online = [cpu for cpu in self.online if cpu[0] is not None] if self.vms else self.online
+        ran = "" if self.instructions is None else f"{_count(self.instructions())} instructions, "
         return (f"armvisor: {len(online)}{total} CPUs online, {self.psci_calls} PSCI calls, "
-                f"{self._clock() - self._start:.1f} s")
+                f"{ran}{self._clock() - self._start:.1f} s")
+
+
+def _count(n: int) -> str:
+    """Short enough for one line: 950,123 or 1,028 M."""
+    return f"{n:,}" if n < 10 ** 6 else f"{n // 10 ** 6:,} M"

@@ -167,15 +167,35 @@ def interrupts(trace: Trace) -> List[dict]:
     return rows
 
 
-def exits(trace: Trace) -> List[dict]:
+# How many of the commonest return addresses an exception row names.
+WHERE_NAMED = 3
+
+
+def exits(trace: Trace, symbols: Optional[Dict] = None) -> List[dict]:
+    """Exits by kind; exceptions also say where they were taken most (ELR, as
+    symbol+offset when the guest's symbols are known)."""
     counts: Counter = Counter()
+    where: Dict[str, Counter] = defaultdict(Counter)
     for event in trace.events("exception"):
-        counts[f"exception ec={event.args.get('ec', 0):#x}"] += 1
+        kind = f"exception ec={event.args.get('ec', 0):#x}"
+        counts[kind] += 1
+        elr = event.args.get("elr")
+        if isinstance(elr, int):
+            vm = event.lane.vm if event.lane is not None else None
+            name = symbols[vm].lookup(elr) if symbols is not None else None
+            where[kind][name or f"{elr:#x}"] += 1
     for event in trace.events("vcpu.exit"):
         counts[f"vcpu exit: {event.args.get('reason')}"] += 1
     for event in trace.events("abort.outside"):
         counts["access outside RAM and devices"] += 1
-    return [{"kind": kind, "count": n} for kind, n in counts.most_common()]
+    rows = []
+    for kind, n in counts.most_common():
+        row = {"kind": kind, "count": n}
+        if kind in where:
+            row["where"] = ", ".join(f"{name} x{k}" if k > 1 else name
+                                     for name, k in where[kind].most_common(WHERE_NAMED))
+        rows.append(row)
+    return rows
 
 
 def time_split(trace: Trace) -> List[dict]:
@@ -220,10 +240,12 @@ def time_split(trace: Trace) -> List[dict]:
 
 def build(trace: Trace, symbols: Optional[str] = None) -> dict:
     """The report's data; PCs are named from `symbols` (ELF or System.map) or the kernel."""
+    tables = kernel_symbols(trace, symbols)
     return {"window_s": [_seconds(trace.start), _seconds(trace.end)],
             "mode": "hyp" if trace.hyp else "bare",
-            "bring_up": bring_up(trace, kernel_symbols(trace, symbols)), "psci": psci_calls(trace), "ipi": ipi_matrix(trace),
-            "interrupts": interrupts(trace), "exits": exits(trace), "time": time_split(trace)}
+            "bring_up": bring_up(trace, tables), "psci": psci_calls(trace),
+            "ipi": ipi_matrix(trace), "interrupts": interrupts(trace),
+            "exits": exits(trace, tables), "time": time_split(trace)}
 
 
 # -- layout -------------------------------------------------------------------------------
@@ -253,7 +275,8 @@ def tables(data: dict) -> List[tuple]:
                  ["from", "to", "sent", "acknowledged", "p50_us", "p90_us", "p99_us", "max_us"]),
                 ("interrupts acknowledged per CPU (by INTID)", "interrupts",
                  ["cpu", "total", "by_intid"]),
-                ("exits by kind", "exits", ["kind", "count"])]
+                ("exits by kind (exceptions: where, by ELR)", "exits",
+                 ["kind", "count", "where"])]
     out = []
     for title, key, headers in sections:
         out.append((title, headers, [[_cell(row.get(h)) for h in headers] for row in data[key]]))

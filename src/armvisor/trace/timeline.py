@@ -25,6 +25,7 @@ FORMATS = (".png", ".svg", ".html")
 POWER_COLOURS = {"OFF": "#e6e6e6", "ON_PENDING": "#f5a623", "ON": "#b8e0b8",
                  "STANDBY": "#9ecae1", "POWERDOWN": "#b39ddb"}
 IDLE_COLOUR, FIRMWARE_COLOUR, HYP_COLOUR = "#6b8fb3", "#d62728", "#b8e0b8"
+LANE_COLOUR = "#f2f2f2"
 VM_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 # Above this many CPUs, text on the picture would only overlap: markers stay, labels go.
 LABELS_UP_TO = 16
@@ -116,7 +117,10 @@ def draw(trace: Trace, path: str, start_us: Optional[float] = None,
                 bands.setdefault(s.name, []).append((s.start, s.end))
         else:
             bands["ON"] = [(lo, hi)]               # the boot CPU: ON from reset
-        background = ax.broken_barh([], (y - 0.4, 0.8))
+        # The lane itself, under its bands: a shape with an area, so the lane
+        # has a place on the page (hover, and a browser can find it).
+        background = ax.broken_barh([(lo * scale, (hi - lo) * scale)], (y - 0.4, 0.8),
+                                    facecolors=LANE_COLOUR, linewidth=0, zorder=0)
         background.set_gid(f"lane-{lane.label}")
         tips[f"lane-{lane.label}"] = lane.label
         for state, pieces in bands.items():
@@ -266,6 +270,10 @@ svg.addEventListener('mousemove', e => {
   else tip.style.display = 'none';
 });
 svg.addEventListener('dblclick', () => { box = home.slice(); show(); });
+// What the browser drew, for a headless check: lanes with an area on the page.
+const drawn = Array.from(svg.querySelectorAll('[id^="lane-"]')).filter(el => {
+  const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; });
+document.getElementById('timeline').dataset.lanesDrawn = drawn.length;
 """
 
 

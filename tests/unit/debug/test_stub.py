@@ -142,12 +142,26 @@ def test_interrupt_stops_a_running_guest(session):
     assert machine.instructions > 1000
 
 
-def test_monitor_and_detach(session):
-    client, machine, result = session
-    client.sock.sendall(frame("qRcmd," + b"psci".hex()))
+def monitor(client, command: str) -> str:
+    client.sock.sendall(frame("qRcmd," + command.encode().hex()))
     output = bytes.fromhex(client.reply()[1:]).decode()
     assert client.reply() == "OK"
+    return output
+
+
+def test_monitor_and_detach(session):
+    client, machine, result = session
+    output = monitor(client, "psci")
     assert "cpu0" in output and "ON" in output and "cpu3" in output
+    # PCs as symbol+offset, in `psci` and in the events' pc/entry fields.
+    assert client.ask(f"Z0,{SECONDARY_ENTRY:x},4") == "OK"
+    assert client.ask("vCont;c").startswith("T05thread:2;")
+    assert client.ask(f"z0,{SECONDARY_ENTRY:x},4") == "OK"
+    psci = monitor(client, "psci").splitlines()
+    assert psci[1].split()[1:] == ["cpu1", "ON", "EL1", f"pc={SECONDARY_ENTRY:#x}",
+                                   "<secondary_entry>"]
+    events = monitor(client, "events 40")
+    assert f"pc={SECONDARY_ENTRY:#x}<secondary_entry>" in events, events
     client.sock.sendall(frame("qRcmd," + b"phys 0x40000000 16".hex()))
     assert "d0 0d fe ed" in bytes.fromhex(client.reply()[1:]).decode()
     assert client.reply() == "OK"
