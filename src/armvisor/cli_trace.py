@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import Callable, Optional
+from typing import Optional
 
 import click
 
