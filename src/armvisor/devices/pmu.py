@@ -37,10 +37,11 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
+from armvisor.cpu.models import PMU_COUNTERS
 from armvisor.cpu.sysregs import SysReg
 
 PMU_INTID = 23                 # PPI 7 (Arm BSA's PMU overflow interrupt, QEMU virt's DTB)
-COUNTERS = 6                   # PMCR_EL0.N of QEMU's cortex-a57 (reset_pmcr_el0 0x41013000)
+COUNTERS = PMU_COUNTERS         # PMCR_EL0.N
 CYCLE_INDEX = 31               # the cycle counter's bit in PMCNTEN*, PMOVS*, PMINTEN*
 # PMCR_EL0's read-only part for an A57 (PMCR_EL0.IMP, IDCODE, N): IMP 0x41 (Arm), IDCODE 0x01, N.
 PMCR_ID = (0x41 << 24) | (0x01 << 16) | (COUNTERS << 11)
@@ -141,6 +142,7 @@ class Pmu:
         self._set_level = set_level
         self._trace = trace
         self._cpu = cpu
+        self.level = False
         self.reset()
 
     def reset(self, now: int = 0) -> None:
@@ -157,8 +159,9 @@ class Pmu:
         self.ccfiltr = 0
         self._cycle_residue = 0            # instructions toward the next tick when PMCR.D
         self._last = now                   # instruction count the counters are up to date at
-        self.level = False
-        self._set_level(False)
+        # interrupt_due(), kept current: the machine looks at it after every slice.
+        self.due: Optional[int] = None
+        self._update_level()
 
     # -- counting ---------------------------------------------------------------
 
@@ -204,6 +207,7 @@ class Pmu:
                 overflowed |= 1 << CYCLE_INDEX
             self.ccntr = (self.ccntr + ticks) & MASK64
         self._overflow(overflowed)
+        self.due = self.interrupt_due()
 
     def _overflow(self, bits: int) -> None:
         if not bits:
@@ -269,6 +273,7 @@ class Pmu:
         result = self._write(reg, value, el) if is_write else self._read(reg)
         if result is not None:
             self._update_level()
+            self.due = self.interrupt_due()
         return result
 
     def _el0_may(self, reg: SysReg, is_write: bool) -> bool:
