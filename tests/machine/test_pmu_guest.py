@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import pytest
 
+from armvisor.cpu.models import PMU_COUNTERS
+from armvisor.cpu.sysregs import MDCR_EL2
+from armvisor.machine.board import BareBoard
+from armvisor.machine.config import MachineConfig
 from tests.machine.test_cli import armvisor
 from tests.machine.test_timer_interrupt import (GICD_BASE, GICD_CTLR_ARE_NS_GRP1, GICR_IGROUPR0,
                                                 GICR_IPRIORITYR, GICR_ISENABLER0, GICR_ISPENDR0,
@@ -121,3 +125,14 @@ def test_pmu_counts_instructions_sw_incr_and_interrupts(tmp_path, mode, determin
     extra = ["--deterministic"] if deterministic else []
     proc = armvisor("run", "--kernel", guest, *MODES[mode], *extra, "--timeout", "30")
     assert (proc.returncode, proc.stdout) == (0, EXPECTED), proc.stderr
+
+
+def test_mdcr_el2_gives_every_counter_to_el1_and_el0(tmp_path):
+    # Unicorn resets MDCR_EL2 to 0 (HPMN = 0: every event counter EL2's);
+    # anything Unicorn executes natively must see the guest own all N.
+    guest = build(tmp_path, "    system_off\n", "off")
+    machine = BareBoard(MachineConfig(kernel=str(guest), smp=1))
+    try:
+        assert machine.lanes[0].core.read_sysreg(MDCR_EL2) == PMU_COUNTERS
+    finally:
+        machine.close()
