@@ -62,10 +62,6 @@ SLACK_S = 15
 ISSUE = "issue 12"
 # Tests that fail on armvisor because a feature is missing, and which one.
 EXPECTED_FAILURES = {
-    "pmu-cycle-counter": f"{ISSUE} PMU: PMCCNTR_EL0 does not count (Unicorn 2.1.4 compiled "
-                         "out the counters' accumulation) while the A57 model advertises a PMU",
-    "pmu-sw-incr": f"{ISSUE} PMU: event counters (SW_INCR) are not modelled and MDCR_EL2 "
-                   "is left at 0",
     "its-introspection": f"{ISSUE} ITS: armvisor has no GICv3 ITS (no LPIs, no MSIs)",
     "debug-bp": "issue 'Debugging': the debug architecture (hardware breakpoints) is not "
                 "modelled for the guest",

@@ -57,6 +57,11 @@ typedef struct armv_core {
     uint32_t vclock;
     uint64_t vclock_base;
     uint64_t vclock_origin;    /* `executed` when the slice started */
+    /* The running block, for the exact instruction count at an access inside
+     * it: `executed` is charged for the whole block when it starts. */
+    uint64_t block_start;
+    uint64_t block_insns;
+    uint64_t access_retired;   /* instructions retired before the access passed to Python */
 } armv_core;
 
 /*
@@ -67,7 +72,6 @@ typedef struct armv_core {
 void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
 {
     armv_core *core = (armv_core *)user_data;
-    (void)address;
     if (core->budget <= 0) {
         /* Stop on every block while spent: a PC write in another hook makes
          * Unicorn drop a pending stop request. */
@@ -77,6 +81,8 @@ void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_
     }
     core->budget -= size / 4;
     core->executed += size / 4;
+    core->block_start = address;
+    core->block_insns = size / 4;
 }
 
 static void note_ic_line(armv_core *core, uint64_t va)
@@ -148,16 +154,24 @@ static uint32_t sysreg_key(const uc_arm64_cp_reg *cp)
 
 /*
  * Which accesses Python models: the EL1 physical and virtual timers
- * (op0=3 op1=3 CRn=14 CRm=2/3 op2=0..2, Arm ARM D19.11) and the GICv3 CPU
+ * (op0=3 op1=3 CRn=14 CRm=2/3 op2=0..2, Arm ARM D19.11), the GICv3 CPU
  * interface (ICC_PMR_EL1 = 3,0,4,6,0 and op0=3 op1=0 CRn=12 CRm=8/9/11/12,
- * IHI0069 12.1.6). Everything else runs natively at no cost beyond this test.
+ * IHI0069 12.1.6) and the PMU, whose counters Unicorn does not accumulate
+ * (op0=3 op1=3 CRn=9 CRm=12..14, PMINTENSET/CLR_EL1 = 3,0,9,14,1/2, and
+ * PMEVCNTR<n>/PMEVTYPER<n>/PMCCFILTR = 3,3,14,8..15; Arm ARM D19, the
+ * Performance Monitors registers). Everything else runs natively at no cost
+ * beyond this test.
  */
 static int wanted(const uc_arm64_cp_reg *cp)
 {
     if (cp->op0 != 3)
         return 0;
     if (cp->op1 == 3 && cp->crn == 14)
-        return (cp->crm == 2 || cp->crm == 3) && cp->op2 <= 2;
+        return ((cp->crm == 2 || cp->crm == 3) && cp->op2 <= 2) || cp->crm >= 8;
+    if (cp->op1 == 3 && cp->crn == 9)
+        return cp->crm >= 12 && cp->crm <= 14;
+    if (cp->op1 == 0 && cp->crn == 9)
+        return cp->crm == 14 && (cp->op2 == 1 || cp->op2 == 2);
     if (cp->op1 == 0 && cp->crn == 12)
         return cp->crm == 8 || cp->crm == 9 || cp->crm == 11 || cp->crm == 12;
     return cp->op1 == 0 && cp->crn == 4 && cp->crm == 6 && cp->op2 == 0;
@@ -188,6 +202,10 @@ static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp
     if (!core->sysreg || !wanted(cp))
         return 0;
     core->reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    /* PC is this instruction's: its place in the block makes the count exact
+     * (the PMU counts instructions; two back-to-back reads must differ). */
+    core->reg_read(uc, UC_ARM64_REG_PC, &pc);
+    core->access_retired = core->executed - core->block_insns + (pc - core->block_start) / 4;
     core->sysreg_count++;
     status = core->sysreg(sysreg_key(cp), (uint32_t)(pstate >> PSTATE_EL_SHIFT) & 3, is_write,
                           cp->val, &result);
@@ -197,7 +215,6 @@ static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp
         core->reg_write(uc, reg, &result);
     if (status == ARMV_SYSREG_DONE_ADVANCE) {
         /* PC is synced to this instruction here; the block ends after it. */
-        core->reg_read(uc, UC_ARM64_REG_PC, &pc);
         pc += 4;
         core->reg_write(uc, UC_ARM64_REG_PC, &pc);
     }

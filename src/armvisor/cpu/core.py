@@ -19,7 +19,7 @@ from unicorn import arm64_const as A
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.host import CoreHost, MmioRegion, Stop
-from armvisor.cpu.models import ID_AA64MMFR0_EL1, CpuModel
+from armvisor.cpu.models import ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
 from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
                                   OutsideAccess, deliver_abort, hook_ranges)
 from armvisor.cpu.traps import TrapHandler
@@ -36,6 +36,19 @@ UC_PROT_EXEC = 4
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
 TARGET_PAGE_SIZE = 4096
+
+
+def unicorn_implements(reg: sr.SysReg) -> bool:
+    """Whether Unicorn 2.1.4 has this trapped register (skipping it then moves PC on by itself).
+
+    It has the timers (op1 = 3) and the PMU registers (CRn = 9) but no GIC CPU
+    interface, and PMEVCNTR<n>/PMEVTYPER<n> only for n < 4 (QEMU 5.0's PMCR.N;
+    the model has 6) besides PMCCFILTR_EL0 (n = 31).
+    """
+    if reg.op1 == 3 and reg.crn == 14 and reg.crm >= 8:
+        n = ((reg.crm & 3) << 3) | reg.op2
+        return n < 4 or n == 31
+    return reg.op1 == 3 or reg.crn == 9
 
 
 GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
@@ -226,6 +239,11 @@ class Core:
             self.write_sysreg(sr.ZCR_EL2, sr.ZCR_LEN_MAX)
         # EL1PCTEN | EL1PCEN: EL1 reaches the physical counter and timer without trapping.
         self.write_sysreg(sr.CNTHCTL_EL2, 0b11)
+        # MDCR_EL2 resets to 0 in Unicorn: HPMN = 0 would reserve every event
+        # counter for EL2. The PMU model answers EL1/EL0 itself, but an access
+        # Unicorn executes natively must see the same ownership: all N counters
+        # belong to EL1 and EL0, and nothing traps to EL2 (TPM, TPMCR = 0).
+        self.write_sysreg(sr.MDCR_EL2, PMU_COUNTERS << sr.MDCR_HPMN_SHIFT)
 
     # -- power -------------------------------------------------------------
 
@@ -328,6 +346,11 @@ class Core:
     def executed(self) -> int:
         return self._budget.executed
 
+    @property
+    def retired_at_access(self) -> int:
+        """Inside a trapped system register access: the instructions retired before it, exactly."""
+        return self._budget.access_retired
+
     def take_maintenance(self) -> Tuple[bool, bool, List[Tuple[int, int]]]:
         """What the last slice invalidated and others must see; clears it.
 
@@ -346,7 +369,7 @@ class Core:
     def exit_counts(self) -> dict:
         """Exits to Python by kind, plus what the C hooks counted without leaving C."""
         counts = dict(self.exits)
-        counts["sysreg (timer, GIC CPU interface)"] = self._budget.sysreg_count
+        counts["sysreg (timer, GIC CPU interface, PMU)"] = self._budget.sysreg_count
         counts["tlbi broadcast (C)"] = self._budget.tlbi_count
         counts["ic ivau (C)"] = self._budget.ic_count
         return counts
@@ -399,9 +422,8 @@ class Core:
             if answer is None:
                 return SYSREG_NOT_HANDLED
             result[0] = answer & 0xFFFF_FFFF_FFFF_FFFF
-            # Unicorn implements the timer registers (op1 = 3) but not the GIC's:
-            # skipping one of those leaves PC on it.
-            return SYSREG_DONE if reg.op1 == 3 else SYSREG_DONE_ADVANCE
+            # Skipping a register Unicorn lacks leaves PC on the instruction.
+            return SYSREG_DONE if unicorn_implements(reg) else SYSREG_DONE_ADVANCE
         except Exception as exc:                          # noqa: BLE001
             self.fail(exc)
             return SYSREG_NOT_HANDLED

@@ -33,6 +33,10 @@ ID_AA64MMFR0_EL1 = _id(7, 0)
 ID_AA64MMFR1_EL1 = _id(7, 1)
 ID_AA64MMFR2_EL1 = _id(7, 2)
 
+# PMCR_EL0.N, the PMU's event counters (devices/pmu.py), as QEMU's cortex-a57
+# (reset_pmcr_el0 0x41013000); MDCR_EL2.HPMN gives them all to EL1 and EL0.
+PMU_COUNTERS = 6
+
 
 @dataclass(frozen=True)
 class CpuModel:

@@ -62,6 +62,9 @@ class ArmvCore(ctypes.Structure):
         ("vclock", ctypes.c_uint32),
         ("vclock_base", ctypes.c_uint64),
         ("vclock_origin", ctypes.c_uint64),
+        ("block_start", ctypes.c_uint64),
+        ("block_insns", ctypes.c_uint64),
+        ("access_retired", ctypes.c_uint64),
     ]
 
 

@@ -43,6 +43,7 @@ ZCR_EL2 = SysReg(3, 4, 1, 2, 0)
 ZCR_EL3 = SysReg(3, 6, 1, 2, 0)
 CNTHCTL_EL2 = SysReg(3, 4, 14, 1, 0)
 CNTVOFF_EL2 = SysReg(3, 4, 14, 0, 3)
+MDCR_EL2 = SysReg(3, 4, 1, 1, 1)
 
 # EL1 state read on exception entry.
 SCTLR_EL1 = SysReg(3, 0, 1, 0, 0)
@@ -77,6 +78,9 @@ HCR_TDZ = 1 << 28
 HCR_RW = 1 << 31
 HCR_APK = 1 << 40
 HCR_API = 1 << 41
+
+# MDCR_EL2.HPMN [4:0] (Arm ARM D19, MDCR_EL2): event counters below it belong to EL1 and EL0.
+MDCR_HPMN_SHIFT = 0
 
 # SCTLR_EL1 bits (D19.2.118).
 SCTLR_M = 1 << 0

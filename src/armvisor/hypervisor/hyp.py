@@ -241,9 +241,10 @@ class Hypervisor:
         vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
         self._enter(pcpu, vcpu, resumed)
         self.clock.enter(vcpu.core)
-        reason = vcpu.core.run(budget)
+        reason = vcpu.core.run(vcpu.vm.sysregs.slice_budget(vcpu.core, budget))
         self.clock.leave(vcpu.core)
         self._exit(pcpu, vcpu, reason)
+        vcpu.vm.sysregs.after_slice(vcpu.core)
         self.on_pcpu = None
         return True
 

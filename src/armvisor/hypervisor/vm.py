@@ -16,6 +16,7 @@ from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
+from armvisor.devices.pmu import PMU_INTID, Pmu
 from armvisor.devices.timer import GenericTimer
 from armvisor.hypervisor.config import VmConfig
 from armvisor.hypervisor.vcpu import Vcpu, VcpuState
@@ -84,8 +85,12 @@ class Vm:
                         trace=trace, tcg_buffer_size=64 << 20, extra_hcr=sr.HCR_TSC)
             timer = GenericTimer(self._ppi_setter(index_), counter=hyp.clock.counter)
             self.vcpus.append(Vcpu(self, index_, core, timer))
+        # Each vCPU has its own core, so its PMU counts only its own instructions.
+        self.pmus = [Pmu(self._pmu_line(index_), trace=trace, cpu=index_)
+                     for index_ in range(config.smp)]
         self.sysregs = SysregRouter(self.vgic, [vcpu.timer for vcpu in self.vcpus],
-                                    lambda core: hyp.vcpu_timer_changed(self.vcpus[core.index]))
+                                    lambda core: hyp.vcpu_timer_changed(self.vcpus[core.index]),
+                                    self.pmus)
         self.vpsci = VirtualPsci(config.smp, memmap.mpidr_affinity, self,
                                  entry_valid=self._entry_valid,
                                  trace=trace, vm=self.name)
@@ -96,6 +101,9 @@ class Vm:
     def _entry_valid(self, entry: int) -> bool:
         """A CPU_ON entry point: an A64 instruction (4-byte aligned) in this VM's RAM."""
         return entry % 4 == 0 and self.ram.contains(entry, 4)
+
+    def _pmu_line(self, vcpu: int) -> Callable[[bool], None]:
+        return lambda level: self.vgic.set_ppi_level(vcpu, PMU_INTID, level)
 
     def _ppi_setter(self, vcpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.vgic.set_ppi_level(vcpu, intid, level)
@@ -118,8 +126,9 @@ class Vm:
             lambda initrd: self.user_dtb if self.user_dtb is not None else self.dtb(initrd))
         self.devices.reset()
         self.vgic.reset()
-        for vcpu in self.vcpus:
+        for vcpu, pmu in zip(self.vcpus, self.pmus):
             vcpu.timer.reset()
+            pmu.reset(now=vcpu.core.executed)
             vcpu.state = VcpuState.OFF
         self.vpsci.reset()
         boot = self.vcpus[0]

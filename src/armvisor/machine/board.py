@@ -12,6 +12,7 @@ from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
 from armvisor.devices.pflash import CfiFlash
+from armvisor.devices.pmu import PMU_INTID, Pmu
 from armvisor.devices.timer import GenericTimer
 from armvisor.errors import GuestError
 from armvisor.firmware import Firmware
@@ -91,7 +92,9 @@ class BareBoard:
         self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.clock.counter)
                        for cpu in range(config.smp)]
         self._timer_deadline: Optional[int] = None
-        self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written)
+        self.pmus = [Pmu(self._pmu_line(cpu), trace=self.trace, cpu=cpu)
+                     for cpu in range(config.smp)]
+        self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written, self.pmus)
         self.windows = self.devices.windows
         self.firmware = Firmware(self, self.trace)
         tcg_buffer = 0 if config.smp <= 8 else 128 << 20
@@ -141,6 +144,8 @@ class BareBoard:
         for timer in self.timers:
             timer.reset()
         self.gic.reset()
+        for lane, pmu in zip(self.lanes, self.pmus):
+            pmu.reset(now=lane.core.executed)
         self._timer_deadline = None
         for bank in self.flash:              # a reset puts the banks back in read-array mode
             if not bank.mapped_as_memory:
@@ -210,9 +215,10 @@ class BareBoard:
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
         self.current = lane
         self.clock.enter(core)
-        reason = core.run(budget)
+        reason = core.run(self.sysregs.slice_budget(core, budget))
         self.clock.leave(core)
         self.current = None
+        self.sysregs.after_slice(core)
         self._broadcast_maintenance(lane)
         end = sort_stop(reason, core.error)
         if end is SliceEnd.REFUSED and not self._flash_fault(core):
@@ -301,6 +307,9 @@ class BareBoard:
             lane.state = LaneState.RUNNING
             self.firmware.wake(cpu)
         self.trace.emit("cpu.wake", cpu)
+
+    def _pmu_line(self, cpu: int) -> Callable[[bool], None]:
+        return lambda level: self.gic.set_ppi_level(cpu, PMU_INTID, level)
 
     def _timer_setter(self, cpu: int) -> Callable[[int, bool], None]:
         return lambda intid, level: self.gic.set_ppi_level(cpu, intid, level)

@@ -9,7 +9,7 @@ the older ones, so its blob lists them in reverse creation order; we write the
 blob order directly.
 
 Nodes QEMU has that we leave out because the board does not model them:
-pl061 + gpio-keys, pmu and the GICv3 ITS (its@8080000; the tree matches
+pl061 + gpio-keys and the GICv3 ITS (its@8080000; the tree matches
 QEMU's with `its=off`, so pcie has no msi-map). Leaving a node out makes the
 guest skip the device instead of probing registers that would fault.
 """
@@ -83,6 +83,7 @@ class BoardDescription:
     pcie: bool = True                              # pcie@10000000: the gpex host bridge
     fw_cfg: bool = True                            # fw-cfg@9020000
     platform_bus: bool = True                      # platform-bus@c000000, always empty
+    pmu: bool = True                               # pmu: PMUv3 overflow interrupt, PPI 7
 
 
 def check_bootargs(text: str, what: str = "bootargs") -> None:
@@ -179,6 +180,8 @@ def build_dtb(desc: BoardDescription) -> bytes:
         root.append(_pcie_node(desc, phandles))
     root.append(_pl031_node(desc, phandles))
     root.append(_pl011_node(desc, phandles))
+    if desc.pmu:
+        root.append(_pmu_node(desc))
     if desc.gic:
         root.append(_gic_node(desc, phandles))
     if desc.flash:
@@ -414,6 +417,15 @@ def _cpus_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
         cpu.append(fdt.PropStrings("compatible", desc.cpu_compatible))
         cpu.append(fdt.PropStrings("device_type", "cpu"))
         node.append(cpu)
+    return node
+
+
+def _pmu_node(desc: BoardDescription) -> fdt.Node:
+    """The arm,armv8-pmuv3 binding: each CPU's overflow interrupt, a level-sensitive PPI."""
+    node = fdt.Node("pmu")
+    if desc.gic:
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_PPI, memmap.PMU_PPI, IRQ_TYPE_LEVEL_HIGH)))
+    node.append(fdt.PropStrings("compatible", "arm,armv8-pmuv3"))
     return node
 
 

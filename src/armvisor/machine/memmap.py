@@ -53,6 +53,7 @@ TIMER_SECURE_PHYS_PPI = 13        # INTID 29
 TIMER_NONSECURE_PHYS_PPI = 14     # INTID 30
 TIMER_VIRT_PPI = 11               # INTID 27
 TIMER_HYP_PHYS_PPI = 10           # INTID 26
+PMU_PPI = 7                       # INTID 23: the PMU's overflow interrupt (devices/pmu.py)
 
 MAX_CPUS = 64
 GICV3_CPUS_PER_CLUSTER = 16       # QEMU virt_cpu_mp_affinity with GICv3

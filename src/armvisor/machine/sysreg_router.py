@@ -1,9 +1,10 @@
-"""Where a trapped timer or GIC CPU-interface register access goes, for a board or a VM.
+"""Where a trapped timer, GIC CPU-interface or PMU register access goes, for a board or a VM.
 
 The C hooks (cpu/_hooks.c) pass up only the MRS/MSR of the EL1 generic
-timers (Arm ARM D11.2) and the ICC_* registers (IHI0069 12.2); everything
-else runs natively. One router serves the physical board's CPUs and each
-VM's vCPUs, so both see the same register behaviour.
+timers (Arm ARM D11.2), the ICC_* registers (IHI0069 12.2) and the PMU's
+(devices/pmu.py); everything else runs natively. One router serves the
+physical board's CPUs and each VM's vCPUs, so both see the same register
+behaviour.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from armvisor.cpu.sysregs import SysReg
+from armvisor.devices.pmu import Pmu, is_pmu_register
 from armvisor.devices.timer import GenericTimer
 
 
 class SysregRouter:
     def __init__(self, gic, timers: Sequence[GenericTimer],
-                 timer_written: Callable[[object], None]):
+                 timer_written: Callable[[object], None], pmus: Sequence[Pmu]):
         """`timer_written(core)` runs after a write to `core`'s timer: new deadlines."""
         self.gic = gic
         self.timers = timers
         self._timer_written = timer_written
+        self.pmus = pmus
 
     def access(self, core, reg: SysReg, el: int, is_write: bool, value: int) -> Optional[int]:
         """The value read (0 for a write), or None when the access is UNDEFINED."""
+        if is_pmu_register(reg):
+            return self._pmu_access(core, reg, el, is_write, value)
         if el == 0:
             return None              # EL1 registers; Unicorn raises the EL0 trap itself
         cpu = core.index
@@ -37,3 +42,26 @@ class SysregRouter:
         if is_write:
             return 0 if self.gic.icc_write(cpu, reg, value) else None
         return self.gic.icc_read(cpu, reg)
+
+    def _pmu_access(self, core, reg: SysReg, el: int, is_write: bool,
+                    value: int) -> Optional[int]:
+        pmu = self.pmus[core.index]
+        now = core.retired_at_access
+        answer = pmu.access(reg, el, is_write, value, now)
+        if pmu.due is not None:
+            # End the slice where the overflow interrupt is due (after_slice raises it).
+            core.shorten_slice(max(0, pmu.due - now))
+        return answer
+
+    # -- around each slice (the board's and the hypervisor's run turns) ---------
+
+    def slice_budget(self, core, budget: int) -> int:
+        """`budget`, cut short where `core`'s PMU overflow interrupt is due."""
+        due = self.pmus[core.index].due
+        return budget if due is None else min(budget, max(0, due - core.executed))
+
+    def after_slice(self, core) -> None:
+        """Raise a PMU overflow interrupt that fell due in the slice (a safe point)."""
+        pmu = self.pmus[core.index]
+        if pmu.due is not None and core.executed >= pmu.due:
+            pmu.sync(core.executed)

@@ -131,6 +131,13 @@ def test_gic_timer_and_devices():
     assert strings(tree, "/chosen", "stdout-path") == ["/pl011@9000000"]
 
 
+def test_pmu_node_names_ppi_7_level_high():
+    # Linux's arm_pmu finds the PMU and its overflow interrupt (INTID 23) only here.
+    tree = parse(board())
+    assert strings(tree, "/pmu", "compatible") == ["arm,armv8-pmuv3"]
+    assert words(tree, "/pmu", "interrupts") == [1, 7, 4]
+
+
 def test_maintenance_interrupt_when_asked():
     tree = parse(board(gic_maintenance_irq=True, psci_conduit="smc"))
     assert words(tree, "/intc@8000000", "interrupts") == [1, 9, 4]
@@ -189,7 +196,9 @@ def test_new_nodes_can_be_turned_off():
     tree = parse(board(flash=False, pcie=False, fw_cfg=False, platform_bus=False))
     for path in ("/flash@0", "/pcie@10000000", "/fw-cfg@9020000", "/platform-bus@c000000"):
         assert not tree.exist_node(path)
+    assert not parse(board(pmu=False)).exist_node("/pmu")
     tree = parse(board(gic=False, timer=False))
+    assert not tree.exist_property("interrupts", "/pmu")
     assert not tree.exist_property("interrupt-map", "/pcie@10000000")
     assert not tree.exist_property("interrupt-parent", "/platform-bus@c000000")
 
@@ -198,7 +207,7 @@ def test_node_order_follows_qemu_blob():
     names = [n.name for n in parse(board(cpu_count=2)).root.nodes]
     names = [n for n in names if not n.startswith("virtio_mmio@")]
     assert names == ["psci", "memory@40000000", "platform-bus@c000000", "fw-cfg@9020000",
-                     "pcie@10000000", "pl031@9010000", "pl011@9000000", "intc@8000000",
+                     "pcie@10000000", "pl031@9010000", "pl011@9000000", "pmu", "intc@8000000",
                      "flash@0", "cpus", "timer", "apb-pclk", "chosen"]
 
 
@@ -260,7 +269,7 @@ def _node_paths(tree: fdt.FDT) -> set[str]:
 
 
 # Nodes QEMU emits that armvisor does not model (see dtb.py).
-QEMU_ONLY_NODES = ("/pl061@", "/gpio-keys", "/pmu")
+QEMU_ONLY_NODES = ("/pl061@", "/gpio-keys")
 
 
 @pytest.mark.skipif(not qemu.available(), reason="QEMU not installed")
