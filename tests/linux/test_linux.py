@@ -6,10 +6,7 @@ come through `armvisor images fetch debian` (see conftest.py).
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import select
 import subprocess
 import sys
 import time
@@ -19,6 +16,7 @@ import pytest
 
 from armvisor.devtools import qemu
 from armvisor.images.initramfs import INIT_MARKER, RUN_EXIT_MARKER, ExtraFile, build_initramfs
+from tests.terminal import Terminal
 
 HERE = Path(__file__).resolve().parent
 # A guard, not a benchmark: a 4-CPU hotplug boot took 303 s on a loaded 2-core
@@ -206,41 +204,10 @@ def test_two_vms_sharing_pcpus_repeat_exactly(debian_images, tmp_path):
     assert outputs[0] == outputs[1]
 
 
-class Terminal:
-    """armvisor on a pseudo-terminal, as a person at a shell sees it."""
-
-    def __init__(self, cmd: list):
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-        os.close(slave)
-        self.seen = b""
-
-    def expect(self, text: str, timeout: float = BOOT_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"waited for {text!r}; got:\n{self.seen[-2000:].decode(errors='replace')}"
-            ready, _, _ = select.select([self.master], [], [], min(left, 1))
-            if ready:
-                try:
-                    self.seen += os.read(self.master, 65536)
-                except OSError:
-                    break
-        assert text.encode() in self.seen, self.seen[-2000:]
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            os.close(self.master)
-
-
 def test_interactive_shell_ctrl_c_and_escape(debian_images, mode):
     """Typing works, Ctrl-C reaches the guest, Ctrl-A x quits armvisor (exit 130)."""
-    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 2, "", *mode))
+    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 2, "", *mode),
+                    timeout=BOOT_TIMEOUT)
     term.expect(INIT_MARKER)
     time.sleep(1.0)                   # let the shell start reading
     term.send(b"echo $((6 * 7))-answer\r")
@@ -255,7 +222,8 @@ def test_interactive_shell_ctrl_c_and_escape(debian_images, mode):
 
 
 def test_shell_poweroff_exits_zero(debian_images, mode):
-    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 4, "", *mode))
+    term = Terminal(armvisor_cmd(debian_images, debian_images.initramfs, 4, "", *mode),
+                    timeout=BOOT_TIMEOUT)
     term.expect(INIT_MARKER)
     time.sleep(1.0)
     term.send(b"poweroff -f\r")

@@ -2,7 +2,6 @@
 
 import os
 import re
-import select
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 
 from tests.machine.tinyguest import build
+from tests.terminal import Terminal
 
 SILENT = """
 1:  wfi
@@ -43,39 +43,6 @@ def test_status_line_help_and_a_clean_quit(tmp_path, quiet):
     assert "Ctrl-A x" in err and "Ctrl-A h" in err
     assert ("1/1 CPUs online, 0 PSCI calls" in err) is not quiet
     assert (" instructions, " in err) is not quiet
-
-
-class Terminal:
-    """armvisor on a pseudo-terminal (stdin, stdout and stderr), read as a person would."""
-
-    def __init__(self, cmd):
-        self.master, slave = os.openpty()
-        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave)
-        os.close(slave)
-        self.seen = b""
-
-    def expect(self, text: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"waited for {text!r}; got:\n{self.seen.decode(errors='replace')}"
-            ready, _, _ = select.select([self.master], [], [], min(left, 1))
-            if ready:
-                try:
-                    self.seen += os.read(self.master, 65536)
-                except OSError:
-                    break
-        assert text.encode() in self.seen, self.seen.decode(errors="replace")
-        return self.seen.decode(errors="replace")
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            os.close(self.master)
 
 
 def test_ctrl_a_c_monitor_info_trace_and_quit(tmp_path):

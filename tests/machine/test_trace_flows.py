@@ -5,25 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from armvisor.api import VM, Machine
-from armvisor.trace import TraceBus
-from armvisor.trace.chrome import ChromeTraceWriter
+from armvisor.api import VM
 from armvisor.trace.schema import problems
-
-BUILD = Path(__file__).resolve().parents[2] / "guests" / "build"
+from tests.machine.traced import BUILD, run_to_trace
 
 
 def traced_run(path, **machine):
-    bus = TraceBus()
-    out = []
-    with ChromeTraceWriter(str(path)) as writer:
-        bus.subscribe(writer.on_event)
-        m = Machine(trace=bus, console=out.append, deterministic=True, **machine)
-        try:
-            assert m.run(timeout=120) == 0
-        finally:
-            m.close()
-    assert b"RESULT: PASS" in b"".join(out)
+    assert b"RESULT: PASS" in run_to_trace(path, **machine)
     return json.loads(Path(path).read_text())
 
 

@@ -5,30 +5,19 @@ import re
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-from armvisor.api import VM, Machine
-from armvisor.trace import TraceBus
+from armvisor.api import VM
 from armvisor.trace import filter as trace_filter
 from armvisor.trace import model, report, timeline
-from armvisor.trace.chrome import ChromeTraceWriter
 from armvisor.trace.schema import problems
+from tests.machine.traced import BUILD, run_to_trace
 
-BUILD = Path(__file__).resolve().parents[2] / "guests" / "build"
 
 
 def traced(path, **machine):
-    bus = TraceBus()
-    out = []
-    with ChromeTraceWriter(str(path)) as writer:
-        bus.subscribe(writer.on_event)
-        m = Machine(trace=bus, console=out.append, deterministic=True, **machine)
-        try:
-            assert m.run(timeout=120) == 0
-        finally:
-            m.close()
+    run_to_trace(path, **machine)
     return str(path)
 
 
