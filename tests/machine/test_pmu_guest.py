@@ -22,10 +22,7 @@ from armvisor.cpu.sysregs import MDCR_EL2
 from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 from tests.machine.test_cli import armvisor
-from tests.machine.test_timer_interrupt import (GICD_BASE, GICD_CTLR_ARE_NS_GRP1, GICR_IGROUPR0,
-                                                GICR_IPRIORITYR, GICR_ISENABLER0, GICR_ISPENDR0,
-                                                GICR_SGI_BASE)
-from tests.machine.tinyguest import build
+from tests.machine.tinyguest import GICR_ISPENDR0, build, enable_ppi
 
 MODES = {"bare": ["--psci-conduit", "hvc"], "hyp": ["--hyp"]}
 PMU_INTID = 23
@@ -80,20 +77,7 @@ PROGRAM = f"""
     cmp x5, #3
 {check('S', 'eq')}
     // Overflow interrupt: PPI 23 enabled in the GIC, IRQs stay masked.
-    ldr x1, ={GICD_BASE:#x}
-    mov w2, #{GICD_CTLR_ARE_NS_GRP1}
-    str w2, [x1]
-    ldr x1, ={GICR_SGI_BASE:#x}
-    mov w2, #{1 << PMU_INTID:#x}
-    str w2, [x1, #{GICR_IGROUPR0}]
-    str w2, [x1, #{GICR_ISENABLER0}]
-    mov w2, #0x80
-    strb w2, [x1, #{GICR_IPRIORITYR + PMU_INTID}]
-    mov x2, #0xff
-    msr s3_0_c4_c6_0, x2          // ICC_PMR_EL1
-    mov x2, #1
-    msr s3_0_c12_c12_7, x2        // ICC_IGRPEN1_EL1
-    mov x2, #0x08
+{enable_ppi(PMU_INTID)}    mov x2, #0x08
     msr pmevtyper1_el0, x2        // INST_RETIRED
     ldr x2, =0xFFFFFC17           // 1000 below overflow
     msr pmevcntr1_el0, x2

@@ -17,16 +17,9 @@ import pytest
 
 from armvisor.devtools import qemu
 from tests.machine.test_cli import armvisor
-from tests.machine.tinyguest import build
+from tests.machine.tinyguest import GICR_ISPENDR0, build, enable_ppi
 
 MODES = {"bare": ["--psci-conduit", "hvc"], "hyp": ["--hyp"]}
-
-# QEMU virt's GICv3 frames (IHI0069 12.8, 12.10, 12.11): the distributor, and
-# CPU 0's redistributor SGI/PPI frame (RD_base + 64 KiB).
-GICD_BASE = 0x0800_0000
-GICR_SGI_BASE = 0x080A_0000 + 0x1_0000
-GICD_CTLR_ARE_NS_GRP1 = 0x12         # ARE_NS (bit 4) | EnableGrp1NS (bit 1), NS view
-GICR_IGROUPR0, GICR_ISENABLER0, GICR_ISPENDR0, GICR_IPRIORITYR = 0x80, 0x100, 0x200, 0x400
 
 # (timer, its CTL and CVAL registers, its PPI: Arm BSA's assignments, as on QEMU virt)
 TIMERS = {"virtual": ("cntv_ctl_el0", "cntv_cval_el0", 27),
@@ -34,20 +27,7 @@ TIMERS = {"virtual": ("cntv_ctl_el0", "cntv_cval_el0", 27),
 
 
 def program(ctl: str, cval: str, intid: int) -> str:
-    return f"""
-    ldr x1, ={GICD_BASE:#x}
-    mov w2, #{GICD_CTLR_ARE_NS_GRP1}
-    str w2, [x1]
-    ldr x1, ={GICR_SGI_BASE:#x}
-    mov w2, #{1 << intid:#x}
-    str w2, [x1, #{GICR_IGROUPR0}]
-    str w2, [x1, #{GICR_ISENABLER0}]
-    mov w2, #0x80
-    strb w2, [x1, #{GICR_IPRIORITYR + intid}]
-    mov x2, #0xff
-    msr s3_0_c4_c6_0, x2          // ICC_PMR_EL1: let every priority through
-    mov x2, #1
-    msr s3_0_c12_c12_7, x2        // ICC_IGRPEN1_EL1
+    return enable_ppi(intid) + f"""
     isb
     // Fire in 2000 ticks (32 us), then poll: IRQs stay masked (DAIF from reset).
     mrs x3, cntvct_el0
