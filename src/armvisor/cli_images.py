@@ -22,9 +22,6 @@ DISTROS = click.Choice(["debian"])
 VERSION_HELP = "Debian kernel ABI version, e.g. 6.1.0-50 (default: the newest)."
 
 
-_one_line_errors = one_line_errors
-
-
 def _progress(message: str) -> None:
     click.echo(f"armvisor: {message}", err=True)
 
@@ -44,7 +41,7 @@ def images() -> None:
               metavar="KERNEL.deb BUSYBOX.deb",
               help="Use these arm64 .debs (linux-image-*-arm64[-unsigned], busybox-static) "
                    "instead of apt.")
-@_one_line_errors
+@one_line_errors
 def fetch(distro: str, kernel_version: Optional[str], dest: Optional[Path], force: bool,
           from_debs: Sequence[Path]) -> None:
     """Fetch DISTRO's kernel, modules and BusyBox; build the default initramfs.
@@ -65,7 +62,7 @@ def fetch(distro: str, kernel_version: Optional[str], dest: Optional[Path], forc
               help="The directory given to `fetch --dest`.")
 @click.option("--run-options", is_flag=True,
               help="Print them as `--kernel IMAGE --initrd INITRAMFS` for `armvisor run`.")
-@_one_line_errors
+@one_line_errors
 def path(distro: str, kernel_version: Optional[str], dest: Optional[Path],
          run_options: bool) -> None:
     """Print the cached kernel Image and initramfs, one per line."""
@@ -91,7 +88,7 @@ def path(distro: str, kernel_version: Optional[str], dest: Optional[Path],
               help="Cached Debian images to take BusyBox and the modules from (default: the newest).")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               help="Take them from the directory given to `fetch --dest` instead.")
-@_one_line_errors
+@one_line_errors
 def initramfs(out: Path, init_file: Optional[Path], extra: Sequence[str], kernel_version: Optional[str],
               dest: Optional[Path]) -> None:
     """Build an initramfs from the fetched BusyBox and virtio modules."""

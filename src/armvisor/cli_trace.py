@@ -23,9 +23,6 @@ from armvisor.errors import ArmvisorError
 TRACE_PATH = click.Path(dir_okay=False)
 
 
-_one_line_errors = one_line_errors
-
-
 @click.group("trace")
 def trace_group() -> None:
     """Report on, cut down or draw a trace written by `armvisor run --trace`."""
@@ -64,7 +61,7 @@ def write_timeline(path: str, out: str, start: Optional[float] = None,
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--symbols", type=click.Path(dir_okay=False),
               help="ELF or System.map naming PCs (default: the traced kernel, if an ELF).")
-@_one_line_errors
+@one_line_errors
 def report_command(trace: str, as_json: bool, symbols: Optional[str]) -> None:
     """Bring-up per CPU, PSCI calls, the IPI matrix, interrupts, exits, time per CPU."""
     print_report(trace, as_json, symbols)
@@ -80,7 +77,7 @@ def report_command(trace: str, as_json: bool, symbols: Optional[str]) -> None:
 @click.option("--to", "end", type=float, help="Up to this trace time (s).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the smaller trace.")
-@_one_line_errors
+@one_line_errors
 def filter_command(trace, cpus, names, start, end, output) -> None:
     """Write the part of TRACE the options select, as a valid trace."""
     from armvisor.trace import filter as trace_filter
@@ -99,7 +96,7 @@ def filter_command(trace, cpus, names, start, end, output) -> None:
 @click.option("--from", "start", type=float, help="From this trace time (s).")
 @click.option("--to", "end", type=float, help="Up to this trace time (s).")
 @click.option("--bring-up", is_flag=True, help="From the first CPU_ON to the last CPU online.")
-@_one_line_errors
+@one_line_errors
 def timeline_command(trace, output, start, end, bring_up) -> None:
     """Draw TRACE: a lane per CPU, power states, PSCI calls, CPU_ON and SGI arrows."""
     counts = write_timeline(trace, output, start, end, bring_up)

@@ -73,9 +73,6 @@ class Clock:
         """Deterministic mode, nothing runnable: jump to the next deadline."""
         self.vtime = max(self.vtime, deadline)
 
-    def reset(self) -> None:
-        self.vtime = 0
-
     def wall_to_counter(self, wall_deadline: float) -> int:
         """A wall-clock deadline (the RTC's) in counter ticks."""
         return self.counter() + max(0, int((wall_deadline - self.wall()) * COUNTER_HZ) + 1)

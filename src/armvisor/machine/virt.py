@@ -131,9 +131,6 @@ class VirtDevices:
             for row in VIRT_DEVICES if row.name in devices]
         return cls(devices, windows, physical)
 
-    def __getitem__(self, name: str):
-        return self.devices[name]
-
     @property
     def uart(self) -> Pl011:
         return self.devices["pl011"]
