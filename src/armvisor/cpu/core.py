@@ -25,7 +25,7 @@ from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAP
 from armvisor.cpu.traps import TrapHandler
 from armvisor.trace import TraceBus
 from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
-                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
+                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, CpuContext, UC_ARM64_INS_MSR,
                                  UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore, CpReg,
                                  RegBatch, native)
 
@@ -258,6 +258,48 @@ class Core:
         self._pc.write([entry])
         self._next_pc = entry
         self.stop_reason = None
+
+    # -- snapshots -----------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """Everything this core holds, between slices: the architectural state and our counts."""
+        state = self._budget
+        context = CpuContext(self._native, self.handle)
+        try:
+            registers = context.save()
+        finally:
+            context.close()
+        return {
+            "context": registers,
+            "next_pc": self._next_pc,
+            "irq_lines": list(self._irq_lines),
+            "executed": state.executed,
+            "vclock": [state.vclock, state.vclock_base, state.vclock_origin],
+            "last_vector": self.last_vector,
+            "vector_faults": self.vector_faults,
+            "first_fault": None if self.first_fault is None else list(self.first_fault),
+        }
+
+    def restore_state(self, saved: dict) -> None:
+        """Take the state of `save_state` (from a core of the same model and Unicorn build)."""
+        context = CpuContext(self._native, self.handle)
+        try:
+            context.restore(saved["context"])
+        finally:
+            context.close()
+        self._native.flush_tlb(self.handle)
+        self._native.flush_tb(self.handle)
+        self._next_pc = saved["next_pc"]
+        self._irq_lines = tuple(saved["irq_lines"])       # HCR_EL2.VI/VF came with the context
+        state = self._budget
+        state.executed = saved["executed"]
+        state.vclock, state.vclock_base, state.vclock_origin = saved["vclock"]
+        self.last_vector = saved["last_vector"]
+        self.vector_faults = saved["vector_faults"]
+        first = saved["first_fault"]
+        self.first_fault = None if first is None else tuple(first)
+        self.stop_reason = None
+        self.error = None
 
     # -- running -----------------------------------------------------------
 

@@ -100,6 +100,10 @@ class Native:
             "uc_vmem_translate": ([p, u64, ctypes.c_int, ctypes.POINTER(u64)], ctypes.c_int),
             "uc_mem_read": ([p, u64, p, ctypes.c_size_t], ctypes.c_int),
             "uc_mem_write": ([p, u64, p, ctypes.c_size_t], ctypes.c_int),
+            "uc_context_alloc": ([p, ctypes.POINTER(p)], ctypes.c_int),
+            "uc_context_save": ([p, p], ctypes.c_int),
+            "uc_context_restore": ([p, p], ctypes.c_int),
+            "uc_context_free": ([p], ctypes.c_int),
         }
         for name, (args, res) in sigs.items():
             fn = getattr(lib, name)
@@ -175,6 +179,53 @@ class RegBatch:
         status = self._native.uc_reg_write_batch(self._handle, self.ids, self._ptrs, self._n)
         if status:
             raise RuntimeError(f"uc_reg_write_batch failed: {status}")
+
+
+class _UcContextHeader(ctypes.Structure):
+    """struct uc_context (uc_priv.h) before its `data[]`."""
+
+    _fields_ = [("context_size", ctypes.c_size_t), ("mode", ctypes.c_int),
+                ("arch", ctypes.c_int), ("snapshot_level", ctypes.c_int),
+                ("ramblock_freed", ctypes.c_bool), ("last_block", ctypes.c_void_p),
+                ("fv", ctypes.c_void_p)]
+
+
+class CpuContext:
+    """The architectural state of one core as bytes: Unicorn's CPU context.
+
+    uc_context_save copies QEMU's CPUARMState up to its breakpoint table
+    (uc_priv.h `struct uc_context`, then `data`): every general, FP/SIMD and
+    system register of every EL, PSTATE, the exclusive monitor and the
+    cached translation flags. The header before `data` holds pointers of
+    this process and is never saved. The bytes belong to one Unicorn build
+    (the snapshot header names it), and hold no pointer for an A-profile
+    core without QEMU breakpoints (the table after them is not copied).
+    """
+
+    def __init__(self, native: Native, handle):
+        self._native, self._handle = native, handle
+        self._context = ctypes.c_void_p()
+        if native.uc_context_alloc(handle, ctypes.byref(self._context)):
+            raise RuntimeError("uc_context_alloc failed")
+        self.size = _UcContextHeader.from_address(self._context.value).context_size
+        self._data = self._context.value + ctypes.sizeof(_UcContextHeader)
+
+    def save(self) -> bytes:
+        if self._native.uc_context_save(self._handle, self._context):
+            raise RuntimeError("uc_context_save failed")
+        return ctypes.string_at(self._data, self.size)
+
+    def restore(self, data: bytes) -> None:
+        if len(data) != self.size:
+            raise ValueError(f"CPU state of {len(data)} bytes, this Unicorn build keeps {self.size}")
+        ctypes.memmove(self._data, data, self.size)
+        if self._native.uc_context_restore(self._handle, self._context):
+            raise RuntimeError("uc_context_restore failed")
+
+    def close(self) -> None:
+        if self._context:
+            self._native.uc_context_free(self._context)
+            self._context = ctypes.c_void_p()
 
 
 def _patch_level(lib) -> "str | None":

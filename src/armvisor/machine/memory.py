@@ -6,6 +6,8 @@ import ctypes
 import mmap
 import os
 import stat
+
+import numpy
 from typing import BinaryIO, Optional
 
 from armvisor.errors import ArmvisorError
@@ -35,6 +37,30 @@ class Ram:
     def read(self, address: int, size: int) -> bytes:
         offset = address - self.base
         return bytes(self._buffer[offset:offset + size])
+
+    def save_state(self) -> dict:
+        """The pages that are not all zero (a never-written page reads zero): sparse RAM.
+
+        Pages are the host's; a restore writes them back into a fresh
+        mapping, whose other pages read zero as before.
+        """
+        pages = numpy.frombuffer(self._buffer, dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
+        used = numpy.flatnonzero(pages.any(axis=1))
+        return {"size": self.size, "page_size": PAGE_SIZE,
+                "pages": used.astype("<u4").tobytes(), "data": pages[used].tobytes()}
+
+    def restore_state(self, state: dict) -> None:
+        if state["size"] != self.size or state["page_size"] != PAGE_SIZE:
+            raise ArmvisorError(f"the snapshot's RAM is {format_size(state['size'])} in pages of "
+                                f"{state['page_size']} bytes, this machine's "
+                                f"{format_size(self.size)} in pages of {PAGE_SIZE}")
+        self.clear()
+        used = numpy.frombuffer(state["pages"], dtype="<u4")
+        data = numpy.frombuffer(state["data"], dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
+        if len(used) != len(data) or (len(used) and int(used.max()) >= self.size // PAGE_SIZE):
+            raise ArmvisorError("the snapshot's RAM pages do not match its page list")
+        pages = numpy.frombuffer(self._buffer, dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
+        pages[used] = data
 
     def clear(self) -> None:
         # Dropping the pages of a private anonymous mapping makes them read as

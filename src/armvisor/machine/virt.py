@@ -162,6 +162,16 @@ class VirtDevices:
         for device in self.devices.values():
             device.reset()
 
+    def save_state(self) -> dict:
+        return {name: device.save_state() for name, device in self.devices.items()}
+
+    def restore_state(self, state: dict) -> None:
+        if sorted(state) != sorted(self.devices):
+            raise ValueError(f"the snapshot's devices {sorted(state)} are not this board's "
+                             f"{sorted(self.devices)}")
+        for name, device in self.devices.items():
+            device.restore_state(state[name])
+
     def close(self) -> None:
         for disk in self.disks:
             disk.close()
