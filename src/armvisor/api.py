@@ -15,6 +15,8 @@ GuestError (the guest stopped the machine) or ArmvisorError (bad input).
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -403,7 +405,8 @@ class Machine:
                  no_reboot: bool = False, vms: Optional[Sequence[Union[VM, VmConfig]]] = None,
                  pcpus: Optional[int] = None, trace: Optional[TraceBus] = None,
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
-                 symbols: Optional[str] = None):
+                 symbols: Optional[str] = None, disk_snapshot: bool = False):
+        self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
         self.trace = TraceLog(bus, keep_trace)
@@ -420,7 +423,8 @@ class Machine:
                 kernel=kernel, smp=smp, memory=_size(memory), initrd=initrd, append=append,
                 dtb=dtb, psci_conduit=psci_conduit, cpu=cpu, slice_budget=slice,
                 no_reboot=no_reboot, drives=tuple(_drive(d) for d in drives),
-                virtio_console=virtio_console, deterministic=deterministic)
+                virtio_console=virtio_console, deterministic=deterministic,
+                disk_snapshot=disk_snapshot)
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
@@ -441,7 +445,7 @@ class Machine:
             validate(configs, pcpus)
             self.hypervisor = Hypervisor(pcpus, configs, bus, self.console.write,
                                          slice_budget=slice, deterministic=deterministic,
-                                         no_reboot=no_reboot)
+                                         no_reboot=no_reboot, disk_snapshot=disk_snapshot)
             self.board = self.hypervisor
             self.vms = [_VmView(self, vm) for vm in self.hypervisor.vms]
             self.cpus = [cpu for view in self.vms for cpu in view.cpus]
@@ -492,6 +496,67 @@ class Machine:
     def boot(self) -> None:
         """Put the machine at its first instruction without running it (a debugger's -S)."""
         self._boot()
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self, path: str) -> int:
+        """Save the whole machine to `path` (between runs); returns the file's size.
+
+        A machine with a writable disk must use `disk_snapshot=True` (QEMU's
+        -snapshot): its writes stay in memory and go into the snapshot, so the
+        image file is still the one the snapshot continues from.
+        """
+        from armvisor.machine import snapshot
+        writable = [d.path for d in self._drives() if not d.read_only]
+        if writable and not self._spec["disk_snapshot"]:
+            raise ArmvisorError(f"a snapshot needs the disk {writable[0]} in snapshot mode "
+                                "(--snapshot, disk_snapshot=True), or read-only")
+        self._boot()
+        state = {"board": self.board.save_state(), "clock": self.clock.save_state(),
+                 "loop": self.board.loop.save_state()}
+        header = {"mode": "bare" if self.hypervisor is None else "hyp", "spec": self._spec,
+                  "instructions": self.instructions, "counter": self.clock.counter()}
+        return snapshot.write(path, header, state)
+
+    @classmethod
+    def restore(cls, path: str, *, console: Optional[Callable[[bytes], None]] = None,
+                trace: Optional[TraceBus] = None, keep_trace: bool = True,
+                expect: Optional[dict] = None, **changes) -> "Machine":
+        """A machine that goes on from snapshot `path` (a deterministic one exactly as the
+        original did).
+
+        `expect` lists build arguments the caller asked for (smp, memory, ...):
+        a snapshot of another shape is refused. `changes` replaces arguments
+        that do not change the machine's state (slice, no_reboot, symbols).
+        """
+        from armvisor.machine import snapshot
+        header, state = snapshot.read(path)
+        spec = header.get("spec")
+        if not isinstance(spec, dict):
+            raise ArmvisorError(f"{path}: corrupt snapshot (no machine description)")
+        for key, value in (expect or {}).items():
+            if key in spec and _normal(key, value) != spec[key]:
+                raise ArmvisorError(f"{path} is a snapshot of a machine with {key}="
+                                    f"{_shown(key, spec[key])}, not {_shown(key, value)}")
+        unknown = set(changes) - {"slice", "no_reboot", "symbols"}
+        if unknown:
+            raise ArmvisorError(f"cannot change {', '.join(sorted(unknown))} of a snapshot")
+        arguments = _arguments(dict(spec, **changes))
+        machine = cls(**arguments, console=console, trace=trace, keep_trace=keep_trace)
+        try:
+            machine.board.restore_state(state["board"])
+            machine.clock.restore_state(state["clock"])
+            machine.board.loop.restore_state(state["loop"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            machine.close()
+            raise ArmvisorError(f"{path}: the snapshot does not fit this machine ({exc})") from None
+        return machine
+
+    def _drives(self) -> List[DriveSpec]:
+        if self.hypervisor is None:
+            return list(self.board.config.drives)
+        return [DriveSpec(path, path in vm.config.readonly_drives)
+                for vm in self.hypervisor.vms for path in vm.config.drives]
 
     def step(self, cpu: int = 0, instructions: int = 1) -> None:
         """Run exactly `instructions` instructions on one CPU; the others stay stopped."""
@@ -555,6 +620,58 @@ class Machine:
         index = next(c.index for c in self.cpus if c.core is core)
         for target in targets:
             target.breakpoint_hit(index, address)
+
+
+def _spec(arguments: dict) -> dict:
+    """Machine's build arguments as plain data (a snapshot's header), paths made absolute."""
+    def path(value):
+        return None if value is None else os.path.abspath(value)
+
+    vms = arguments["vms"]
+    configs = None
+    if vms is not None:
+        configs = []
+        for i, vm in enumerate(vms):
+            config = vm.config(i) if isinstance(vm, VM) else vm
+            data = dataclasses.asdict(config)
+            for key in ("kernel", "initrd", "dtb"):
+                data[key] = path(data[key])
+            data["drives"] = [path(d) for d in data["drives"]]
+            data["readonly_drives"] = [path(d) for d in data["readonly_drives"]]
+            data["pcpus"] = None if data["pcpus"] is None else list(data["pcpus"])
+            configs.append(data)
+    drives = [_drive(d) for d in arguments["drives"]]
+    return {
+        "kernel": path(arguments["kernel"]), "smp": arguments["smp"],
+        "memory": _size(arguments["memory"]), "initrd": path(arguments["initrd"]),
+        "append": arguments["append"], "dtb": path(arguments["dtb"]),
+        "psci_conduit": arguments["psci_conduit"], "cpu": arguments["cpu"],
+        "drives": [[path(d.path), d.read_only] for d in drives],
+        "virtio_console": arguments["virtio_console"],
+        "deterministic": arguments["deterministic"], "slice": arguments["slice"],
+        "no_reboot": arguments["no_reboot"], "vms": configs, "pcpus": arguments["pcpus"],
+        "symbols": path(arguments["symbols"]), "disk_snapshot": arguments["disk_snapshot"],
+    }
+
+
+def _arguments(spec: dict) -> dict:
+    """The inverse of _spec: Machine's keyword arguments."""
+    arguments = dict(spec)
+    arguments["drives"] = [DriveSpec(p, bool(ro)) for p, ro in spec["drives"]]
+    if spec["vms"] is not None:
+        arguments["vms"] = [VmConfig(**dict(
+            vm, drives=tuple(vm["drives"]), readonly_drives=tuple(vm["readonly_drives"]),
+            pcpus=None if vm["pcpus"] is None else tuple(vm["pcpus"]))) for vm in spec["vms"]]
+    return arguments
+
+
+def _normal(key: str, value):
+    return _size(value) if key == "memory" else value
+
+
+def _shown(key: str, value) -> str:
+    from armvisor.machine.config import format_size
+    return format_size(value) if key == "memory" and isinstance(value, int) else repr(value)
 
 
 class _VmView:

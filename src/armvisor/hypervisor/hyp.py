@@ -35,6 +35,7 @@ from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, crash_header, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
+from armvisor.machine.schedule import Schedule
 from armvisor.machine.symbols import EMPTY, SymbolTable
 from armvisor.trace import TraceBus
 
@@ -68,8 +69,10 @@ QUANTUM_TICKS = COUNTER_HZ // 1000 * 4          # 4 ms slices for shared pCPUs
 class Hypervisor:
     def __init__(self, pcpu_count: int, vm_configs: List[VmConfig], trace: TraceBus,
                  console: Callable[[bytes], None], *, slice_budget: int = SLICE_DEFAULT,
-                 deterministic: bool = False, no_reboot: bool = False):
+                 deterministic: bool = False, no_reboot: bool = False,
+                 disk_snapshot: bool = False):
         self.trace = trace
+        self.disk_snapshot = disk_snapshot
         self.clock = Clock(deterministic)
         if deterministic:
             trace.use_clock(self.clock.seconds)
@@ -95,6 +98,13 @@ class Hypervisor:
         self.on_pcpu: Optional[PerCpu] = None     # the pCPU whose hypervisor code runs now
         self.exit_status: Optional[int] = None
         self.failures: List[tuple] = []          # (message, report) of VMs that failed
+        self.schedule = Schedule(trace=trace)
+        self.loop = RunLoop(self, self.clock, slice_budget, self.schedule)
+
+    def use_schedule(self, schedule: Schedule) -> None:
+        """Answer the run's decision points from `schedule` from now on (see schedule.py)."""
+        schedule.trace = self.trace
+        self.schedule = self.loop.schedule = schedule
 
     # -- 1-4: bring-up ------------------------------------------------------------------
 
@@ -196,8 +206,7 @@ class Hypervisor:
         """Bring up if needed, then run until every VM has ended (0), `until` (None) or an error."""
         if not self.booted:
             self.boot()
-        loop = RunLoop(self, self.clock, self.slice_budget, host)
-        return loop.run(timeout=timeout, until=until)
+        return self.loop.run(timeout=timeout, until=until, host=host)
 
     def finished(self) -> Optional[int]:
         if not all(vm.ended for vm in self.vms):
@@ -209,6 +218,9 @@ class Hypervisor:
 
     def run_turn(self, lane: int, budget: int) -> bool:
         return self._run_pcpu(self.pcpus[lane], budget)
+
+    def wants_turn(self, lane: int) -> bool:
+        return self.pcpus[lane].state is not PcpuState.OFF
 
     def has_work(self) -> bool:
         """A physical interrupt waits for its handler, or a pCPU has a vCPU to run."""
@@ -357,7 +369,8 @@ class Hypervisor:
         if (irq or fiq) and self.running is not None and vcpu.core.irq_lines != (irq, fiq):
             # As on the bare board: the sender's slice ends at its next block so
             # the target vCPU gets its interrupt now, not after a long slice.
-            self.running.core.shorten_slice(0)
+            self.running.core.shorten_slice(self.schedule.decide(
+                "kick", 0, cpu=self.on_pcpu.index if self.on_pcpu else None, target=vcpu.name))
 
     def _kick(self, target: PerCpu) -> None:
         """7, sending side: a physical SGI 0 to the pCPU where the vCPU lives."""

@@ -31,6 +31,7 @@ from armvisor.machine.symbols import KernelSymbols
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
+from armvisor.machine.schedule import Schedule
 from armvisor.trace import TraceBus
 
 # Instructions the caller of CPU_ON runs before the target's first instruction.
@@ -80,7 +81,8 @@ class BareBoard:
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
         self.devices = VirtDevices.build(Wiring(
             gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
-            cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console),
+            cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console,
+            disk_snapshot=config.disk_snapshot),
             physical=True)
         self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
         self.disks = self.devices.disks
@@ -110,6 +112,13 @@ class BareBoard:
         self.boots = 0
         self.image: Optional[LoadedImage] = None
         self.dtb_address = 0
+        self.schedule = Schedule(trace=self.trace)
+        self.loop = RunLoop(self, self.clock, config.slice_budget, self.schedule)
+
+    def use_schedule(self, schedule: Schedule) -> None:
+        """Answer the run's decision points from `schedule` from now on (see schedule.py)."""
+        schedule.trace = self.trace
+        self.schedule = self.loop.schedule = schedule
 
     def close(self) -> None:
         """Release the disk images (their data is already written through)."""
@@ -160,6 +169,68 @@ class BareBoard:
                         kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
 
+    # -- snapshots (machine/snapshot.py) ---------------------------------------------
+
+    def save_state(self) -> dict:
+        """The whole board between slices: RAM, devices, cores, firmware (the caller saves
+        the clock and the run loop, which both modes share)."""
+        if self.current is not None:
+            raise RuntimeError("a snapshot is taken between slices, not inside one")
+        image = None if self.image is None else {
+            "entry": self.image.entry, "kind": self.image.kind,
+            "segments": [list(s) for s in self.image.segments]}
+        return {
+            "boots": self.boots, "exit_status": self.exit_status,
+            "reset_requested": self._reset_requested, "image": image,
+            "dtb_address": self.dtb_address,
+            "ram": self.ram.save_state(),
+            "devices": self.devices.save_state(),
+            "gic": self.gic.save_state(),
+            "flash": [{"device": bank.device.save_state(),
+                       "mapped_as_memory": bank.mapped_as_memory} for bank in self.flash],
+            "timers": [timer.save_state() for timer in self.timers],
+            "timer_deadline": self._timer_deadline,
+            "pmus": [pmu.save_state() for pmu in self.pmus],
+            "firmware": self.firmware.save_state(),
+            "lanes": [{"state": lane.state.value, "warm_boot_pending": lane.warm_boot_pending,
+                       "resume": None if lane.resume is None else list(lane.resume),
+                       "core": lane.core.save_state()} for lane in self.lanes],
+        }
+
+    def restore_state(self, state: dict) -> None:
+        """Become the board `save_state` saw (on a board built from the same configuration)."""
+        if len(state["lanes"]) != len(self.lanes):
+            raise ValueError(f"the snapshot has {len(state['lanes'])} CPUs, this machine "
+                             f"{len(self.lanes)}")
+        self.boots, self.exit_status = state["boots"], state["exit_status"]
+        self._reset_requested = state["reset_requested"]
+        image = state["image"]
+        self.image = None if image is None else LoadedImage(
+            entry=image["entry"], kind=image["kind"],
+            segments=[tuple(s) for s in image["segments"]])
+        self.dtb_address = state["dtb_address"]
+        self.ram.restore_state(state["ram"])
+        self.devices.restore_state(state["devices"])
+        self.gic.restore_state(state["gic"])
+        for bank, saved in zip(self.flash, state["flash"]):
+            bank.device.restore_state(saved["device"])
+            if bank.mapped_as_memory != saved["mapped_as_memory"]:
+                bank.mapped_as_memory = saved["mapped_as_memory"]
+                for lane in self.lanes:
+                    lane.core.unmap(bank.base, bank.size)
+                    bank.map_into(lane.core)
+        for timer, saved in zip(self.timers, state["timers"]):
+            timer.restore_state(saved)
+        self._timer_deadline = state["timer_deadline"]
+        for pmu, saved in zip(self.pmus, state["pmus"]):
+            pmu.restore_state(saved)
+        self.firmware.restore_state(state["firmware"])
+        for lane, saved in zip(self.lanes, state["lanes"]):
+            lane.state = LaneState(saved["state"])
+            lane.warm_boot_pending = saved["warm_boot_pending"]
+            lane.resume = None if saved["resume"] is None else tuple(saved["resume"])
+            lane.core.restore_state(saved["core"])
+
     # -- what the run loop asks (runloop.Driver) ----------------------------------
 
     @property
@@ -174,8 +245,7 @@ class BareBoard:
         """
         if not self.boots:
             self.boot()
-        loop = RunLoop(self, self.clock, self.config.slice_budget, host)
-        return loop.run(timeout=timeout, until=until)
+        return self.loop.run(timeout=timeout, until=until, host=host)
 
     def finished(self) -> Optional[int]:
         if self.exit_status is None:
@@ -188,6 +258,9 @@ class BareBoard:
 
     def has_work(self) -> bool:
         return any(lane.state is LaneState.RUNNING for lane in self.lanes)
+
+    def wants_turn(self, index: int) -> bool:
+        return self.lanes[index].state is LaneState.RUNNING
 
     def next_deadline(self) -> Optional[int]:
         deadlines = [] if self._timer_deadline is None else [self._timer_deadline]
@@ -295,7 +368,8 @@ class BareBoard:
             # the sender's slice ends at its next block, so the target runs
             # now rather than after the rest of a long slice (the sender
             # often spins waiting for the answer).
-            self.current.core.shorten_slice(0)
+            self.current.core.shorten_slice(
+                self.schedule.decide("kick", 0, cpu=self.current.index, target=cpu))
 
     def _wake(self, lane: Lane) -> None:
         cpu = lane.index
@@ -389,7 +463,8 @@ class BareBoard:
             # instructions, not after the rest of a long slice: a short,
             # deterministic power-up window in which the caller still sees
             # ON_PENDING, as on hardware under TF-A.
-            self.current.core.shorten_slice(POWER_ON_LATENCY)
+            self.current.core.shorten_slice(self.schedule.decide(
+                "power_on", POWER_ON_LATENCY, cpu=self.current.index, target=cpu))
         return True
 
     def power_off(self, cpu: int) -> None:

@@ -24,12 +24,15 @@ class Clock:
         self.deterministic = deterministic
         self.vtime = 0                       # deterministic: the count between slices
         self._running = None                 # the core inside a slice (reads its own count)
+        # Host mode: what the guest's counter adds to the host's, so a restored
+        # machine's counter goes on from where the snapshot left it.
+        self._offset = 0
         self._host_origin = host_counter()
 
     def counter(self) -> int:
         """CNTPCT as the guest sees it now."""
         if not self.deterministic:
-            return host_counter()
+            return host_counter() + self._offset
         if self._running is not None:
             return self._running.virtual_now()
         return self.vtime
@@ -43,7 +46,7 @@ class Clock:
     def seconds(self) -> float:
         """Seconds since the machine was made, for trace timestamps."""
         if not self.deterministic:
-            return (host_counter() - self._host_origin) / COUNTER_HZ
+            return (host_counter() + self._offset - self._host_origin) / COUNTER_HZ
         return self.counter() / COUNTER_HZ
 
     # -- slices ------------------------------------------------------------------
@@ -77,7 +80,23 @@ class Clock:
         """A wall-clock deadline (the RTC's) in counter ticks."""
         return self.counter() + max(0, int((wall_deadline - self.wall()) * COUNTER_HZ) + 1)
 
-    @staticmethod
-    def host_seconds_until(deadline: int) -> float:
+    def host_seconds_until(self, deadline: int) -> float:
         """Host mode: how long to sleep until the counter reaches `deadline`."""
-        return max(deadline - host_counter(), 0) / COUNTER_HZ
+        return max(deadline - self.counter(), 0) / COUNTER_HZ
+
+    # -- snapshots (between slices) -------------------------------------------------
+
+    def save_state(self) -> dict:
+        return {"deterministic": self.deterministic, "counter": self.counter(),
+                "origin": self._host_origin}
+
+    def restore_state(self, state: dict) -> None:
+        if state["deterministic"] != self.deterministic:
+            kind = "deterministic" if state["deterministic"] else "host-clock"
+            raise ValueError(f"the snapshot is of a {kind} run; restore it with the same "
+                             "--deterministic setting")
+        if self.deterministic:
+            self.vtime = state["counter"]
+        else:
+            self._offset = state["counter"] - host_counter()
+            self._host_origin = state["origin"]

@@ -114,6 +114,8 @@ class MachineConfig:
     # The generic counter runs on instructions (1 tick each) instead of the
     # host clock, so runs that use timers repeat exactly.
     deterministic: bool = False
+    # QEMU's -snapshot: disk writes stay in memory (and in machine snapshots).
+    disk_snapshot: bool = False
 
     def __post_init__(self) -> None:
         check_whole_number("--smp", self.smp)

@@ -20,11 +20,12 @@ Hazards the loop exists to avoid:
 from __future__ import annotations
 
 import time
-from typing import Optional, Protocol
+from typing import List, Optional, Protocol
 
 from armvisor.errors import GuestError, GuestTimeout
 from armvisor.machine.clock import Clock
 from armvisor.machine.config import check_timeout
+from armvisor.machine.schedule import Schedule
 
 # Longest host sleep while every CPU waits, so typed input and the RTC are seen.
 MAX_IDLE_SLEEP = 0.05
@@ -71,6 +72,9 @@ class Driver(Protocol):
     def has_work(self) -> bool:
         """Something can run on the next turn without time passing."""
 
+    def wants_turn(self, lane: int) -> bool:
+        """Lane `lane` would do something with a turn now (the schedule decides its slice)."""
+
     def tick(self) -> None:
         """Between turns: devices that follow the wall clock (the RTC)."""
 
@@ -89,23 +93,32 @@ class Condition(Protocol):
 
 
 class RunLoop:
+    """The loop of one machine; it keeps its place in the round between runs and snapshots."""
+
     def __init__(self, board: Driver, clock: Clock, slice_budget: int,
-                 host: Optional[HostIO] = None):
+                 schedule: Optional[Schedule] = None):
         self.board = board
         self.clock = clock
         self.slice_budget = slice_budget
-        self.host: HostIO = host or NoInput()
+        self.schedule = schedule or Schedule()
+        self.host: HostIO = NoInput()
+        self.order: List[int] = []       # this round's lane order (the schedule's "order")
+        self.position = 0                # the next turn in `order`
+        self.ran = False                 # some lane ran guest code in this round
 
-    def run(self, timeout: Optional[float] = None,
-            until: Optional[Condition] = None) -> Optional[int]:
+    def run(self, timeout: Optional[float] = None, until: Optional[Condition] = None,
+            host: Optional[HostIO] = None) -> Optional[int]:
         """Run until the machine ends (its exit status) or `until` holds (None).
 
         Raises GuestTimeout after `timeout` host seconds, GuestError on a hang
         or a guest that stopped the machine. The loop can be entered again
-        after it returned None: the machine goes on where it stopped.
+        after it returned None: the machine goes on where it stopped, in the
+        middle of a round if it stopped there, so stopping does not change
+        the interleaving.
         """
         check_timeout(timeout)
-        board, clock = self.board, self.clock
+        self.host = host or NoInput()
+        board, clock, schedule = self.board, self.clock, self.schedule
         deadline = None if timeout is None else time.monotonic() + timeout
         status = board.finished()
         if status is not None:           # ended in an earlier run: nothing runs any more
@@ -113,9 +126,16 @@ class RunLoop:
         if until is not None and until.met():
             return None
         while True:
-            ran = False
-            for lane in range(board.lane_count):
-                budget = self.slice_budget
+            if self.position >= len(self.order):
+                self.order = schedule.decide("order", list(range(board.lane_count)))
+                self.position = 0
+                self.ran = False
+            while self.position < len(self.order):
+                lane = self.order[self.position]
+                self.position += 1
+                if not board.wants_turn(lane):
+                    continue
+                budget = schedule.decide("slice", self.slice_budget, cpu=lane)
                 if clock.deterministic:
                     left = clock.ticks_left(board.next_deadline())
                     if left is not None:
@@ -124,16 +144,16 @@ class RunLoop:
                     budget = until.clip(lane, budget)
                     if budget <= 0:          # held back (a debugger resumed other CPUs only)
                         continue
-                if not board.run_turn(lane, budget):
+                if not board.run_turn(lane, max(budget, 1)):
                     continue
-                ran = True
+                self.ran = True
                 status = board.finished()
                 if status is not None:
                     return status
                 board.expire_timers()
                 if until is not None and until.met():
                     return None
-            if not ran:
+            if not self.ran:
                 self._idle(deadline)
             self.host.poll()
             board.tick()
@@ -144,6 +164,15 @@ class RunLoop:
                 return None
             if deadline is not None and time.monotonic() > deadline:
                 raise GuestTimeout(f"timeout after {timeout:g} s", board.report())
+
+    def save_state(self) -> dict:
+        return {"order": list(self.order), "position": self.position, "ran": self.ran,
+                "schedule": self.schedule.save_state()}
+
+    def restore_state(self, state: dict) -> None:
+        self.order = [int(lane) for lane in state["order"]]
+        self.position, self.ran = int(state["position"]), bool(state["ran"])
+        self.schedule.restore_state(state["schedule"])
 
     def _idle(self, deadline: Optional[float]) -> None:
         """Nothing ran: wait for the next deadline, an interrupt or input."""

@@ -44,6 +44,7 @@ class Wiring:
     prefix: str = ""                             # "vm0/" for a VM's devices
     drives: Sequence[DriveSpec] = ()
     virtio_console: bool = False
+    disk_snapshot: bool = False                  # writes to disks stay in memory
 
     def spi(self, number: int) -> Callable[[bool], None]:
         """The input line of SPI `number`, as a device drives it."""

@@ -62,6 +62,9 @@ class ScriptedBoard:
     def has_work(self):
         return any(self.work)
 
+    def wants_turn(self, lane):
+        return True
+
     def tick(self):
         self.ticks += 1
 
