@@ -236,6 +236,54 @@ class Instructions(Condition):
         return f"Instructions({self.count})"
 
 
+def parse_condition(text: str) -> Condition:
+    """A condition written on a command line:
+
+        console:TEXT                  the console printed TEXT
+        event:KIND[,FIELD=VALUE...]   a trace event (VALUE: a number or a word)
+        insn:N                        N more instructions, all CPUs together
+
+    Conditions joined by `|` hold when any does: `console:login:|insn:10000000`.
+    """
+    parts = [_parse_one(part) for part in text.split("|")] if text else []
+    if not parts:
+        raise ArmvisorError("an empty condition (console:TEXT, event:KIND[,F=V] or insn:N)")
+    return parts[0] if len(parts) == 1 else AnyOf(parts)
+
+
+def _parse_one(text: str) -> Condition:
+    kind, colon, rest = text.partition(":")
+    if not colon or not rest:
+        raise ArmvisorError(f"condition {text!r}: use console:TEXT, event:KIND[,F=V] or insn:N")
+    if kind == "console":
+        return Console(rest)
+    if kind == "event":
+        name, *pairs = rest.split(",")
+        fields = {}
+        for pair in pairs:
+            key, equals, value = pair.partition("=")
+            if not equals or not key:
+                raise ArmvisorError(f"condition {text!r}: {pair!r} is not FIELD=VALUE")
+            fields[key] = _field_value(value)
+        return Event(name, **fields)
+    if kind in ("insn", "instructions"):
+        try:
+            count = int(rest, 0)
+        except ValueError:
+            count = -1
+        if count < 1:
+            raise ArmvisorError(f"condition {text!r}: the count must be a positive integer")
+        return Instructions(count)
+    raise ArmvisorError(f"condition {text!r}: unknown kind {kind!r} (console, event or insn)")
+
+
+def _field_value(text: str):
+    try:
+        return int(text, 0)
+    except ValueError:
+        return {"true": True, "false": False}.get(text, text)
+
+
 # -- what to look at -----------------------------------------------------------------------
 
 

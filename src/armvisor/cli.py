@@ -17,6 +17,7 @@ from armvisor.console_monitor import ConsoleMonitor
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
 from armvisor.hypervisor.config import load_vm_file, parse_vm_option
 from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
+from armvisor.machine.replay import ReplayFinished
 from armvisor.trace import TraceBus
 
 
@@ -125,11 +126,29 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-s", "gdb_default", is_flag=True, help="Shorthand for --gdb tcp::1234.")
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
+@click.option("--snapshot", "-snapshot", "disk_snapshot", is_flag=True,
+              help="Keep disk writes in memory: the image files stay untouched (as QEMU's).")
+@click.option("--snapshot-at", "snapshot_at", metavar="console:TEXT|event:KIND[,F=V]|insn:N",
+              help="Save the whole machine when this happens, then go on (needs --snapshot-out; "
+                   "implies --snapshot).")
+@click.option("--snapshot-out", "snapshot_out", type=click.Path(dir_okay=False),
+              help="Where --snapshot-at writes the snapshot.")
+@click.option("--restore", "restore_path", type=click.Path(dir_okay=False),
+              help="Go on from a snapshot instead of booting (the snapshot names the machine).")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False),
+              help="With --deterministic: log what is typed, and when, for --replay.")
+@click.option("--replay", "replay_path", type=click.Path(dir_okay=False),
+              help="With --deterministic: take the console input from a --record log "
+                   "(the console and the trace repeat byte for byte).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
-        slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
+        slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
+        restore_path, record_path, replay_path) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
-    return _run(dict(locals()))
+    context = click.get_current_context()
+    given = {name for name in context.params
+             if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
+    return _run(dict(locals(), given=given))
 
 
 def _run(options: dict) -> int:
@@ -154,7 +173,9 @@ def _run(options: dict) -> int:
             status = progress.text
         console = HostConsole(status=status)
         endpoint = _gdb_endpoint(options)
-        machine = _build(options, trace, console)
+        _check_time_machine_options(options)
+        machine = _restore(options, trace, console) if options["restore_path"] else \
+            _build(options, trace, console)
         if progress is not None:
             progress.instructions = lambda: machine.instructions
         try:
@@ -171,8 +192,13 @@ def _run(options: dict) -> int:
                 stub = GdbStub(machine, Listener(endpoint), host=console)
                 with console:
                     return stub.serve(wait=options["gdb_wait"], timeout=options["timeout"])
-            with console:
-                return machine.run(timeout=options["timeout"], host=console)
+            host = _host_io(options, machine, console, receiver.receive)
+            try:
+                with console:
+                    return _go(machine, options, host)
+            finally:
+                if hasattr(host, "close"):
+                    host.close()
         finally:
             machine.close()
     except ArmvisorError as exc:
@@ -181,6 +207,10 @@ def _run(options: dict) -> int:
     except (GuestError, GuestTimeout) as exc:
         _error(str(exc), exc.report)
         return exc.exit_code
+    except ReplayFinished:
+        sys.stdout.flush()
+        click.echo("armvisor: the replay reached the end of the recording", err=True)
+        return 0
     except QuitRequested as how:
         # What the user asked for is no error; 130 still tells a script it was cut short.
         sys.stdout.flush()
@@ -206,11 +236,98 @@ _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
                    "psci_conduit": ("--psci-conduit", None), "cpu_model": ("--cpu", "cortex-a57")}
 
 
+# -- snapshots, record and replay ---------------------------------------------------------
+
+# What a snapshot already says: with --restore these may only repeat it.
+_SNAPSHOT_SHAPE = {"smp": "--smp", "memory": "--memory", "kernel": "--kernel",
+                   "deterministic": "--deterministic"}
+_NOT_WITH_RESTORE = {"initrd": "--initrd", "append": "--append", "dtb": "--dtb",
+                     "drives": "--drive", "virtio_console": "--virtio-console", "hyp": "--hyp",
+                     "pcpus": "--pcpus", "vm_specs": "--vm", "vm_file": "--config",
+                     "psci_conduit": "--psci-conduit", "cpu_model": "--cpu",
+                     "dumpdtb": "--dumpdtb", "disk_snapshot": "--snapshot"}
+
+
+def _check_time_machine_options(options: dict) -> None:
+    if options["snapshot_at"] and not options["snapshot_out"]:
+        raise ArmvisorError("--snapshot-at needs --snapshot-out FILE")
+    if options["snapshot_out"] and not options["snapshot_at"]:
+        raise ArmvisorError("--snapshot-out needs --snapshot-at (when to take it)")
+    if options["record_path"] and options["replay_path"]:
+        raise ArmvisorError("give either --record or --replay, not both")
+    for key, flag in (("record_path", "--record"), ("replay_path", "--replay")):
+        if options[key] and not options["deterministic"] and not options["restore_path"]:
+            raise ArmvisorError(f"{flag} needs --deterministic (input is the only thing "
+                                "that differs between deterministic runs)")
+    if options["restore_path"]:
+        for key, flag in _NOT_WITH_RESTORE.items():
+            if key in options["given"]:
+                raise ArmvisorError(f"{flag} cannot be changed on --restore: the snapshot "
+                                    "describes the machine")
+    if options["snapshot_at"]:
+        from armvisor.api import parse_condition
+        options["snapshot_condition"] = parse_condition(options["snapshot_at"])
+
+
+def _restore(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
+    import os
+    expect = {key: options[key] for key in _SNAPSHOT_SHAPE if key in options["given"]}
+    if "kernel" in expect:
+        expect["kernel"] = os.path.abspath(expect["kernel"])
+    changes = {name: options[key] for key, name in
+               (("slice_budget", "slice"), ("no_reboot", "no_reboot"), ("symbols", "symbols"))
+               if key in options["given"]}
+    machine = Machine.restore(options["restore_path"], console=console.write, trace=trace,
+                              expect=expect, **changes)
+    if (options["record_path"] or options["replay_path"]) and not machine.clock.deterministic:
+        machine.close()
+        raise ArmvisorError("--record and --replay need a deterministic snapshot")
+    return machine
+
+
+def _host_io(options: dict, machine: Machine, console: HostConsole, receiver):
+    """Where the run loop gets its input: the terminal, a recorder around it, or a log."""
+    from armvisor.machine.replay import Recorder, Replayer, disk_identity
+    header = {"machine": machine._spec, "disks": disk_identity(
+        [d.path for d in machine._drives()]), "restored": options["restore_path"]}
+    if options["record_path"]:
+        return Recorder(console, options["record_path"], header, machine.clock.counter)
+    if options["replay_path"]:
+        replayer = Replayer(options["replay_path"], receiver)
+        for key in ("machine", "disks", "restored"):
+            if replayer.header.get(key) != header[key]:
+                raise ArmvisorError(f"{options['replay_path']} was recorded on another "
+                                    f"machine ({key} differ): replay it with the same options")
+        return replayer
+    return console
+
+
+def _go(machine: Machine, options: dict, host) -> Optional[int]:
+    """Run to the end, stopping once on the way for --snapshot-at."""
+    import time
+    timeout = options["timeout"]
+    condition = options.get("snapshot_condition")
+    if condition is not None:
+        started = time.monotonic()
+        status = machine.run(until=condition, timeout=timeout, host=host)
+        if status is not None:
+            raise ArmvisorError(f"the guest ended (status {status}) before --snapshot-at "
+                                f"{options['snapshot_at']}: no snapshot written")
+        size = machine.snapshot(options["snapshot_out"])
+        sys.stdout.flush()
+        click.echo(f"armvisor: snapshot of {machine.instructions} instructions written to "
+                   f"{options['snapshot_out']} ({size / 1e6:.1f} MB)", err=True)
+        if timeout is not None:
+            timeout = max(timeout - (time.monotonic() - started), 0.001)
+    return machine.run(timeout=timeout, host=host)
+
+
 def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     """The machine the options describe; an option that does not apply is an error."""
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
                   no_reboot=options["no_reboot"], trace=trace, console=console.write,
-                  symbols=options["symbols"])
+                  symbols=options["symbols"],
+                  disk_snapshot=options["disk_snapshot"] or bool(options["snapshot_at"]))
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:

@@ -42,6 +42,10 @@ class QuitRequested(Exception):
         super().__init__(how)
 
 
+# Longest single host wait while a deterministic guest idles (input and Ctrl-A are seen).
+MAX_IDLE_WAIT = 0.05
+
+
 class HostConsole:
     def __init__(self, stdin=None, stdout=None, poll_every: int = 8,
                  status: Optional[Callable[[], str]] = None, stderr=None,
@@ -142,6 +146,23 @@ class HostConsole:
             self._in_fd = None
             return
         self.receive(self._filter(data))
+
+    def idle(self, now: int, deadline: int) -> int:
+        """Deterministic clock, idle: wait the host time the counter would take to reach
+        `deadline` (at most MAX_IDLE_WAIT at once); `now` if input came meanwhile."""
+        from armvisor.devices.timer import COUNTER_HZ
+        seconds = min((deadline - now) / COUNTER_HZ, MAX_IDLE_WAIT)
+        received = []
+        receive, self.receive = self.receive, lambda data: (received.append(data), receive(data))
+        started = self._clock()
+        try:
+            self.wait(seconds)
+        finally:
+            self.receive = receive
+        if received:
+            return now
+        waited = int((self._clock() - started) * COUNTER_HZ)
+        return deadline if waited >= deadline - now else now + max(waited, 1)
 
     def _filter(self, data: bytes) -> bytes:
         if self._saved_tty is None:

@@ -37,8 +37,15 @@ class HostIO(Protocol):
 
     input_open: bool
 
-    def poll(self) -> None: ...
-    def wait(self, seconds: float) -> None: ...
+    def poll(self) -> None:
+        """Between rounds: pass what was typed to the guest."""
+
+    def wait(self, seconds: float) -> None:
+        """Host clock, idle: sleep up to `seconds`, passing input to the guest if some comes."""
+
+    def idle(self, now: int, deadline: int) -> int:
+        """Deterministic clock, idle: the counter value to go on from (`now` < result <=
+        `deadline`), or `now` once input was passed to the guest (see RunLoop._idle)."""
 
 
 class NoInput:
@@ -50,6 +57,9 @@ class NoInput:
     def wait(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def idle(self, now: int, deadline: int) -> int:
+        return deadline
 
 
 class Driver(Protocol):
@@ -182,8 +192,13 @@ class RunLoop:
             return
         next_at = board.next_deadline()
         if clock.deterministic and next_at is not None:
-            # Nothing runs until the next deadline: virtual time jumps there.
-            clock.advance_to(next_at)
+            # Nothing runs until the next deadline: virtual time jumps there,
+            # unless someone may type: then it follows the host's time while
+            # idle (QEMU's icount sleep=on), so a guest waiting for input
+            # sees it before its next deadline, not after every timeout.
+            # Where it went is the host's answer, which --record logs.
+            clock.advance_to(self.host.idle(clock.vtime, next_at) if self.host.input_open
+                             else next_at)
             board.expire_timers()
             return
         if next_at is None and not self.host.input_open:
