@@ -108,13 +108,13 @@ class Replayer:
 
     def _next_step(self) -> None:
         self.step += 1
+        if self.step > self._end:        # the recorded run had ended before this step
+            raise ReplayFinished()
         for data in self._inputs.pop(self.step, []):
             self.receive(data)
 
     def poll(self) -> None:
         self._next_step()
-        if self.step >= self._end:
-            raise ReplayFinished()
 
     def wait(self, seconds: float) -> None:
         self._next_step()
