@@ -176,6 +176,20 @@ class Firmware:
     def state_of(self, cpu: int) -> PowerState:
         return self._machine.state_of(cpu)
 
+    # -- snapshots -------------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """The power state machine is all the firmware holds: SMCCC and PSCI
+        answers are fixed by the version, migrate info is a constant."""
+        return {"psci_version": list(self._psci.version), "power": self._machine.save_state()}
+
+    def restore_state(self, state: dict) -> None:
+        if tuple(state["psci_version"]) != self._psci.version:
+            saved, mine = state["psci_version"], self._psci.version
+            raise ValueError(f"the snapshot's firmware speaks PSCI {saved[0]}.{saved[1]}, "
+                             f"this one {mine[0]}.{mine[1]}")
+        self._machine.restore_state(state["power"])
+
     # -- the SMC door ------------------------------------------------------------------
 
     def smc(self, cpu: int, regs: Sequence[int]) -> Optional[list[int]]:

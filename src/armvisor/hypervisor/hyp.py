@@ -91,8 +91,10 @@ class Hypervisor:
                            for i in range(pcpu_count)]
         self.firmware = Firmware(self, trace)
         self.placement = Placement(pcpu_count, trace)
-        prefix = len(vm_configs) > 1
-        self.vms = [Vm(i, config, self, trace, _console_for(console, config.name, prefix))
+        # With several VMs each console line starts with the VM's name.
+        self._consoles = [_PrefixedConsole(console, config.name) for config in vm_configs] \
+            if len(vm_configs) > 1 else []
+        self.vms = [Vm(i, config, self, trace, self._consoles[i] if self._consoles else console)
                     for i, config in enumerate(vm_configs)]
         self.running: Optional[Vcpu] = None
         self.on_pcpu: Optional[PerCpu] = None     # the pCPU whose hypervisor code runs now
@@ -194,6 +196,65 @@ class Hypervisor:
 
     def system_reset(self) -> None:
         self.exit_status = 0
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """The hypervisor, its physical parts and every VM, between pCPU turns.
+
+        The Clock is not in it: whoever made the hypervisor saves it beside.
+        """
+        if self.running is not None or self.on_pcpu is not None:
+            raise RuntimeError("a hypervisor snapshot is taken between pCPU turns, "
+                               "not during one")
+        return {
+            "pcpu_count": len(self.pcpus),
+            "booted": self.booted,
+            "pcpus": [pcpu.save_state() for pcpu in self.pcpus],
+            "gic": self.gic.save_state(),
+            "pcpu_vtimers": [timer.save_state() for timer in self.pcpu_vtimers],
+            "hyp_timers": [timer.save_state() for timer in self.hyp_timers],
+            "firmware": self.firmware.save_state(),
+            "placement": self.placement.save_state(),
+            "vms": [vm.save_state() for vm in self.vms],
+            "console_line_start": [each.line_start for each in self._consoles],
+            "exit_status": self.exit_status,
+            "failures": [[message, report] for message, report in self.failures],
+            # expire_timers' cache: saved rather than dropped, so that a
+            # restored machine skips (or does) exactly the work the saved one would.
+            "timers_known": self._timers_known,
+            "earliest": self._earliest,
+        }
+
+    def restore_state(self, state: dict) -> None:
+        """Into a hypervisor built with the same pCPUs and VMs and never booted."""
+        if state["pcpu_count"] != len(self.pcpus):
+            raise ValueError(f"the snapshot's hypervisor has {state['pcpu_count']} pCPUs, "
+                             f"this one {len(self.pcpus)}")
+        names = [vm["name"] for vm in state["vms"]]
+        if names != [vm.name for vm in self.vms]:
+            raise ValueError(f"the snapshot's VMs are {names}, "
+                             f"this machine's {[vm.name for vm in self.vms]}")
+        self.booted = state["booted"]
+        self.gic.restore_state(state["gic"])
+        for timer, saved in zip(self.pcpu_vtimers, state["pcpu_vtimers"]):
+            timer.restore_state(saved)
+        for timer, saved in zip(self.hyp_timers, state["hyp_timers"]):
+            timer.restore_state(saved)
+        self.firmware.restore_state(state["firmware"])
+        self.placement.restore_state(state["placement"])
+        for vm, saved in zip(self.vms, state["vms"]):
+            vm.restore_state(saved, self.pcpus)
+        for pcpu, saved in zip(self.pcpus, state["pcpus"]):
+            pcpu.restore_state(saved, lambda vm, vcpu: self.vms[vm].vcpus[vcpu])
+        for each, line_start in zip(self._consoles, state["console_line_start"]):
+            each.line_start = line_start
+        self.running = None
+        self.on_pcpu = None
+        self.exit_status = state["exit_status"]
+        self.failures = [(message, report) for message, report in state["failures"]]
+        self._timers_known = state["timers_known"]
+        self._earliest = state["earliest"]
 
     # -- what the run loop asks (runloop.Driver) ----------------------------------
 
@@ -508,23 +569,24 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value & (1 << 63) else value
 
 
-def _console_for(console: Callable[[bytes], None], name: str,
-                 prefix: bool) -> Callable[[bytes], None]:
-    """A VM's console; with several VMs each line starts with the VM's name."""
-    if not prefix:
-        return console
-    state = {"line_start": True}
-    tag = f"[{name}] ".encode()
+class _PrefixedConsole:
+    """A VM's console on a machine of several VMs: each line starts with the VM's name.
 
-    def write(data: bytes) -> None:
+    An object, not a closure, so that a snapshot can save where a line stands.
+    """
+
+    def __init__(self, console: Callable[[bytes], None], name: str):
+        self._console = console
+        self._tag = f"[{name}] ".encode()
+        self.line_start = True
+
+    def __call__(self, data: bytes) -> None:
         out = bytearray()
         for byte in data:
-            if state["line_start"]:
-                out += tag
-                state["line_start"] = False
+            if self.line_start:
+                out += self._tag
+                self.line_start = False
             out.append(byte)
             if byte == 0x0A:
-                state["line_start"] = True
-        console(bytes(out))
-
-    return write
+                self.line_start = True
+        self._console(bytes(out))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from armvisor.hypervisor.vcpu import Vcpu
 
@@ -33,3 +33,21 @@ class PerCpu:
 
     def count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
+
+    def save_state(self) -> dict:
+        """The loaded vCPU is saved as [vm, vcpu]."""
+        current = self.current
+        return {"state": self.state.value,
+                "current": None if current is None else [current.vm.index, current.index],
+                "init_steps": list(self.init_steps),
+                "quantum_deadline": self.quantum_deadline,
+                "counters": dict(self.counters)}
+
+    def restore_state(self, state: dict, vcpu_at: Callable[[int, int], Vcpu]) -> None:
+        """`vcpu_at(vm, vcpu)` finds the restored machine's vCPU for a saved reference."""
+        self.state = PcpuState(state["state"])
+        current = state["current"]
+        self.current = None if current is None else vcpu_at(current[0], current[1])
+        self.init_steps = list(state["init_steps"])
+        self.quantum_deadline = state["quantum_deadline"]
+        self.counters = dict(state["counters"])

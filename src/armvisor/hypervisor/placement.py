@@ -167,6 +167,39 @@ class Placement:
                 queue.current = None
                 queue.expired = False
 
+    # -- snapshots ---------------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """Everything `pick` and a later `add_vm` look at; a vCPU is [vm, vcpu]."""
+        return {
+            "pcpu_count": self._pcpu_count,
+            "queues": [{"vcpus": [_ref_out(ref) for ref in q.vcpus],
+                        "current": None if q.current is None else _ref_out(q.current),
+                        "cursor": q.cursor, "expired": q.expired} for q in self._queues],
+            "pcpu_of": [[ref.vm, ref.vcpu, pcpu] for ref, pcpu in self._pcpu_of.items()],
+            "policy": {str(vm): policy.value for vm, policy in self._policy.items()},
+            "pinned": [[pcpu, ref.vm, ref.vcpu] for pcpu, ref in self._pinned.items()],
+            "names": {str(vm): name for vm, name in self._names.items()},
+            # Sorted: a set's order is the host's, and only membership matters.
+            "runnable": sorted(_ref_out(ref) for ref in self._runnable),
+            "last_shared": self._last_shared,
+        }
+
+    def restore_state(self, state: dict) -> None:
+        if state["pcpu_count"] != self._pcpu_count:
+            raise ValueError(f"the snapshot places vCPUs on {state['pcpu_count']} pCPUs, "
+                             f"this machine has {self._pcpu_count}")
+        self._queues = [_RunQueue(vcpus=[_ref_in(r) for r in q["vcpus"]],
+                                  current=None if q["current"] is None else _ref_in(q["current"]),
+                                  cursor=q["cursor"], expired=q["expired"])
+                        for q in state["queues"]]
+        self._pcpu_of = {VcpuRef(vm, vcpu): pcpu for vm, vcpu, pcpu in state["pcpu_of"]}
+        self._policy = {int(vm): Policy(value) for vm, value in state["policy"].items()}
+        self._pinned = {pcpu: VcpuRef(vm, vcpu) for pcpu, vm, vcpu in state["pinned"]}
+        self._names = {int(vm): name for vm, name in state["names"].items()}
+        self._runnable = {_ref_in(r) for r in state["runnable"]}
+        self._last_shared = state["last_shared"]
+
     # -- queries -----------------------------------------------------------------------
 
     def pcpu_of(self, ref: VcpuRef) -> int:
@@ -234,3 +267,11 @@ class Placement:
 
     def needs_quantum(self, pcpu: int) -> bool:
         return sum(1 for ref in self._queue(pcpu).vcpus if ref in self._runnable) > 1
+
+
+def _ref_out(ref: VcpuRef) -> list[int]:
+    return [ref.vm, ref.vcpu]
+
+
+def _ref_in(saved: list[int]) -> VcpuRef:
+    return VcpuRef(saved[0], saved[1])

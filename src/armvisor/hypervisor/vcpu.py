@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from armvisor.cpu.core import Core
 from armvisor.devices.timer import GenericTimer
 
 if TYPE_CHECKING:
+    from armvisor.hypervisor.pcpu import PerCpu
     from armvisor.hypervisor.vm import Vm
 
 
@@ -27,6 +28,22 @@ class Vcpu:
         self.state = VcpuState.OFF
         self.pcpu = None                 # the PerCpu it is placed on (set by the hypervisor)
         self.first_run_pending = False   # started, not yet run: its first instruction is traced
+
+    def save_state(self) -> dict:
+        """Its core between slices, its timers, and where it is placed (a pCPU index)."""
+        return {"state": self.state.value,
+                "pcpu": None if self.pcpu is None else self.pcpu.index,
+                "first_run_pending": self.first_run_pending,
+                "core": self.core.save_state(),
+                "timer": self.timer.save_state()}
+
+    def restore_state(self, state: dict, pcpus: Sequence["PerCpu"]) -> None:
+        """`pcpus` are the restored machine's, for the saved pCPU index."""
+        self.state = VcpuState(state["state"])
+        self.pcpu = None if state["pcpu"] is None else pcpus[state["pcpu"]]
+        self.first_run_pending = state["first_run_pending"]
+        self.core.restore_state(state["core"])
+        self.timer.restore_state(state["timer"])
 
     @property
     def name(self) -> str:

@@ -9,7 +9,7 @@ their MMIO to its devices. Scheduling decisions belong to the hypervisor.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, List, Optional, Protocol, Sequence
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.core import Core, Stop
@@ -32,6 +32,10 @@ from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.symbols import KernelSymbols
 from armvisor.trace import TraceBus
+
+if TYPE_CHECKING:
+    from armvisor.hypervisor.pcpu import PerCpu
+
 
 class VmHost(Protocol):
     """What a VM asks of the hypervisor that schedules it (hyp.Hypervisor).
@@ -139,6 +143,42 @@ class Vm:
 
     def close(self) -> None:
         self.devices.close()
+
+    # -- snapshots ----------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """What the guest built up; the images, DTB source and symbols are
+        configuration, read again by the VM the restore builds."""
+        return {"name": self.name,
+                "boots": self.boots,
+                "ended": self.ended,
+                "dtb_address": self.dtb_address,
+                "ram": self.ram.save_state(),
+                "vgic": self.vgic.save_state(),
+                "devices": self.devices.save_state(),
+                "vcpus": [vcpu.save_state() for vcpu in self.vcpus],
+                "pmus": [pmu.save_state() for pmu in self.pmus],
+                "vpsci": self.vpsci.save_state()}
+
+    def restore_state(self, state: dict, pcpus: Sequence["PerCpu"]) -> None:
+        """`pcpus` are the restored hypervisor's, for each vCPU's placement."""
+        if state["name"] != self.name:
+            raise ValueError(f"the snapshot's VM {self.index} is {state['name']}, "
+                             f"this machine's {self.name}")
+        if len(state["vcpus"]) != len(self.vcpus):
+            raise ValueError(f"the snapshot's VM {self.name} has {len(state['vcpus'])} vCPUs, "
+                             f"this machine's {len(self.vcpus)}")
+        self.boots = state["boots"]
+        self.ended = state["ended"]
+        self.dtb_address = state["dtb_address"]
+        self.ram.restore_state(state["ram"])
+        self.vgic.restore_state(state["vgic"])
+        self.devices.restore_state(state["devices"])
+        for vcpu, saved in zip(self.vcpus, state["vcpus"]):
+            vcpu.restore_state(saved, pcpus)
+        for pmu, saved in zip(self.pmus, state["pmus"]):
+            pmu.restore_state(saved)
+        self.vpsci.restore_state(state["vpsci"])
 
     # -- what the vCPU cores ask (CoreHost) -----------------------------------------
 

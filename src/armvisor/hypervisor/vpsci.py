@@ -185,6 +185,18 @@ class VirtualPsci:
             for vcpu in range(self._count):
                 self._set_power(vcpu, VcpuPower.ON if vcpu == 0 else VcpuPower.OFF)
 
+    def save_state(self) -> dict:
+        """Each vCPU's power state is all there is: CPU_ON has no pending state
+        (it completes under the lock), and the lock is only held inside a call."""
+        return {"power": [power.value for power in self._power]}
+
+    def restore_state(self, state: dict) -> None:
+        power = state["power"]
+        if len(power) != self._count:
+            raise ValueError(f"the snapshot's {self._vm} has {len(power)} vCPUs, "
+                             f"this one {self._count}")
+        self._power = [VcpuPower(value) for value in power]
+
     def call(self, vcpu: int, regs: Sequence[int]) -> Optional[list[int]]:
         """An HVC (or trapped SMC) from `vcpu` with x0..x7 = `regs`.
 

@@ -152,6 +152,26 @@ class PowerStateMachine:
             rec.lock.holder = None
             self._set(rec, PowerState.ON if rec.cpu == boot_cpu else PowerState.OFF, None)
 
+    # -- snapshots -----------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        # A lock is only held inside one PSCI call, so between calls every
+        # holder is None; it is saved all the same, since it is state.
+        return {"cpus": [{"state": rec.state.value, "suspend_level": rec.suspend_level,
+                          "lock_holder": rec.lock.holder} for rec in self._cpus]}
+
+    def restore_state(self, state: dict) -> None:
+        """Set every core's record as saved; not through `transition`, which would
+        refuse edges the saved machine took in several steps and trace each one."""
+        cpus = state["cpus"]
+        if len(cpus) != len(self._cpus):
+            raise ValueError(f"the snapshot's PSCI firmware has {len(cpus)} cores, "
+                             f"this one {len(self._cpus)}")
+        for rec, saved in zip(self._cpus, cpus):
+            rec.state = PowerState(saved["state"])
+            rec.suspend_level = saved["suspend_level"]
+            rec.lock.holder = saved["lock_holder"]
+
     def _set(self, rec: CpuPower, new: PowerState, suspend_level: Optional[int]) -> None:
         old = rec.state
         rec.state = new
