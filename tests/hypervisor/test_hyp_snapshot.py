@@ -88,7 +88,7 @@ def test_a_hypervisor_restored_mid_run_saves_the_same_state_and_runs_on_alike():
 
     restored, restored_out, restored_events = build()
     restored_events.clear()
-    restored.clock.vtime = saved.clock.vtime       # the Clock is the caller's to save
+    restored.clock.restore_state(saved.clock.save_state())   # the caller saves the clock
     restored.restore_state(state)
     assert restored_events == []                   # a restore traces nothing
     assert restored.save_state() == state

@@ -44,6 +44,7 @@ class VmHost(Protocol):
     """
 
     clock: Clock
+    disk_snapshot: bool                 # disk writes stay in memory (QEMU's -snapshot)
 
     def vcpu_started(self, vcpu: Vcpu) -> None: ...
     def vcpu_stopped(self, vcpu: Vcpu) -> None: ...
@@ -76,7 +77,8 @@ class Vm:
         self.devices = VirtDevices.build(Wiring(
             gic=self.vgic, ram=self.ram, clock=hyp.clock, console=console, trace=trace,
             cpu_count=config.smp, prefix=f"{self.name}/", drives=drives,
-            virtio_console=config.virtio_console), physical=False)
+            virtio_console=config.virtio_console, disk_snapshot=hyp.disk_snapshot),
+            physical=False)
         self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
         self.disks = self.devices.disks
         self.virtio_console = self.devices.virtio_console

@@ -51,14 +51,14 @@ class Ram:
 
     def restore_state(self, state: dict) -> None:
         if state["size"] != self.size or state["page_size"] != PAGE_SIZE:
-            raise ArmvisorError(f"the snapshot's RAM is {format_size(state['size'])} in pages of "
+            raise ValueError(f"the snapshot's RAM is {format_size(state['size'])} in pages of "
                                 f"{state['page_size']} bytes, this machine's "
                                 f"{format_size(self.size)} in pages of {PAGE_SIZE}")
         self.clear()
         used = numpy.frombuffer(state["pages"], dtype="<u4")
         data = numpy.frombuffer(state["data"], dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
         if len(used) != len(data) or (len(used) and int(used.max()) >= self.size // PAGE_SIZE):
-            raise ArmvisorError("the snapshot's RAM pages do not match its page list")
+            raise ValueError("the snapshot's RAM pages do not match its page list")
         pages = numpy.frombuffer(self._buffer, dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
         pages[used] = data
 
