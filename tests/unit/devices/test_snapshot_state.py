@@ -14,8 +14,18 @@ import pytest
 
 from armvisor.devices.gic import GicV3
 from armvisor.devices.gic import registers as r
+from armvisor.devices.pmu import (COUNTERS, CPU_CYCLES, CYCLE_INDEX, FILTER_P, FILTER_U,
+                                  INST_RETIRED, PMCCFILTR_EL0, PMCCNTR_EL0, PMCNTENSET_EL0,
+                                  PMCR_D, PMCR_E, PMCR_EL0, PMCR_LC, PMINTENSET_EL1,
+                                  PMOVSCLR_EL0, PMOVSSET_EL0, PMSELR_EL0, PMSWINC_EL0,
+                                  PMUSERENR_EL0, PMXEVCNTR_EL0, PMXEVTYPER_EL0, SW_INCR,
+                                  USERENR_ER, Pmu, pmevcntr, pmevtyper)
+from armvisor.devices.timer import (CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0, CNTV_CTL_EL0,
+                                    CNTV_CVAL_EL0, CNTV_TVAL_EL0, CTL_ENABLE, CTL_IMASK,
+                                    CTL_ISTATUS, PHYS_TIMER_INTID, VIRT_TIMER_INTID, GenericTimer)
 from armvisor.machine.memmap import mpidr_affinity
 
+CYCLES = 1 << CYCLE_INDEX
 FRAME = r.GICR_FRAME_SIZE
 SGI_BASE = r.GICR_SGI_BASE
 
@@ -45,20 +55,34 @@ def through_msgpack(state: dict) -> dict:
 
 
 def restored_pair(make, drive):
-    """(original, restored, restored-from-msgpack): `make()` builds a fresh model with its
-    callback record, `drive(model)` puts one in the state under test."""
-    original, _ = make()
+    """Build with `make()` (a model and the list its interrupt callback appends to), put it
+    in a state with `drive(model)`, save, and restore into two fresh models: one from the
+    saved dict, one from it after a msgpack round trip. Returns (original, calls) and the
+    list of (copy, calls), every calls list empty."""
+    original, calls = make()
     drive(original)
+    calls.clear()
     state = original.save_state()
     assert_plain(state)
     copies = []
     for saved in (state, through_msgpack(state)):
-        copy, calls = make()
+        copy, copy_calls = make()
+        copy_calls.clear()
         copy.restore_state(saved)
-        assert calls == [], "restore_state called an interrupt callback"
+        assert copy_calls == [], "restore_state called an interrupt callback"
         assert copy.save_state() == state
-        copies.append(copy)
-    return original, copies
+        copies.append((copy, copy_calls))
+    assert original.save_state() == state, "save_state changed the model"
+    return (original, calls), copies
+
+
+def assert_same_behaviour(pair, behaviour):
+    """`behaviour(model, calls)` gives the same answers on the original and on each copy."""
+    (original, calls), copies = pair
+    expected = behaviour(original, calls)
+    for copy, copy_calls in copies:
+        assert behaviour(copy, copy_calls) == expected
+    return expected
 
 
 # ----------------------------------------------------------------------- GIC
@@ -148,11 +172,9 @@ def gic_behaviour(gic):
 
 
 def test_gic_restores_every_bit_and_acknowledges_the_same():
-    original, copies = restored_pair(make_gic, drive_gic)
-    assert any(original.irq_pending(cpu) for cpu in range(4))
-    expected = gic_behaviour(original)
-    for copy in copies:
-        assert gic_behaviour(copy) == expected
+    pair = restored_pair(make_gic, drive_gic)
+    assert any(pair[0][0].irq_pending(cpu) for cpu in range(4))
+    assert_same_behaviour(pair, lambda gic, changes: (gic_behaviour(gic), changes))
 
 
 def test_gic_refuses_another_shape():
@@ -162,3 +184,88 @@ def test_gic_refuses_another_shape():
         make_gic(2)[0].restore_state(state)
     with pytest.raises(ValueError, match="INTIDs"):
         GicV3(4, mpidr_affinity, num_irqs=320).restore_state(state)
+
+
+# --------------------------------------------------------------------- timer
+
+def test_timer_restores_both_comparators_and_their_lines():
+    clock = [100]
+
+    def make():
+        lines = []
+        return GenericTimer(lambda intid, level: lines.append((intid, level)),
+                            counter=lambda: clock[0]), lines
+
+    def drive(timer):
+        timer.write(CNTV_CVAL_EL0, 150)
+        timer.write(CNTV_CTL_EL0, CTL_ENABLE)
+        timer.write(CNTP_TVAL_EL0, 20)
+        timer.write(CNTP_CTL_EL0, CTL_ENABLE)
+        clock[0] = 130
+        assert timer.read(CNTP_CTL_EL0) == CTL_ENABLE | CTL_ISTATUS   # raises the line
+
+    def behaviour(timer, lines):
+        clock[0] = 130
+        seen = [timer.next_deadline(), timer.virt.level, timer.phys.level]
+        seen += [timer.read(reg) for reg in (CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTV_TVAL_EL0,
+                                             CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0)]
+        clock[0] = 160
+        timer.update(clock[0])
+        seen.append(timer.read(CNTV_CTL_EL0))
+        timer.write(CNTP_CTL_EL0, CTL_ENABLE | CTL_IMASK)
+        seen.append(list(lines))
+        return seen
+
+    pair = restored_pair(make, drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[0] == 150 and seen[-1] == [(VIRT_TIMER_INTID, True), (PHYS_TIMER_INTID, False)]
+
+
+# ----------------------------------------------------------------------- PMU
+
+def test_pmu_reads_the_same_counts_at_the_same_instruction_count():
+    now = [0]
+
+    def make():
+        lines = []
+        return Pmu(lines.append), lines
+
+    def access(pmu, reg, value=None, el=1):
+        return pmu.access(reg, el, value is not None, value or 0, now[0])
+
+    def drive(pmu):
+        now[0] = 1000
+        access(pmu, PMCR_EL0, PMCR_E | PMCR_LC)
+        access(pmu, pmevtyper(0), INST_RETIRED)
+        access(pmu, pmevtyper(1), SW_INCR)
+        access(pmu, pmevtyper(2), CPU_CYCLES | FILTER_U)
+        access(pmu, pmevtyper(3), INST_RETIRED)
+        access(pmu, pmevcntr(3), 0xFFFF_FF00)            # overflows 256 instructions on
+        access(pmu, PMCCFILTR_EL0, FILTER_P)
+        access(pmu, PMCNTENSET_EL0, 0b1111 | CYCLES)
+        access(pmu, PMINTENSET_EL1, 0b1000 | CYCLES)
+        access(pmu, PMSELR_EL0, 2)
+        access(pmu, PMUSERENR_EL0, USERENR_ER)
+        access(pmu, PMSWINC_EL0, 0b10)
+        now[0] = 1500
+        assert access(pmu, PMOVSSET_EL0) == 0b1000      # counter 3 overflowed: line high
+        access(pmu, PMCR_EL0, PMCR_E | PMCR_LC | PMCR_D)   # the cycle counter slows down
+        now[0] = 1530
+
+    def behaviour(pmu, lines):
+        seen = [pmu.due, pmu.level, pmu.interrupt_due()]
+        for step in (0, 37, 10_000):
+            now[0] = 1530 + step
+            seen.append([access(pmu, reg) for reg in (
+                PMCR_EL0, PMCNTENSET_EL0, PMINTENSET_EL1, PMOVSSET_EL0, PMSELR_EL0,
+                PMUSERENR_EL0, PMCCNTR_EL0, PMXEVTYPER_EL0, PMXEVCNTR_EL0, PMCCFILTR_EL0,
+                *(pmevcntr(n) for n in range(COUNTERS)), *(pmevtyper(n) for n in range(COUNTERS)))])
+            seen.append(pmu.due)
+        access(pmu, PMOVSCLR_EL0, 0b1000)
+        access(pmu, PMSWINC_EL0, 0b10, el=0)             # EL0 may not: PMUSERENR.SW clear
+        seen.append((pmu.level, list(lines)))
+        return seen
+
+    pair = restored_pair(make, drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[1] is True and seen[-1] == (False, [False])
