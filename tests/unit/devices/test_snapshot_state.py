@@ -269,3 +269,66 @@ def test_pmu_reads_the_same_counts_at_the_same_instruction_count():
     pair = restored_pair(make, drive)
     seen = assert_same_behaviour(pair, behaviour)
     assert seen[1] is True and seen[-1] == (False, [False])
+
+
+# ------------------------------------------------------------ PL011 and PL031
+
+def test_pl011_restores_registers_fifo_and_backlog():
+    from armvisor.devices import pl011 as u
+
+    def make():
+        lines = []
+        return u.Pl011(lambda data: None, on_irq_change=lines.append), lines
+
+    def drive(uart):
+        for offset, value in ((u.UARTIBRD, 26), (u.UARTFBRD, 3), (u.UARTILPR, 7),
+                              (u.UARTLCR_H, u.LCR_H_FEN | 0x60), (u.UARTCR, 0x301),
+                              (u.UARTIFLS, 0x09), (u.UARTDMACR, 1),
+                              (u.UARTIMSC, u.INT_RX | u.INT_TX)):
+            uart.write(offset, 4, value)
+        uart.write(u.UARTDR, 1, ord("x"))              # TXRIS
+        uart.receive(bytes(range(0x41, 0x41 + 40)))    # 16 in the FIFO, 24 waiting
+        assert uart.read(u.UARTDR, 4) == 0x41
+
+    def behaviour(uart, lines):
+        seen = [uart.read(offset, 4) for offset in (
+            u.UARTFR, u.UARTRSR, u.UARTILPR, u.UARTIBRD, u.UARTFBRD, u.UARTLCR_H, u.UARTCR,
+            u.UARTIFLS, u.UARTIMSC, u.UARTRIS, u.UARTMIS, u.UARTDMACR)]
+        uart.write(u.UARTICR, 4, u.INT_TX)
+        seen.append(bytes(uart.read(u.UARTDR, 4) for _ in range(uart.pending_input)))
+        seen += [uart.read(u.UARTFR, 4), uart.read(u.UARTRIS, 4), list(lines)]
+        return seen
+
+    pair = restored_pair(make, drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[-4] == bytes(range(0x42, 0x41 + 40)) and seen[-1] == [False]
+
+
+def test_pl031_restores_offset_match_and_deadline():
+    from armvisor.devices import pl031 as p
+    clock = [1_700_000_000.25]
+
+    def make():
+        lines = []
+        return p.Pl031(clock=lambda: clock[0], on_irq_change=lines.append), lines
+
+    def drive(rtc):
+        rtc.write(p.RTCLR, 4, 5000)
+        rtc.write(p.RTCIMSC, 4, p.RTC_INT)
+        rtc.write(p.RTCMR, 4, 5000)                    # matches now: RIS, line high
+        rtc.write(p.RTCMR, 4, 5010)                    # the next match, 10 s on
+        clock[0] += 3
+
+    def behaviour(rtc, lines):
+        clock[0] = 1_700_000_003.25
+        seen = [rtc.next_deadline()] + [rtc.read(offset, 4) for offset in (
+            p.RTCDR, p.RTCMR, p.RTCLR, p.RTCCR, p.RTCIMSC, p.RTCRIS, p.RTCMIS)]
+        rtc.write(p.RTCICR, 4, p.RTC_INT)
+        clock[0] += 7
+        rtc.tick()
+        seen += [rtc.read(p.RTCRIS, 4), rtc.next_deadline(), list(lines)]
+        return seen
+
+    pair = restored_pair(make, drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[0] == 1_700_000_010.0 and seen[-1] == [False, True]
