@@ -332,3 +332,50 @@ def test_pl031_restores_offset_match_and_deadline():
     pair = restored_pair(make, drive)
     seen = assert_same_behaviour(pair, behaviour)
     assert seen[0] == 1_700_000_010.0 and seen[-1] == [False, True]
+
+
+# --------------------------------------------------------------------- flash
+
+def test_pflash_restores_contents_and_a_buffered_write_in_progress():
+    from armvisor.devices import pflash as f
+    sector = f.VIRT_SECTOR_SIZE
+
+    def make():
+        modes = []
+        return f.CfiFlash(size=4 * sector, on_mode_change=modes.append), modes
+
+    def drive(bank):
+        bank.load(0, b"firmware" * 64)
+        bank.write(sector, 4, f.CMD_BLOCK_ERASE)
+        bank.write(sector, 4, f.CMD_CONFIRM)
+        bank.write(sector + 8, 4, f.CMD_PROGRAM)
+        bank.write(sector + 8, 4, 0x1234_5678)
+        # A buffered write of four words into sector 2, interrupted after two.
+        bank.write(2 * sector, 4, f.CMD_BUFFERED_WRITE)
+        bank.write(2 * sector, 4, 0x0003_0003)
+        bank.write(2 * sector, 4, 0xAAAA_5555)
+        bank.write(2 * sector + 4, 4, 0xBBBB_6666)
+
+    def behaviour(bank, modes):
+        seen = [bank.mode_is_read_array, bank.read(0, 4)]
+        bank.write(2 * sector + 8, 4, 0xCCCC_7777)
+        bank.write(2 * sector + 12, 4, 0xDDDD_8888)
+        bank.write(2 * sector, 4, f.CMD_CONFIRM)
+        seen.append(bank.read(0, 4))                  # the status, in each chip's lane
+        bank.write(0, 4, f.CMD_READ_ARRAY)
+        seen += [bank.read(offset, 4) for offset in (0, 60, sector, sector + 8, 2 * sector,
+                                                     2 * sector + 12, 3 * sector)]
+        seen.append(list(modes))
+        return seen
+
+    pair = restored_pair(make, drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[0] is False and seen[-3] == 0xDDDD_8888 and seen[-1] == [True]
+    assert pair[0][0].save_state()["contents"][:8] == b"firmware"
+
+
+def test_pflash_refuses_another_bank_size():
+    from armvisor.devices.pflash import VIRT_SECTOR_SIZE, CfiFlash
+    state = CfiFlash(size=4 * VIRT_SECTOR_SIZE).save_state()
+    with pytest.raises(ValueError, match="bytes"):
+        CfiFlash(size=8 * VIRT_SECTOR_SIZE).restore_state(state)
