@@ -9,6 +9,8 @@ accesses the same way as the original. Restoring calls no interrupt callback.
 
 from __future__ import annotations
 
+import struct
+
 import msgpack
 import pytest
 
@@ -379,3 +381,72 @@ def test_pflash_refuses_another_bank_size():
     state = CfiFlash(size=4 * VIRT_SECTOR_SIZE).save_state()
     with pytest.raises(ValueError, match="bytes"):
         CfiFlash(size=8 * VIRT_SECTOR_SIZE).restore_state(state)
+
+
+# ------------------------------------------------------------ fw_cfg and PCIe
+
+class GuestRam:
+    """A small guest RAM for DMA, as the board's Ram answers."""
+
+    def __init__(self, base=0x4000_0000, size=0x10000):
+        self.base, self.data = base, bytearray(size)
+
+    def contains(self, address, size=1):
+        return self.base <= address and address + size <= self.base + len(self.data)
+
+    def read(self, address, size):
+        return bytes(self.data[address - self.base:address - self.base + size])
+
+    def write(self, address, data):
+        self.data[address - self.base:address - self.base + len(data)] = data
+
+
+def test_fw_cfg_restores_selection_offset_and_half_a_dma_address():
+    from armvisor.devices import fw_cfg as fc
+    descriptor = 0x4000_1000
+
+    def make():
+        dev = fc.FwCfg(GuestRam(), cpu_count=2)
+        dev.add_file("etc/armvisor-test", bytes(range(100)))
+        return dev, []
+
+    def be(value, size):
+        return int.from_bytes(value.to_bytes(size, "big"), "little")
+
+    def drive(dev):
+        dev.write(fc.SELECTOR, 2, be(fc.FW_CFG_FILE_FIRST, 2))
+        assert dev.read(fc.DATA, 2) == 0x0100
+        dev.write(fc.DMA_ADDRESS, 4, be(descriptor >> 32, 4))    # the high half only
+
+    def behaviour(dev, _):
+        seen = [dev.read(fc.DATA, 8)]
+        dev.memory.write(descriptor, struct.pack(">IIQ", fc.DMA_CTL_READ, 16, descriptor + 0x100))
+        dev.write(fc.DMA_ADDRESS_LOW, 4, be(descriptor & 0xFFFF_FFFF, 4))
+        seen += [dev.memory.read(descriptor, 4), dev.memory.read(descriptor + 0x100, 16),
+                 dev.read(fc.DATA, 1)]
+        return seen
+
+    seen = assert_same_behaviour(restored_pair(make, drive), behaviour)
+    assert seen[2] == bytes(range(10, 26)) and seen[3] == 26
+
+
+def test_pcie_host_restores_configuration_space():
+    from armvisor.devices import pcie_host as pci
+    from armvisor.machine import memmap
+
+    def make():
+        return pci.PcieHost(memmap.PCIE_ECAM_HIGH_SIZE), []
+
+    def drive(host):
+        host.write(pci.PCI_COMMAND, 2, 0xFFFF)
+        host.write(pci.PCI_CACHE_LINE_SIZE, 1, 0x10)
+        host.write(pci.PCI_INTERRUPT_LINE, 1, 0x2A)
+        host.write(0x40, 8, 0x0123_4567_89AB_CDEF)
+
+    def behaviour(host, _):
+        return [host.read(offset, 4) for offset in range(0, pci.PCI_CONFIG_SPACE_SIZE, 4)]
+
+    seen = assert_same_behaviour(restored_pair(make, drive), behaviour)
+    assert seen[1] & 0xFFFF == pci.COMMAND_WRITABLE and seen[16] == 0x89AB_CDEF
+    with pytest.raises(ValueError, match="PCI functions"):
+        make()[0].restore_state({"functions": {}})
