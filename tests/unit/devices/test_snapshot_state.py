@@ -9,6 +9,8 @@ accesses the same way as the original. Restoring calls no interrupt callback.
 
 from __future__ import annotations
 
+import copy
+import os
 import struct
 
 import msgpack
@@ -25,7 +27,18 @@ from armvisor.devices.pmu import (COUNTERS, CPU_CYCLES, CYCLE_INDEX, FILTER_P, F
 from armvisor.devices.timer import (CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0, CNTV_CTL_EL0,
                                     CNTV_CVAL_EL0, CNTV_TVAL_EL0, CTL_ENABLE, CTL_IMASK,
                                     CTL_ISTATUS, PHYS_TIMER_INTID, VIRT_TIMER_INTID, GenericTimer)
+from armvisor.devices.virtio import mmio as vregs
+from armvisor.devices.virtio.blk import VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk
+from armvisor.devices.virtio.console import RECEIVEQ, TRANSMITQ, VirtioConsole
+from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.machine.memmap import mpidr_affinity
+
+try:
+    from test_virtqueue import RAM_BASE as VQ_RAM_BASE, Driver as VqDriver, GuestRam as VqGuestRam
+    from test_virtqueue import bring_up as vq_bring_up
+except ImportError:  # tests/unit as a package
+    from .test_virtqueue import RAM_BASE as VQ_RAM_BASE, Driver as VqDriver
+    from .test_virtqueue import GuestRam as VqGuestRam, bring_up as vq_bring_up
 
 CYCLES = 1 << CYCLE_INDEX
 FRAME = r.GICR_FRAME_SIZE
@@ -450,3 +463,281 @@ def test_pcie_host_restores_configuration_space():
     assert seen[1] & 0xFFFF == pci.COMMAND_WRITABLE and seen[16] == 0x89AB_CDEF
     with pytest.raises(ValueError, match="PCI functions"):
         make()[0].restore_state({"functions": {}})
+
+
+# -------------------------------------------------------------------- virtio
+
+HDR, STATUS, DATA = VQ_RAM_BASE + 0x8000, VQ_RAM_BASE + 0x8100, VQ_RAM_BASE + 0x9000
+
+
+class VirtioRig:
+    """A virtio-mmio slot, the guest RAM it works in and the driver side of its queues.
+
+    Only `slot` is saved and restored: the board restores RAM, and the
+    drivers' bookkeeping is the guest's (in RAM and registers of its own).
+    """
+
+    def __init__(self, ram, slot, out=None):
+        self.ram, self.slot, self.out = ram, slot, out
+        self.drivers = {}
+
+    def save_state(self):
+        return self.slot.save_state()
+
+    def restore_state(self, state):
+        self.slot.restore_state(state)
+
+
+def rig_maker(build):
+    """make() for restored_pair: copies start from the original's RAM and drivers."""
+    made = []
+
+    def make():
+        ram, lines = VqGuestRam(), []
+        if made:
+            ram.data[:] = made[0].ram.data
+        rig = build(ram, lines)
+        if made:
+            for index, driver in made[0].drivers.items():
+                rig.drivers[index] = copy.copy(driver)
+                rig.drivers[index].ram = ram
+        made.append(rig)
+        return rig, lines
+    return make
+
+
+def blk_request(rig, kind, sector, length=0, data=None, slot_index=0, notify=True):
+    """Header, data, status, as Linux's virtio_blk queues them; `slot_index` spaces requests."""
+    header, status = HDR + 0x20 * slot_index, STATUS + slot_index
+    buffer = DATA + 0x2000 * slot_index
+    rig.ram.write(header, struct.pack("<IIQ", kind, 0, sector))
+    rig.ram.write(status, b"\xee")
+    segs = [(header, 16, False)]
+    if data is not None:
+        rig.ram.write(buffer, data)
+        segs.append((buffer, len(data), False))
+    elif length:
+        segs.append((buffer, length, True))
+    segs.append((status, 1, True))
+    rig.drivers[0].submit(segs)
+    if notify:
+        rig.slot.write(vregs.QUEUE_NOTIFY, 4, 0)
+
+
+def slot_registers(slot, queues):
+    seen = [slot.read(offset, 4) for offset in (
+        vregs.MAGIC_VALUE, vregs.VERSION, vregs.DEVICE_ID, vregs.DEVICE_FEATURES,
+        vregs.INTERRUPT_STATUS, vregs.STATUS, vregs.CONFIG_GENERATION)]
+    for index in queues:
+        slot.write(vregs.QUEUE_SEL, 4, index)
+        seen.append([slot.read(offset, 4) for offset in (vregs.QUEUE_NUM_MAX, vregs.QUEUE_READY,
+                                                         vregs.QUEUE_PFN)])
+    return seen
+
+
+PATTERN = bytes((i * 7) & 0xFF for i in range(64 * 512))
+
+
+def make_image(tmp_path):
+    path = tmp_path / "disk.img"
+    path.write_bytes(PATTERN)
+    return path
+
+
+def test_virtio_blk_restores_transport_queue_and_overlay(tmp_path):
+    path = make_image(tmp_path)
+
+    def build(ram, lines):
+        blk = VirtioBlk(ram, str(path), serial="vd0", snapshot=True)
+        return VirtioRig(ram, VirtioMmio(blk, legacy=False, on_irq_change=lines.append))
+
+    def drive(rig):
+        rig.drivers[0] = VqDriver(rig.ram, num=16)
+        vq_bring_up(rig.slot, rig.drivers)
+        blk_request(rig, VIRTIO_BLK_T_OUT, 3, data=b"\xa5" * 1024)            # part of block 0
+        blk_request(rig, VIRTIO_BLK_T_OUT, 8, data=b"\x5a" * 4096, slot_index=1)
+        # A read of both blocks made available but not notified yet, and
+        # InterruptStatus not acknowledged: the line is high.
+        blk_request(rig, VIRTIO_BLK_T_IN, 0, length=16 * 512, slot_index=2, notify=False)
+        rig.slot.write(vregs.DEVICE_FEATURES_SEL, 4, 1)
+
+    def behaviour(rig, lines):
+        seen = slot_registers(rig.slot, (0, 1))
+        rig.slot.write(vregs.INTERRUPT_ACK, 4, vregs.INT_VRING)
+        rig.drivers[0].set_used_event(2)             # VIRTIO_F_EVENT_IDX: after the third
+        rig.slot.write(vregs.QUEUE_NOTIFY, 4, 0)
+        seen += [rig.drivers[0].avail_event(), rig.drivers[0].take_used(), rig.ram.read(STATUS, 3),
+                 rig.ram.read(DATA + 0x4000, 16 * 512), list(lines)]
+        return seen
+
+    pair = restored_pair(rig_maker(build), drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[-5:-3] == [3, [(0, 1), (3, 1), (6, 16 * 512 + 1)]]   # 3-descriptor chains
+    assert seen[-2] == PATTERN[:1536] + b"\xa5" * 1024 + PATTERN[2560:4096] + b"\x5a" * 4096
+    assert seen[-1] == [False, True]
+    assert path.read_bytes() == PATTERN
+    for rig, _ in (pair[0], *pair[1]):
+        rig.slot.backend.close()
+
+
+def test_virtio_blk_snapshot_mode_keeps_the_image_untouched(tmp_path):
+    path = make_image(tmp_path)
+    ram = VqGuestRam()
+    rig = VirtioRig(ram, VirtioMmio(VirtioBlk(ram, str(path), snapshot=True, fsync=pytest.fail),
+                                    legacy=False))
+    rig.drivers[0] = VqDriver(ram, num=16)
+    vq_bring_up(rig.slot, rig.drivers)
+    blk_request(rig, VIRTIO_BLK_T_OUT, 7, data=b"\x11" * 1536)      # blocks 0 and 1, in part
+    blk_request(rig, VIRTIO_BLK_T_OUT, 63, data=b"\x22" * 512, slot_index=1)   # the last sector
+    blk_request(rig, VIRTIO_BLK_T_FLUSH, 0, slot_index=2)
+    blk_request(rig, VIRTIO_BLK_T_OUT, 6, data=b"\x44" * 512, slot_index=4)  # block 0 again
+    blk_request(rig, VIRTIO_BLK_T_IN, 0, length=64 * 512, slot_index=3)
+    expected = bytearray(PATTERN)
+    expected[6 * 512:7 * 512] = b"\x44" * 512
+    expected[7 * 512:10 * 512] = b"\x11" * 1536
+    expected[63 * 512:] = b"\x22" * 512
+    assert ram.read(STATUS, 5) == bytes(5)                          # every request OK
+    assert ram.read(DATA + 0x6000, 64 * 512) == expected            # reads see the writes
+    assert path.read_bytes() == PATTERN                             # the file does not
+    state = rig.save_state()
+    assert sorted(state["backend"]["overlay"]) == ["0", "1", "7"]
+    assert state["backend"]["snapshot"] is True
+    rig.slot.backend.close()
+
+    # A fresh disk over the same image reads what the overlay holds, after msgpack too.
+    for saved in (state, through_msgpack(state)):
+        fresh_ram = VqGuestRam()
+        fresh_ram.data[:] = ram.data
+        fresh_ram.write(DATA + 0x6000, bytes(64 * 512))
+        fresh = VirtioRig(fresh_ram, VirtioMmio(VirtioBlk(fresh_ram, str(path), snapshot=True),
+                                                legacy=False))
+        fresh.drivers[0] = copy.copy(rig.drivers[0])
+        fresh.drivers[0].ram = fresh_ram
+        fresh.restore_state(saved)
+        assert fresh.save_state() == state
+        blk_request(fresh, VIRTIO_BLK_T_IN, 0, length=64 * 512, slot_index=3)
+        assert fresh.drivers[0].take_used()[-2:] == [(11, 64 * 512 + 1), (14, 64 * 512 + 1)]
+        assert fresh_ram.read(DATA + 0x6000, 64 * 512) == expected
+        fresh.slot.backend.close()
+
+    # A write-through disk takes no overlay; an image that changed is refused.
+    through = VirtioBlk(ram, str(path))
+    with pytest.raises(ValueError, match="snapshot mode"):
+        through.restore_state(state["backend"])
+    through.close()
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = VirtioBlk(ram, str(path), snapshot=True)
+    with pytest.raises(ValueError, match=r"disk image .*disk.img changed since the snapshot "
+                                         r"was taken"):
+        changed.restore_state(state["backend"])
+    changed.close()
+
+
+def test_virtio_blk_write_through_saves_no_overlay(tmp_path):
+    path = make_image(tmp_path)
+    ram = VqGuestRam()
+    rig = VirtioRig(ram, VirtioMmio(VirtioBlk(ram, str(path)), legacy=False))
+    rig.drivers[0] = VqDriver(ram, num=16)
+    vq_bring_up(rig.slot, rig.drivers)
+    blk_request(rig, VIRTIO_BLK_T_OUT, 1, data=b"\x33" * 512)
+    assert path.read_bytes()[512:1024] == b"\x33" * 512               # written through
+    state = rig.save_state()["backend"]
+    assert state["snapshot"] is False and state["overlay"] == {}
+    assert state["image"]["path"] == str(path) and state["image"]["size"] == len(PATTERN)
+    rig.slot.backend.close()
+    again = VirtioBlk(ram, str(path))
+    again.restore_state(state)
+    assert again.save_state() == state
+    again.close()
+    path.write_bytes(PATTERN)                                          # the image changes
+    with pytest.raises(ValueError, match="changed since the snapshot was taken"):
+        VirtioBlk(ram, str(path), snapshot=True).restore_state(state)
+
+
+def test_virtio_console_restores_its_queues_and_backlog():
+    rx_buf, tx_buf = VQ_RAM_BASE + 0x8000, VQ_RAM_BASE + 0xC000
+
+    def build(ram, lines):
+        out = []
+        console = VirtioConsole(ram, out.append)
+        return VirtioRig(ram, VirtioMmio(console, legacy=False, on_irq_change=lines.append),
+                         out)
+
+    def post_rx(rig, count):
+        for _ in range(count):
+            head = rig.drivers[RECEIVEQ].next_free
+            rig.drivers[RECEIVEQ].submit([(rx_buf + 0x100 * head, 4, True)])
+        rig.slot.write(vregs.QUEUE_NOTIFY, 4, RECEIVEQ)
+
+    def drive(rig):
+        rig.drivers[RECEIVEQ] = VqDriver(rig.ram, num=8, base=VQ_RAM_BASE)
+        rig.drivers[TRANSMITQ] = VqDriver(rig.ram, num=8, base=VQ_RAM_BASE + 0x2000)
+        vq_bring_up(rig.slot, rig.drivers)
+        post_rx(rig, 1)
+        assert rig.slot.backend.receive(b"0123456789") == 10          # 6 bytes wait
+        rig.ram.write(tx_buf, b"hi")
+        rig.drivers[TRANSMITQ].submit([(tx_buf, 2, False)])
+        rig.slot.write(vregs.QUEUE_NOTIFY, 4, TRANSMITQ)
+
+    def behaviour(rig, lines):
+        rig.out.clear()
+        seen = slot_registers(rig.slot, (RECEIVEQ, TRANSMITQ))
+        seen.append(bytes(rig.slot.backend.backlog))
+        rig.slot.write(vregs.INTERRUPT_ACK, 4, vregs.INT_VRING)
+        post_rx(rig, 2)
+        seen.append([rig.ram.read(rx_buf + 0x100 * head, length)
+                     for head, length in rig.drivers[RECEIVEQ].take_used()])
+        rig.ram.write(tx_buf, b"!")
+        rig.drivers[TRANSMITQ].submit([(tx_buf, 1, False)])
+        rig.slot.write(vregs.QUEUE_NOTIFY, 4, TRANSMITQ)
+        seen += [rig.drivers[TRANSMITQ].take_used(), list(rig.out), list(lines)]
+        return seen
+
+    pair = restored_pair(rig_maker(build), drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[-5] == b"456789" and seen[-4] == [b"0123", b"4567", b"89"]
+    assert seen[-2] == [b"!"]
+
+
+def test_virtio_mmio_bank_restores_legacy_and_empty_slots():
+    def build(ram, lines):
+        console = VirtioConsole(ram, lambda data: None)
+        bank = VirtioMmioBank([VirtioMmio(None, name="virtio-mmio0"),
+                               VirtioMmio(console, legacy=True, name="virtio-mmio1",
+                                          on_irq_change=lines.append),
+                               VirtioMmio(None, legacy=False, name="virtio-mmio2")])
+        rig = VirtioRig(ram, bank)
+        return rig
+
+    def drive(rig):
+        bank, base = rig.slot, vregs.SLOT_SIZE
+        for offset, value in ((vregs.STATUS, vregs.STATUS_ACKNOWLEDGE | vregs.STATUS_DRIVER),
+                              (vregs.DRIVER_FEATURES, 0), (vregs.GUEST_PAGE_SIZE, 4096),
+                              (vregs.QUEUE_SEL, 0), (vregs.QUEUE_NUM, 8),
+                              (vregs.QUEUE_ALIGN, 4096), (vregs.QUEUE_PFN, VQ_RAM_BASE >> 12),
+                              (vregs.QUEUE_SEL, 1), (vregs.QUEUE_NUM, 8),
+                              (vregs.QUEUE_PFN, (VQ_RAM_BASE + 0x4000) >> 12),
+                              (vregs.DEVICE_FEATURES_SEL, 0)):
+            bank.write(base + offset, 4, value)
+        bank.write(2 * base + vregs.STATUS, 4, vregs.STATUS_ACKNOWLEDGE)   # empty: ignored
+
+    def behaviour(rig, _):
+        bank = rig.slot
+        seen = []
+        for index, slot in enumerate(bank.slots):
+            seen.append(slot_registers(slot, (0, 1, 2)))
+            seen.append(bank.read(index * vregs.SLOT_SIZE + vregs.VERSION, 4))
+        queue = bank.slots[1].queue(1)
+        seen.append((queue.desc, queue.driver, queue.device, queue.ready, queue.align))
+        return seen
+
+    pair = restored_pair(rig_maker(build), drive)
+    seen = assert_same_behaviour(pair, behaviour)
+    assert seen[-1] == (VQ_RAM_BASE + 0x4000, VQ_RAM_BASE + 0x4080, VQ_RAM_BASE + 0x5000,
+                        True, 4096)
+    state = pair[0][0].save_state()
+    with pytest.raises(ValueError, match="3 virtio-mmio slots, this board 2"):
+        VirtioMmioBank.empty(2).restore_state(state)
+    with pytest.raises(ValueError, match="device ID 3"):
+        VirtioMmioBank.empty(3).restore_state(state)
