@@ -163,7 +163,7 @@ class CfiFlash:
         self._report_mode(before)
 
     def save_state(self) -> dict:
-        """The command state machine and the bank's contents, every byte (the guest programs them)."""
+        """The command state machine and every byte of the bank (the guest programs them)."""
         return {
             "size": self.size,
             "read_array": self._read_array,

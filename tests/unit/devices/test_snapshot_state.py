@@ -28,7 +28,8 @@ from armvisor.devices.timer import (CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0, 
                                     CNTV_CVAL_EL0, CNTV_TVAL_EL0, CTL_ENABLE, CTL_IMASK,
                                     CTL_ISTATUS, PHYS_TIMER_INTID, VIRT_TIMER_INTID, GenericTimer)
 from armvisor.devices.virtio import mmio as vregs
-from armvisor.devices.virtio.blk import VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk
+from armvisor.devices.virtio.blk import (VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+                                         VirtioBlk)
 from armvisor.devices.virtio.console import RECEIVEQ, TRANSMITQ, VirtioConsole
 from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.machine.memmap import mpidr_affinity
@@ -48,7 +49,8 @@ SGI_BASE = r.GICR_SGI_BASE
 # ------------------------------------------------------------------- helpers
 
 def assert_plain(value, where="state"):
-    """Only what machine/snapshot.py allows: None, bool, int (64 bits), float, str, bytes, lists, dicts."""
+    """Only what machine/snapshot.py allows: None, bool, int (64 bits), float, str, bytes,
+    lists and dicts with str keys."""
     if value is None or isinstance(value, (bool, float, str, bytes)):
         return
     if isinstance(value, int):
@@ -95,8 +97,8 @@ def assert_same_behaviour(pair, behaviour):
     """`behaviour(model, calls)` gives the same answers on the original and on each copy."""
     (original, calls), copies = pair
     expected = behaviour(original, calls)
-    for copy, copy_calls in copies:
-        assert behaviour(copy, copy_calls) == expected
+    for restored, restored_calls in copies:
+        assert behaviour(restored, restored_calls) == expected
     return expected
 
 
@@ -741,3 +743,41 @@ def test_virtio_mmio_bank_restores_legacy_and_empty_slots():
         VirtioMmioBank.empty(2).restore_state(state)
     with pytest.raises(ValueError, match="device ID 3"):
         VirtioMmioBank.empty(3).restore_state(state)
+
+
+# ---------------------------------------------------------- the whole table
+
+def test_every_device_of_a_virt_board_round_trips(tmp_path):
+    from armvisor.devices import pl011 as u
+    from armvisor.machine.config import DriveSpec
+    from armvisor.machine.virt import VirtDevices, Wiring
+    path = make_image(tmp_path)
+
+    class WallClock:
+        def wall(self):
+            return 1_700_000_000.5
+
+    def build():
+        gic = GicV3(2, mpidr_affinity)
+        wiring = Wiring(gic=gic, ram=VqGuestRam(), clock=WallClock(), console=lambda data: None,
+                        trace=None, cpu_count=2, drives=[DriveSpec(str(path), read_only=True)],
+                        virtio_console=True)
+        return VirtDevices.build(wiring, physical=True), gic
+
+    board, gic = build()
+    board.uart.write(u.UARTIMSC, 4, u.INT_RX)
+    board.uart.receive(b"typed")
+    board.rtc.write(0x04, 4, 5)                          # RTCMR
+    board.devices["fw_cfg"].write(0x08, 2, 0x0500)      # FW_CFG_NB_CPUS
+    board.devices["pcie-ecam"].write(0x04, 2, 0x0006)
+    board.virtio.write(31 * vregs.SLOT_SIZE + vregs.STATUS, 4, vregs.STATUS_ACKNOWLEDGE)
+    state = board.save_state()
+    assert_plain(state)
+    assert sorted(state) == ["fw_cfg", "pcie-ecam", "pl011", "pl031", "virtio-mmio"]
+    for saved in (state, through_msgpack(state)):
+        fresh, _ = build()
+        fresh.restore_state(saved)
+        assert fresh.save_state() == state
+        assert fresh.uart.read(u.UARTDR, 4) == ord("t")
+        fresh.close()
+    board.close()
