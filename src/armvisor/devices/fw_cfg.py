@@ -86,6 +86,20 @@ class FwCfg:
         self.offset = 0
         self.dma_address = 0
 
+    def save_state(self) -> dict:
+        """The guest's position: the items themselves are the board's configuration.
+
+        `dma_address` may hold the high half of an address whose low half
+        (the write that starts the transfer) has not come yet.
+        """
+        return {"selected": self.selected, "offset": self.offset,
+                "dma_address": self.dma_address}
+
+    def restore_state(self, state: dict) -> None:
+        self.selected = state["selected"]
+        self.offset = state["offset"]
+        self.dma_address = state["dma_address"]
+
     def add_file(self, name: str, data: bytes) -> int:
         """Publish a named blob; returns its key. The directory stays sorted by name, as QEMU's."""
         encoded = name.encode()

@@ -137,6 +137,24 @@ class PcieHost:
         # (bus, device, function) -> function; only the host bridge today.
         self.functions: dict[tuple[int, int, int], PciFunction] = {(0, 0, 0): host_bridge()}
 
+    def save_state(self) -> dict:
+        """Each function's configuration space, by its bus:device.function."""
+        return {"functions": {f"{bus:02x}:{device:02x}.{function}": bytes(f.config)
+                              for (bus, device, function), f in self.functions.items()}}
+
+    def restore_state(self, state: dict) -> None:
+        saved = state["functions"]
+        mine = {f"{bus:02x}:{device:02x}.{function}": f
+                for (bus, device, function), f in self.functions.items()}
+        if sorted(saved) != sorted(mine):
+            raise ValueError(f"the snapshot's PCI functions {sorted(saved)} are not this "
+                             f"host's {sorted(mine)}")
+        for name, function in mine.items():
+            if len(saved[name]) != PCI_CONFIG_SPACE_SIZE:
+                raise ValueError(f"the snapshot's configuration space of {name} is "
+                                 f"{len(saved[name])} bytes, not {PCI_CONFIG_SPACE_SIZE}")
+            function.config = bytearray(saved[name])
+
     @property
     def bus_count(self) -> int:
         return self.size >> ECAM_BUS_SHIFT

@@ -162,6 +162,36 @@ class CfiFlash:
         self._read_array = True
         self._report_mode(before)
 
+    def save_state(self) -> dict:
+        """The command state machine and every byte of the bank (the guest programs them)."""
+        return {
+            "size": self.size,
+            "read_array": self._read_array,
+            "cmd": self.cmd,
+            "wcycle": self.wcycle,
+            "status": self.status,
+            "counter": self.counter,
+            "buffer": None if self._buffer is None else bytes(self._buffer),
+            "buffer_offset": self._buffer_offset,
+            "contents": bytes(self.contents),
+        }
+
+    def restore_state(self, state: dict) -> None:
+        """Without on_mode_change: whoever maps the bank asks mode_is_read_array afterwards."""
+        if state["size"] != self.size or len(state["contents"]) != self.size:
+            raise ValueError(f"the snapshot's {self.name} holds {len(state['contents']):#x} "
+                             f"bytes, this bank {self.size:#x}")
+        # In place: the cores may have `pointer` mapped as memory.
+        self.contents[:] = state["contents"]
+        self._read_array = bool(state["read_array"])
+        self.cmd = state["cmd"]
+        self.wcycle = state["wcycle"]
+        self.status = state["status"]
+        self.counter = state["counter"]
+        buffer = state["buffer"]
+        self._buffer = None if buffer is None else bytearray(buffer)
+        self._buffer_offset = state["buffer_offset"]
+
     def load(self, offset: int, data: bytes) -> None:
         """Host-side write (a firmware image); raises ArmvisorError if it does not fit."""
         if offset < 0 or offset + len(data) > self.size:

@@ -112,6 +112,30 @@ class Pl011(PrimeCell):
         self._update_irq()
         self._fill_from_backlog()
 
+    def save_state(self) -> dict:
+        # The backlog is input the guest has not read yet, as much as the FIFO is.
+        state = super().save_state()
+        state.update(rx_fifo=bytes(self.rx_fifo), backlog=bytes(self._backlog), rsr=self.rsr,
+                     ilpr=self.ilpr, ibrd=self.ibrd, fbrd=self.fbrd, lcr_h=self.lcr_h,
+                     cr=self.cr, ifls=self.ifls, imsc=self.imsc, ris=self.ris,
+                     dmacr=self.dmacr)
+        return state
+
+    def restore_state(self, state: dict) -> None:
+        super().restore_state(state)
+        self.rx_fifo = deque(state["rx_fifo"])
+        self._backlog = deque(state["backlog"])
+        self.rsr = state["rsr"]
+        self.ilpr = state["ilpr"]
+        self.ibrd = state["ibrd"]
+        self.fbrd = state["fbrd"]
+        self.lcr_h = state["lcr_h"]
+        self.cr = state["cr"]
+        self.ifls = state["ifls"]
+        self.imsc = state["imsc"]
+        self.ris = state["ris"]
+        self.dmacr = state["dmacr"]
+
     @property
     def fifo_depth(self) -> int:
         # With FEN clear the FIFO becomes a 1-byte holding register (DDI0183 2.4.3).

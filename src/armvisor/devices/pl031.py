@@ -53,6 +53,22 @@ class Pl031(PrimeCell):
         self._deadline: Optional[float] = None
         self._update_irq()
 
+    def save_state(self) -> dict:
+        # The deadline is in `clock` seconds, as next_deadline() gives it.
+        state = super().save_state()
+        state.update(offset=self.offset, mr=self.mr, lr=self.lr, imsc=self.imsc, ris=self.ris,
+                     deadline=self._deadline)
+        return state
+
+    def restore_state(self, state: dict) -> None:
+        super().restore_state(state)
+        self.offset = state["offset"]
+        self.mr = state["mr"]
+        self.lr = state["lr"]
+        self.imsc = state["imsc"]
+        self.ris = state["ris"]
+        self._deadline = state["deadline"]
+
     # ------------------------------------------------------------------ time
     def counter(self) -> int:
         return (int(self._clock()) + self.offset) & COUNTER_MASK

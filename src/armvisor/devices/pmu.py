@@ -163,6 +163,41 @@ class Pmu:
         self.due: Optional[int] = None
         self._update_level()
 
+    # -- snapshots ------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Registers as of `last`, the core's instruction count they were brought up to.
+
+        The core saves its own count, so a restored PMU reads the same values
+        at the same restored count. `due` is not saved: it is interrupt_due()
+        at every return, and may need more than 64 bits (a 64-bit cycle
+        counter counting every 64th instruction).
+        """
+        return {
+            "pmcr": self.pmcr, "cnten": self.cnten, "ovs": self.ovs, "inten": self.inten,
+            "userenr": self.userenr, "selr": self.selr, "evtyper": list(self.evtyper),
+            "evcntr": list(self.evcntr), "ccntr": self.ccntr, "ccfiltr": self.ccfiltr,
+            "cycle_residue": self._cycle_residue, "last": self._last, "level": self.level,
+        }
+
+    def restore_state(self, state: dict) -> None:
+        if len(state["evcntr"]) != COUNTERS or len(state["evtyper"]) != COUNTERS:
+            raise ValueError(f"the snapshot's PMU has {len(state['evcntr'])} event counters, "
+                             f"this one {COUNTERS}")
+        self.pmcr = state["pmcr"]
+        self.cnten = state["cnten"]
+        self.ovs = state["ovs"]
+        self.inten = state["inten"]
+        self.userenr = state["userenr"]
+        self.selr = state["selr"]
+        self.evtyper = list(state["evtyper"])
+        self.evcntr = list(state["evcntr"])
+        self.ccntr = state["ccntr"]
+        self.ccfiltr = state["ccfiltr"]
+        self._cycle_residue = state["cycle_residue"]
+        self._last = state["last"]
+        self.level = bool(state["level"])           # the line as last driven
+        self.due = self.interrupt_due()
+
     # -- counting ---------------------------------------------------------------
 
     @staticmethod

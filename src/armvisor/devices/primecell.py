@@ -22,6 +22,13 @@ class PrimeCell:
         self._on_irq_change = on_irq_change
         self.irq_level = False
 
+    def save_state(self) -> dict:
+        """What every cell holds: its line as last driven (the GIC keeps its own view)."""
+        return {"irq_level": self.irq_level}
+
+    def restore_state(self, state: dict) -> None:
+        self.irq_level = bool(state["irq_level"])
+
     def id_register(self, offset: int) -> Optional[int]:
         """The byte an ID register reads as, or None if `offset` is not one."""
         ids = tuple(self.PERIPH_ID_BYTES) + PCELL_ID_BYTES

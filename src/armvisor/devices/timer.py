@@ -100,6 +100,15 @@ class TimerChannel:
         self.cval = 0
         self.update(0)
 
+    def save_state(self) -> dict:
+        # `level` is the line as last driven: the GIC keeps its own view of it.
+        return {"ctl": self.ctl, "cval": self.cval, "level": self.level}
+
+    def restore_state(self, state: dict) -> None:
+        self.ctl = state["ctl"]
+        self.cval = state["cval"]
+        self.level = bool(state["level"])
+
 
 class GenericTimer:
     """A CPU's EL1 virtual and physical timers."""
@@ -139,3 +148,11 @@ class GenericTimer:
     def reset(self) -> None:
         self.virt.reset()
         self.phys.reset()
+
+    def save_state(self) -> dict:
+        """The comparators only: the counter they compare with is the clock's."""
+        return {"virt": self.virt.save_state(), "phys": self.phys.save_state()}
+
+    def restore_state(self, state: dict) -> None:
+        self.virt.restore_state(state["virt"])
+        self.phys.restore_state(state["phys"])

@@ -80,6 +80,19 @@ class CpuInterface:
         self.igrpen = [False, False]
         self.apr = [0, 0]                   # ICC_AP0R0_EL1, ICC_AP1R0_EL1
 
+    def save_state(self) -> dict:
+        # The running priority and the active priority stack are both the APRs.
+        return {"pmr": self.pmr, "bpr0": self.bpr0, "bpr1": self.bpr1, "ctlr": self.ctlr,
+                "igrpen": list(self.igrpen), "apr": list(self.apr)}
+
+    def restore_state(self, state: dict) -> None:
+        self.pmr = state["pmr"]
+        self.bpr0 = state["bpr0"]
+        self.bpr1 = state["bpr1"]
+        self.ctlr = state["ctlr"]
+        self.igrpen = [bool(enabled) for enabled in state["igrpen"]]
+        self.apr = list(state["apr"])
+
     # ------------------------------------------------------------ register API
     def read(self, reg: tuple) -> Optional[int]:
         reader = self._readers.get(reg)

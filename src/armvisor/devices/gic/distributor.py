@@ -47,6 +47,19 @@ class Distributor:
         self.irouter = [0] * self.num_irqs    # IRM = 0, affinity 0.0.0.0: CPU 0
         self.enabled_groups = 0
 
+    def save_state(self) -> dict:
+        return {"spi": self.spi.save_state(), "irouter": list(self.irouter),
+                "enabled_groups": self.enabled_groups}
+
+    def restore_state(self, state: dict) -> None:
+        """The registers alone: the GIC works out SPI targets and outputs from them."""
+        if len(state["irouter"]) != self.num_irqs:
+            raise ValueError(f"the snapshot's Distributor has {len(state['irouter'])} INTIDs, "
+                             f"this one {self.num_irqs}")
+        self.spi.restore_state(state["spi"])
+        self.irouter = list(state["irouter"])
+        self.enabled_groups = state["enabled_groups"]
+
     def group_enabled(self, group: int) -> bool:
         return bool(self.enabled_groups & (r.GICD_CTLR_ENABLE_GRP1 if group else r.GICD_CTLR_ENABLE_GRP0))
 

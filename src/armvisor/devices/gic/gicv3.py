@@ -99,6 +99,50 @@ class GicV3:
         self._dirty.update(range(self.cpu_count))
         self._flush()
 
+    # ------------------------------------------------------------- snapshots
+    def save_state(self) -> dict:
+        """The parts' registers and the IRQ/FIQ outputs as `on_change` last reported them.
+
+        SPI targets and HPPIs are not saved: they follow from the registers.
+        """
+        return {
+            "cpu_count": self.cpu_count,
+            "num_irqs": self.num_irqs,
+            "distributor": self._dist.save_state(),
+            "redistributors": [part.save_state() for part in self._redist],
+            "cpu_interfaces": [cif.save_state() for cif in self._cif],
+            "irq": list(self._irq),
+            "fiq": list(self._fiq),
+        }
+
+    def restore_state(self, state: dict) -> None:
+        if state["cpu_count"] != self.cpu_count:
+            raise ValueError(f"the snapshot's GIC serves {state['cpu_count']} CPUs, "
+                             f"this one {self.cpu_count}")
+        if state["num_irqs"] != self.num_irqs:
+            raise ValueError(f"the snapshot's GIC has {state['num_irqs']} INTIDs, "
+                             f"this one {self.num_irqs}")
+        self._dist.restore_state(state["distributor"])
+        for part, saved in zip(self._redist, state["redistributors"]):
+            part.restore_state(saved)
+        for cif, saved in zip(self._cif, state["cpu_interfaces"]):
+            cif.restore_state(saved)
+        # SPI targets from IROUTER, WAKER and IGRPEN, as reset works them out.
+        self._irm_spis = 0
+        self._spi_target = [None] * self.num_irqs
+        self._routed = [0] * self.cpu_count
+        for intid in range(r.SPI_BASE, self.num_irqs):
+            self._retarget(intid)
+        # The outputs as the receiver last saw them; the HPPIs are recomputed
+        # against them without calling on_change. A PE whose output would
+        # differ (never, for a state saved between two calls) stays in
+        # _changed and is reported at the next call, as after any change.
+        self._irq = [bool(level) for level in state["irq"]]
+        self._fiq = [bool(level) for level in state["fiq"]]
+        self._changed = []
+        self._dirty = set(range(self.cpu_count))
+        self._recompute()
+
     # ------------------------------------------------------------------ MMIO
     def distributor_read(self, offset: int, size: int, cpu: int) -> int:
         value = self._dist.read(offset, size)

@@ -48,6 +48,13 @@ class Redistributor:
         self.bank.reset()
         self.processor_sleep = True
 
+    def save_state(self) -> dict:
+        return {"bank": self.bank.save_state(), "processor_sleep": self.processor_sleep}
+
+    def restore_state(self, state: dict) -> None:
+        self.bank.restore_state(state["bank"])
+        self.processor_sleep = state["processor_sleep"]
+
     # ------------------------------------------------------------------ reads
     def read(self, offset: int, size: int) -> Optional[int]:
         """A read at `offset` within this PE's frame pair; None if nothing is there."""

@@ -43,6 +43,25 @@ class IrqBank:
     def pending(self) -> int:
         return self.latch | (self.line & ~self.edge)
 
+    # A bitmap is as wide as the bank (288 bits for virt's SPIs): wider than
+    # the 64-bit integers a snapshot holds, so it is saved as little-endian bytes.
+    _BITMAPS = ("group", "enabled", "latch", "line", "active", "edge")
+
+    def save_state(self) -> dict:
+        width = len(self.priority) // 8
+        state = {name: getattr(self, name).to_bytes(width, "little") for name in self._BITMAPS}
+        state["priority"] = bytes(self.priority)
+        return state
+
+    def restore_state(self, state: dict) -> None:
+        size = len(self.priority)
+        if len(state["priority"]) != size:
+            raise ValueError(f"the snapshot's interrupt bank has {len(state['priority'])} "
+                             f"INTIDs, this one {size}")
+        for name in self._BITMAPS:
+            setattr(self, name, int.from_bytes(state[name], "little"))
+        self.priority[:] = state["priority"]
+
     def candidates(self) -> int:
         """INTIDs that are pending, enabled and not active: the ones that may be signalled."""
         return (self.latch | (self.line & ~self.edge)) & self.enabled & ~self.active

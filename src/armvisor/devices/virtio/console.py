@@ -41,6 +41,13 @@ class VirtioConsole(QueueDevice):
         # Host input outlives a device reset: it was typed for whoever reads the port next.
         self.backlog = bytearray()
 
+    def save_state(self) -> dict:
+        return dict(super().save_state(), backlog=bytes(self.backlog))
+
+    def restore_state(self, state: dict) -> None:
+        super().restore_state(state)
+        self.backlog = bytearray(state["backlog"])
+
     # -- VirtioBackend -------------------------------------------------------
     def device_features(self) -> int:
         return RING_FEATURES

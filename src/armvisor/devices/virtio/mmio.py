@@ -131,6 +131,12 @@ class VirtioBackend(Protocol):
     def reset(self) -> None:
         """The driver wrote 0 to Status: forget every queue and in-flight request."""
 
+    def save_state(self) -> dict:
+        """What the device holds beyond the transport's registers (machine/snapshot.py)."""
+
+    def restore_state(self, state: dict) -> None:
+        """Called after the transport restored its registers; calls back nothing."""
+
 
 class VirtioMmio:
     """One virtio-mmio slot; `read`/`write` are its MMIO handlers (offsets 0..0x1FF)."""
@@ -167,6 +173,49 @@ class VirtioMmio:
         if self.backend is not None:
             self.backend.reset()
         self._update_irq()
+
+    # ------------------------------------------------------------- snapshots
+    def save_state(self) -> dict:
+        """The transport's registers, every queue's, the line as last driven, then the backend's."""
+        return {
+            "legacy": self.legacy,
+            "device_id": 0 if self.backend is None else self.backend.device_id,
+            "device_features_sel": self.device_features_sel,
+            "driver_features_sel": self.driver_features_sel,
+            "driver_features": self.driver_features,
+            "guest_page_shift": self.guest_page_shift,
+            "queue_sel": self.queue_sel,
+            "queues": [{"num": q.num, "ready": q.ready, "desc": q.desc, "driver": q.driver,
+                        "device": q.device, "align": q.align, "pfn": q.pfn}
+                       for q in self.queues],
+            "interrupt_status": self.interrupt_status,
+            "status": self.status,
+            "config_generation": self.config_generation,
+            "irq_level": self.irq_level,
+            "backend": None if self.backend is None else self.backend.save_state(),
+        }
+
+    def restore_state(self, state: dict) -> None:
+        device_id = 0 if self.backend is None else self.backend.device_id
+        if state["device_id"] != device_id or state["legacy"] != self.legacy:
+            raise ValueError(f"the snapshot's {self.name} has device ID {state['device_id']} "
+                             f"({'legacy' if state['legacy'] else 'modern'}), this one "
+                             f"{device_id} ({'legacy' if self.legacy else 'modern'})")
+        self.device_features_sel = state["device_features_sel"]
+        self.driver_features_sel = state["driver_features_sel"]
+        self.driver_features = state["driver_features"]
+        self.guest_page_shift = state["guest_page_shift"]
+        self.queue_sel = state["queue_sel"]
+        self.queues = [VirtQueue(num=q["num"], ready=bool(q["ready"]), desc=q["desc"],
+                                 driver=q["driver"], device=q["device"], align=q["align"],
+                                 pfn=q["pfn"])
+                       for q in state["queues"]]
+        self.interrupt_status = state["interrupt_status"]
+        self.status = state["status"]
+        self.config_generation = state["config_generation"]
+        self.irq_level = bool(state["irq_level"])
+        if self.backend is not None:
+            self.backend.restore_state(state["backend"])
 
     # ------------------------------------------------------------ backend side
     def raise_interrupt(self, bits: int = INT_VRING) -> None:
@@ -407,3 +456,13 @@ class VirtioMmioBank:
     def reset(self) -> None:
         for slot in self.slots:
             slot.reset()
+
+    def save_state(self) -> dict:
+        return {"slots": [slot.save_state() for slot in self.slots]}
+
+    def restore_state(self, state: dict) -> None:
+        if len(state["slots"]) != len(self.slots):
+            raise ValueError(f"the snapshot has {len(state['slots'])} virtio-mmio slots, "
+                             f"this board {len(self.slots)}")
+        for slot, saved in zip(self.slots, state["slots"]):
+            slot.restore_state(saved)

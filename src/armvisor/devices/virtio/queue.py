@@ -163,6 +163,19 @@ class SplitQueue:
         self.last_avail = 0           # next available ring entry to take (2.7.13)
         self.used_idx = 0             # what the device last published in used->idx
 
+    def save_state(self) -> dict:
+        """Where the ring is and how far the device got; the rings' contents are guest RAM."""
+        return {"num": self.num, "desc": self.desc, "avail": self.avail, "used": self.used,
+                "event_idx": self.event_idx, "indirect": self.indirect,
+                "last_avail": self.last_avail, "used_idx": self.used_idx}
+
+    def restore_state(self, state: dict) -> None:
+        """On a queue built over the saved addresses (QueueDevice.restore_state does that)."""
+        self.event_idx = bool(state["event_idx"])
+        self.indirect = bool(state["indirect"])
+        self.last_avail = state["last_avail"]
+        self.used_idx = state["used_idx"]
+
     # -- available side ------------------------------------------------------
     def _u16(self, address: int) -> int:
         return _U16.unpack(self.memory.read(address, 2))[0]
@@ -285,6 +298,39 @@ class QueueDevice:
 
     def attach(self, transport: Transport) -> None:
         self._transport = transport
+
+    # -- snapshots -------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Negotiated features, the error state and every queue in use with its indices.
+
+        A queue the transport has ready but the device has not used yet has no
+        ring here: it is built from the transport's registers on first use,
+        after a restore as before.
+        """
+        rings = []
+        for index, ring in sorted(self._rings.items()):
+            rings.append(dict(ring.save_state(), index=index))
+        return {"features": self.features, "failed": self.failed, "rings": rings}
+
+    def restore_state(self, state: dict) -> None:
+        rings: Dict[int, SplitQueue] = {}
+        for saved in state["rings"]:
+            index = saved["index"]
+            if not 0 <= index < self.queue_count:
+                raise ValueError(f"the snapshot's {self.name} uses queue {index}, this device "
+                                 f"has {self.queue_count}")
+            config = VirtQueue(num=saved["num"], ready=True, desc=saved["desc"],
+                               driver=saved["avail"], device=saved["used"])
+            try:
+                ring = SplitQueue(self.memory, config, state["features"] or 0)
+            except QueueError as exc:
+                raise ValueError(f"the snapshot's {self.name} queue {index} does not fit this "
+                                 f"machine's RAM: {exc}") from None
+            ring.restore_state(saved)
+            rings[index] = ring
+        self.features = state["features"]
+        self.failed = bool(state["failed"])
+        self._rings = rings
 
     # -- VirtioBackend -------------------------------------------------------
     def queue_size_max(self, index: int) -> int:
