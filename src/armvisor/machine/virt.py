@@ -92,7 +92,8 @@ def _virtio(w: Wiring) -> VirtioMmioBank:
     for number, drive in enumerate(w.drives):
         serial = f"{w.prefix[:-1] if w.prefix else 'armvisor'}-vd{number}"
         backends.append(VirtioBlk(w.ram, drive.path, read_only=drive.read_only, serial=serial,
-                                  name=f"{w.prefix}virtio-blk{number}", trace=w.trace))
+                                  name=f"{w.prefix}virtio-blk{number}", trace=w.trace,
+                                  snapshot=w.disk_snapshot))
     if w.virtio_console:
         backends.append(VirtioConsole(w.ram, w.console, name=f"{w.prefix}virtio-console",
                                       trace=w.trace))
