@@ -30,6 +30,7 @@ from armvisor.errors import GuestError
 from armvisor.hypervisor.config import VmConfig, validate
 from armvisor.machine.config import (SLICE_DEFAULT, DriveSpec, MachineConfig, parse_drive,
                                      parse_size)
+from armvisor.machine.planted import check_planted
 from armvisor.machine.runloop import HostIO
 from armvisor.trace import TraceBus
 from armvisor.trace.bus import Event as TraceEvent
@@ -453,7 +454,8 @@ class Machine:
                  no_reboot: bool = False, vms: Optional[Sequence[Union[VM, VmConfig]]] = None,
                  pcpus: Optional[int] = None, trace: Optional[TraceBus] = None,
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
-                 symbols: Optional[str] = None, disk_snapshot: bool = False):
+                 symbols: Optional[str] = None, disk_snapshot: bool = False,
+                 plant: Sequence[str] = ()):
         self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
@@ -472,7 +474,7 @@ class Machine:
                 dtb=dtb, psci_conduit=psci_conduit, cpu=cpu, slice_budget=slice,
                 no_reboot=no_reboot, drives=tuple(_drive(d) for d in drives),
                 virtio_console=virtio_console, deterministic=deterministic,
-                disk_snapshot=disk_snapshot)
+                disk_snapshot=disk_snapshot, plant=check_planted(plant))
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
@@ -493,7 +495,8 @@ class Machine:
             validate(configs, pcpus)
             self.hypervisor = Hypervisor(pcpus, configs, bus, self.console.write,
                                          slice_budget=slice, deterministic=deterministic,
-                                         no_reboot=no_reboot, disk_snapshot=disk_snapshot)
+                                         no_reboot=no_reboot, disk_snapshot=disk_snapshot,
+                                         plant=check_planted(plant))
             self.board = self.hypervisor
             self.vms = [_VmView(self, vm) for vm in self.hypervisor.vms]
             self.cpus = [cpu for view in self.vms for cpu in view.cpus]
@@ -699,6 +702,7 @@ def _spec(arguments: dict) -> dict:
         "deterministic": arguments["deterministic"], "slice": arguments["slice"],
         "no_reboot": arguments["no_reboot"], "vms": configs, "pcpus": arguments["pcpus"],
         "symbols": path(arguments["symbols"]), "disk_snapshot": arguments["disk_snapshot"],
+        "plant": list(arguments["plant"]),
     }
 
 

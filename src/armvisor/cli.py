@@ -17,6 +17,7 @@ from armvisor.console_monitor import ConsoleMonitor
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
 from armvisor.hypervisor.config import load_vm_file, parse_vm_option
 from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
+from armvisor.machine.planted import PLANTED_BUGS
 from armvisor.machine.replay import ReplayFinished
 from armvisor.trace import TraceBus
 
@@ -140,10 +141,13 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--replay", "replay_path", type=click.Path(dir_okay=False),
               help="With --deterministic: take the console input from a --record log "
                    "(the console and the trace repeat byte for byte).")
+@click.option("--plant-bug", "plant", multiple=True, hidden=True,
+              type=click.Choice(sorted(PLANTED_BUGS)),
+              help="Test only: remove a lock from a model (machine/planted.py).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
-        restore_path, record_path, replay_path) -> None:
+        restore_path, record_path, replay_path, plant) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     context = click.get_current_context()
     given = {name for name in context.params
@@ -245,7 +249,8 @@ _NOT_WITH_RESTORE = {"initrd": "--initrd", "append": "--append", "dtb": "--dtb",
                      "drives": "--drive", "virtio_console": "--virtio-console", "hyp": "--hyp",
                      "pcpus": "--pcpus", "vm_specs": "--vm", "vm_file": "--config",
                      "psci_conduit": "--psci-conduit", "cpu_model": "--cpu",
-                     "dumpdtb": "--dumpdtb", "disk_snapshot": "--snapshot"}
+                     "dumpdtb": "--dumpdtb", "disk_snapshot": "--snapshot",
+                     "plant": "--plant-bug"}
 
 
 def _check_time_machine_options(options: dict) -> None:
@@ -327,7 +332,8 @@ def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
                   no_reboot=options["no_reboot"], trace=trace, console=console.write,
                   symbols=options["symbols"],
-                  disk_snapshot=options["disk_snapshot"] or bool(options["snapshot_at"]))
+                  disk_snapshot=options["disk_snapshot"] or bool(options["snapshot_at"]),
+                  plant=options["plant"])
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:

@@ -35,6 +35,7 @@ from armvisor.machine.config import SLICE_DEFAULT
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.report import core_location, crash_header, recent_events
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
+from armvisor.machine.planted import UnlockedWindows
 from armvisor.machine.schedule import Schedule
 from armvisor.machine.symbols import EMPTY, SymbolTable
 from armvisor.trace import TraceBus
@@ -70,9 +71,11 @@ class Hypervisor:
     def __init__(self, pcpu_count: int, vm_configs: List[VmConfig], trace: TraceBus,
                  console: Callable[[bytes], None], *, slice_budget: int = SLICE_DEFAULT,
                  deterministic: bool = False, no_reboot: bool = False,
-                 disk_snapshot: bool = False):
+                 disk_snapshot: bool = False, plant: tuple = ()):
         self.trace = trace
         self.disk_snapshot = disk_snapshot
+        self.plant = plant                       # planted bugs (machine/planted.py), tests only
+        self.unlocked = UnlockedWindows()
         self.clock = Clock(deterministic)
         if deterministic:
             trace.use_clock(self.clock.seconds)
@@ -224,6 +227,7 @@ class Hypervisor:
             # restored machine skips (or does) exactly the work the saved one would.
             "timers_known": self._timers_known,
             "earliest": self._earliest,
+            "unlocked": self.unlocked.save_state(),
         }
 
     def restore_state(self, state: dict) -> None:
@@ -255,6 +259,7 @@ class Hypervisor:
         self.failures = [(message, report) for message, report in state["failures"]]
         self._timers_known = state["timers_known"]
         self._earliest = state["earliest"]
+        self.unlocked.restore_state(state["unlocked"])
 
     # -- what the run loop asks (runloop.Driver) ----------------------------------
 
@@ -281,7 +286,22 @@ class Hypervisor:
         return self._run_pcpu(self.pcpus[lane], budget)
 
     def wants_turn(self, lane: int) -> bool:
-        return self.pcpus[lane].state is not PcpuState.OFF
+        return self.pcpus[lane].state is not PcpuState.OFF or self.unlocked.has(lane)
+
+    def defer_cpu_on(self, vm: Vm, caller: int, target: int, entry: int,
+                     context_id: int) -> bool:
+        """Planted bug "vpsci-unlocked": whether the checked CPU_ON lands only at the
+        caller's pCPU's next turn (the schedule's `window`), every other pCPU
+        running meanwhile; True if so (the caller's slice then ends)."""
+        pcpu = self.on_pcpu
+        if pcpu is None or not self.schedule.decide("window", 0, cpu=pcpu.index):
+            return False
+        self.unlocked.defer(pcpu.index, "cpu_on", vm.index, target, entry, context_id)
+        self.trace.emit("planted.window", pcpu.index, bug="vpsci-unlocked", action="cpu_on",
+                        vm=vm.name, caller=caller, target=target)
+        if self.running is not None:
+            self.running.core.shorten_slice(0)
+        return True
 
     def has_work(self) -> bool:
         """A physical interrupt waits for its handler, or a pCPU has a vCPU to run."""
@@ -295,6 +315,10 @@ class Hypervisor:
 
     def _run_pcpu(self, pcpu: PerCpu, budget: int) -> bool:
         """One turn of a pCPU: its hypervisor code, then a slice of one vCPU. True if it ran."""
+        for action, vm, target, entry, context_id in self.unlocked.take(pcpu.index):
+            if action != "cpu_on":
+                raise ValueError(f"unknown unlocked-window action {action!r}")
+            self.vms[vm].vpsci.finish_cpu_on(target, entry, context_id)
         if pcpu.state is PcpuState.OFF:
             return False
         self.on_pcpu = pcpu

@@ -45,6 +45,10 @@ class VmHost(Protocol):
 
     clock: Clock
     disk_snapshot: bool                 # disk writes stay in memory (QEMU's -snapshot)
+    plant: tuple                        # planted bugs (machine/planted.py), tests only
+
+    def defer_cpu_on(self, vm: "Vm", caller: int, target: int, entry: int,
+                     context_id: int) -> bool: ...
 
     def vcpu_started(self, vcpu: Vcpu) -> None: ...
     def vcpu_stopped(self, vcpu: Vcpu) -> None: ...
@@ -97,12 +101,16 @@ class Vm:
         self.sysregs = SysregRouter(self.vgic, [vcpu.timer for vcpu in self.vcpus],
                                     lambda core: hyp.vcpu_timer_changed(self.vcpus[core.index]),
                                     self.pmus)
+        unlocked = self._unlocked_cpu_on if "vpsci-unlocked" in hyp.plant else None
         self.vpsci = VirtualPsci(config.smp, memmap.mpidr_affinity, self,
                                  entry_valid=self._entry_valid,
-                                 trace=trace, vm=self.name)
+                                 trace=trace, vm=self.name, unlocked_cpu_on=unlocked)
         self.boots = 0
         self.ended = False
         self.dtb_address = 0
+
+    def _unlocked_cpu_on(self, caller: int, target: int, entry: int, context_id: int) -> bool:
+        return self.hyp.defer_cpu_on(self, caller, target, entry, context_id)
 
     def _entry_valid(self, entry: int) -> bool:
         """A CPU_ON entry point: an A64 instruction (4-byte aligned) in this VM's RAM."""

@@ -124,7 +124,8 @@ class VirtualPsci:
 
     def __init__(self, vcpu_count: int, mpidr_of: Callable[[int], int], actions: VpsciActions,
                  entry_valid: Callable[[int], bool], trace: Optional[TraceBus] = None,
-                 vm: str = "vm0"):
+                 vm: str = "vm0",
+                 unlocked_cpu_on: Optional[Callable[[int, int, int, int], bool]] = None):
         if vcpu_count < 1:
             raise ValueError(f"a VM needs at least one vCPU, not {vcpu_count}")
         self._count = vcpu_count
@@ -139,6 +140,9 @@ class VirtualPsci:
         # The VM's lock (KVM: kvm->lock, now per-vCPU mp_state_lock). Reentrant
         # so that an action may read state_of() without deadlocking.
         self._lock = threading.RLock()
+        # Planted bug "vpsci-unlocked" (machine/planted.py): asked after the
+        # check, True when the change is left for later, outside the lock.
+        self._unlocked_cpu_on = unlocked_cpu_on
         self._power = [VcpuPower.OFF] * vcpu_count
         self._handlers: dict[int, tuple[str, int, Callable[[int, Sequence[int]], _Outcome]]] = {
             # fid: (name, how many of x1.. it reads, handler)
@@ -292,6 +296,9 @@ class VirtualPsci:
         # power state, in TF-A's order.
         if not self._entry_valid(entry):
             return PsciReturn.INVALID_ADDRESS
+        if self._unlocked_cpu_on is not None and self._power[target] is VcpuPower.OFF and \
+                self._unlocked_cpu_on(vcpu, target, entry, context_id):
+            return PsciReturn.SUCCESS         # checked; started by finish_cpu_on, later
         # The check and the change are one step under the VM lock: there is no
         # window in which a second caller could also see the target OFF.
         with self._lock:
@@ -300,6 +307,12 @@ class VirtualPsci:
             self._actions.start_vcpu(target, entry, context_id)
             self._set_power(target, VcpuPower.ON)
         return PsciReturn.SUCCESS
+
+    def finish_cpu_on(self, target: int, entry: int, context_id: int) -> None:
+        """Planted bug: the second half of an unlocked CPU_ON. A second caller that also
+        saw the target OFF restarts it here: the double start a lock prevents."""
+        self._actions.start_vcpu(target, entry, context_id)
+        self._set_power(target, VcpuPower.ON)
 
     def _affinity_info(self, vcpu: int, args: Sequence[int]) -> int:
         target, level = args[0], args[1]

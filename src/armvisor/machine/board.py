@@ -31,7 +31,9 @@ from armvisor.machine.symbols import KernelSymbols
 from armvisor.machine.sysreg_router import SysregRouter
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
+from armvisor.machine.planted import UnlockedWindows
 from armvisor.machine.schedule import Schedule
+from armvisor.firmware.psci.state import PowerState
 from armvisor.trace import TraceBus
 
 # Instructions the caller of CPU_ON runs before the target's first instruction.
@@ -114,6 +116,7 @@ class BareBoard:
         self.dtb_address = 0
         self.schedule = Schedule(trace=self.trace)
         self.loop = RunLoop(self, self.clock, config.slice_budget, self.schedule)
+        self.unlocked = UnlockedWindows()          # planted bugs only (machine/planted.py)
 
     def use_schedule(self, schedule: Schedule) -> None:
         """Answer the run's decision points from `schedule` from now on (see schedule.py)."""
@@ -192,6 +195,7 @@ class BareBoard:
             "timer_deadline": self._timer_deadline,
             "pmus": [pmu.save_state() for pmu in self.pmus],
             "firmware": self.firmware.save_state(),
+            "unlocked": self.unlocked.save_state(),
             "lanes": [{"state": lane.state.value, "warm_boot_pending": lane.warm_boot_pending,
                        "resume": None if lane.resume is None else list(lane.resume),
                        "core": lane.core.save_state()} for lane in self.lanes],
@@ -225,6 +229,7 @@ class BareBoard:
         for pmu, saved in zip(self.pmus, state["pmus"]):
             pmu.restore_state(saved)
         self.firmware.restore_state(state["firmware"])
+        self.unlocked.restore_state(state["unlocked"])
         for lane, saved in zip(self.lanes, state["lanes"]):
             lane.state = LaneState(saved["state"])
             lane.warm_boot_pending = saved["warm_boot_pending"]
@@ -260,7 +265,7 @@ class BareBoard:
         return any(lane.state is LaneState.RUNNING for lane in self.lanes)
 
     def wants_turn(self, index: int) -> bool:
-        return self.lanes[index].state is LaneState.RUNNING
+        return self.lanes[index].state is LaneState.RUNNING or self.unlocked.has(index)
 
     def next_deadline(self) -> Optional[int]:
         deadlines = [] if self._timer_deadline is None else [self._timer_deadline]
@@ -277,6 +282,8 @@ class BareBoard:
 
     def run_turn(self, index: int, budget: int) -> bool:
         lane = self.lanes[index]
+        for action in self.unlocked.take(index):
+            self._close_window(lane, action)
         if lane.state is not LaneState.RUNNING:
             return False
         core = lane.core
@@ -470,8 +477,26 @@ class BareBoard:
     def power_off(self, cpu: int) -> None:
         lane = self.lanes[cpu]
         lane.core.stop(Stop.POWER)
+        if "psci-off-unlocked" in self.config.plant and \
+                self.schedule.decide("window", 0, cpu=cpu):
+            # Planted bug: OFF is published, the core goes down at this lane's
+            # next turn; a CPU_ON in between starts a core about to power off.
+            lane.state = LaneState.OFF
+            self.unlocked.defer(cpu, "power_off")
+            self.trace.emit("planted.window", cpu, bug="psci-off-unlocked", action="power_off")
+            return
         lane.power_off()
         self.trace.emit("cpu.off", cpu)
+
+    def _close_window(self, lane: Lane, action: list) -> None:
+        """The late half of a planted bug's window (see power_off)."""
+        if action[0] != "power_off":
+            raise ValueError(f"unknown unlocked-window action {action!r}")
+        lane.power_off()
+        power = self.firmware.power
+        if power.state_of(lane.index) is not PowerState.OFF:
+            power.transition(lane.index, PowerState.OFF)     # the lost update
+        self.trace.emit("cpu.off", lane.index)
 
     def suspend_standby(self, cpu: int) -> None:
         lane = self.lanes[cpu]

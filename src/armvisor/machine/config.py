@@ -116,6 +116,7 @@ class MachineConfig:
     deterministic: bool = False
     # QEMU's -snapshot: disk writes stay in memory (and in machine snapshots).
     disk_snapshot: bool = False
+    plant: tuple = ()                   # planted bugs (machine/planted.py), tests only
 
     def __post_init__(self) -> None:
         check_whole_number("--smp", self.smp)

@@ -14,6 +14,10 @@ kind, numbered in the order the run reaches it:
 - `kick`: each time an interrupt becomes pending for a CPU other than the
   running one, how many more instructions the running CPU executes before
   its slice ends so the target can take it. Default: 0 (at once).
+- `window`: only with a planted bug (see machine/planted.py): whether an
+  unlocked window closes at the end of the caller's slice (0, the default:
+  no other CPU runs inside it) or stays open until the caller's lane's next
+  turn (1: every other lane may run inside it).
 
 A Schedule answers every question: from an explicit decision for that
 point if it has one, else from its chooser (an exploration strategy), else
@@ -37,7 +41,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from armvisor.errors import ArmvisorError
 
-KINDS = ("order", "slice", "power_on", "kick")
+KINDS = ("order", "slice", "power_on", "kick", "window")
 FORMAT = "armvisor-schedule"
 VERSION = 1
 
