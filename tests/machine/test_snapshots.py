@@ -4,6 +4,7 @@ process (--restore, Machine.restore), going on byte for byte like the original r
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,27 @@ def test_a_guest_that_ends_before_the_snapshot_point_is_an_error(tmp_path):
     proc = armvisor_cli("run", "--kernel", SMP_DEMO, "--smp", 2, "--snapshot-at",
                         "console:never printed", "--snapshot-out", tmp_path / "x.avs")
     assert_one_line_error(proc, 2, "ended", "no snapshot written")
+
+
+def test_a_host_clock_snapshot_restored_later_goes_on_from_its_count(tmp_path):
+    """Without --deterministic the counter follows the host; a restore must not make
+    the guest see the time that passed between snapshot and restore (it did: native
+    CNTVCT reads jumped, and Linux reported RCU stalls)."""
+    from tests.machine.tinyguest import build
+    guest = build(tmp_path, """
+    loop:
+        mrs x1, cntvct_el0
+        mrs x2, cntpct_el0
+        b loop
+    """, "counter")
+    machine = armvisor.Machine(str(guest))
+    machine.run(until=armvisor.Instructions(10_000), timeout=30)
+    machine.snapshot(str(tmp_path / "c.avs"))
+    saved = armvisor_snapshot(tmp_path / "c.avs")[0]["counter"]
+    time.sleep(1.0)
+    again = armvisor.Machine.restore(str(tmp_path / "c.avs"))
+    again.run(until=armvisor.Instructions(10_000), timeout=30)
+    half_a_second = 62_500_000 // 2
+    for register in (1, 2):
+        read = again.cpus[0].regs.x[register]
+        assert saved <= read < saved + half_a_second, (register, read - saved)

@@ -11,6 +11,7 @@
  * instruction). See shared/design/UNICORN-FACTS.md.
  */
 #include <stdint.h>
+#include <time.h>
 #include <unicorn/unicorn.h>
 
 /* Keep in sync with armvisor/cpu/native.py: ArmvCore. */
@@ -52,8 +53,11 @@ typedef struct armv_core {
     armv_reg_fn reg_read;      /* uc_reg_read */
     armv_reg_fn reg_write;     /* uc_reg_write */
     uint64_t sysreg_count;     /* accesses passed to Python, for statistics */
-    /* Deterministic mode: CNTVCT/CNTPCT read a virtual clock, one tick per
-     * instruction, that starts each slice at vclock_base. */
+    /* Deterministic mode (ARMV_CLOCK_INSTRUCTIONS): CNTVCT/CNTPCT read a
+     * virtual clock, one tick per instruction, that starts each slice at
+     * vclock_base. A host-clock machine restored from a snapshot
+     * (ARMV_CLOCK_HOST_OFFSET): they read QEMU's clock plus vclock_base
+     * (two's complement), so the count goes on from the snapshot's. */
     uint32_t vclock;
     uint64_t vclock_base;
     uint64_t vclock_origin;    /* `executed` when the slice started */
@@ -178,6 +182,17 @@ static int wanted(const uc_arm64_cp_reg *cp)
 }
 
 #define PSTATE_EL_SHIFT 2
+#define ARMV_CLOCK_INSTRUCTIONS 1
+#define ARMV_CLOCK_HOST_OFFSET 2
+#define NS_PER_TICK 16            /* the 62.5 MHz generic counter QEMU's virt has */
+
+/* What QEMU's counter reads natively: CLOCK_MONOTONIC in 16 ns ticks. */
+static uint64_t host_ticks(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return ((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) / NS_PER_TICK;
+}
 
 /* CNTPCT_EL0 (op2 1), CNTVCT_EL0 (2), CNTPCTSS_EL0 (5), CNTVCTSS_EL0 (6): op0=3 op1=3 CRn=14 CRm=0. */
 static int counter_read(const uc_arm64_cp_reg *cp)
@@ -194,7 +209,10 @@ static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp
     if (core->vclock && !is_write && counter_read(cp)) {
         /* `executed` counts whole blocks as they start: reads inside a block see
          * its end, which is as deterministic as the rest. */
-        result = core->vclock_base + (core->executed - core->vclock_origin);
+        if (core->vclock == ARMV_CLOCK_HOST_OFFSET)
+            result = host_ticks() + core->vclock_base;
+        else
+            result = core->vclock_base + (core->executed - core->vclock_origin);
         if (reg != UC_ARM64_REG_XZR)
             core->reg_write(uc, reg, &result);
         return 1;

@@ -371,6 +371,12 @@ class Core:
         state.vclock_base = now
         state.vclock_origin = state.executed
 
+    def offset_host_counter(self, offset: int) -> None:
+        """Host clock: the guest's counter reads QEMU's plus `offset` (a restored machine)."""
+        state = self._budget
+        state.vclock = 2 if offset else 0           # ARMV_CLOCK_HOST_OFFSET in _hooks.c
+        state.vclock_base = offset & 0xFFFF_FFFF_FFFF_FFFF
+
     def virtual_now(self) -> int:
         state = self._budget
         return state.vclock_base + (state.executed - state.vclock_origin)

@@ -55,6 +55,8 @@ class Clock:
         """`core` starts a slice; in deterministic mode its counter continues from vtime."""
         if self.deterministic:
             core.start_virtual_clock(self.vtime)
+        elif self._offset:
+            core.offset_host_counter(self._offset)
         self._running = core
 
     def leave(self, core) -> None:
