@@ -18,6 +18,7 @@ HELP = """\
 info cpus       each CPU's power state, EL and PC (with its symbol)
 info irq        pending and active interrupts per CPU
 trace on|off    start or stop writing events to the trace file
+savevm FILE     save the whole machine there (armvisor run --restore FILE)
 quit            quit armvisor (as Ctrl-A x)
 help            this list
 """
@@ -38,6 +39,8 @@ class ConsoleMonitor:
             return self._views.psci([])
         if words[:2] == ["info", "irq"]:
             return self._views.gic([])
+        if words[0] in ("savevm", "snapshot"):
+            return self._views.run(" ".join(["snapshot", *words[1:]]), self._views.cpu)
         if words[0] == "trace" and words[1:] in (["on"], ["off"]):
             if self._gate is None:
                 return "no trace file: run with --trace FILE (or --timeline, --report)\n"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import armvisor
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "guests" / "build" / "smp_demo.elf"
 GDB = shutil.which("gdb-multiarch")
@@ -71,7 +73,8 @@ def threads(out):
     return {int(m.group(1)): m.group(0) for m in re.finditer(r"^\*?\s+(\d+)\s+Thread .*$", out, re.M)}
 
 
-def test_threads_breakpoints_step_registers_memory():
+def test_threads_breakpoints_step_registers_memory(tmp_path):
+    snap = tmp_path / "stopped.avs"
     out, console = run_gdb([
         "info threads",
         "break secondary_entry",
@@ -84,6 +87,7 @@ def test_threads_breakpoints_step_registers_memory():
         "set $x5 = 0xdeadbeef", "printf \"x5=%#lx\\n\", $x5",
         "set $v3.d.u[0] = 0x1122334455667788", "printf \"v3=%#lx\\n\", $v3.d.u[0]",
         "monitor psci",
+        f"monitor snapshot {snap}",
         "detach"])
     first = out.split("Breakpoint 1 at")[0]
     rows = threads(first)
@@ -100,6 +104,10 @@ def test_threads_breakpoints_step_registers_memory():
     assert "x5=0xdeadbeef" in out and "v3=0x1122334455667788" in out
     assert "cpu3" in out.split("monitor psci")[-1] or "ON_PENDING" in out
     assert "RESULT: PASS" in console            # detached: the guest ran to the end
+    assert "snapshot written to" in out
+    stopped = armvisor.Machine.restore(str(snap))  # the machine as the debugger left it
+    assert stopped.cpus[3].regs.x[5] == 0xdeadbeef      # set on thread 4, the selected one
+    assert stopped.cpus[3].regs.pc == int(after["4"], 16)
 
 
 def test_watchpoint_on_the_shared_counter_stops_the_writer():

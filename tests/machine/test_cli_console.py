@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+import armvisor
+
 from tests.machine.tinyguest import build
 from tests.terminal import Terminal
 
@@ -64,9 +66,16 @@ def test_ctrl_a_c_monitor_info_trace_and_quit(tmp_path):
     term.expect("trace off\r\n(armvisor) ")
     term.send(b"bogus\r")
     term.expect("unknown command 'bogus'")
+    snap = tmp_path / "here.avs"
+    term.send(f"savevm {snap}\r".encode())
+    term.expect("snapshot written to")
+    term.send(b"savevm\r")
+    term.expect("monitor snapshot FILE")
     term.send(b"\x01c")                                # back to the guest, and again
     term.send(b"\x01c")
     term.send(b"quit\r")
     term.expect("armvisor: quit (monitor 'quit')")
     assert term.close() == 130
     assert "error" not in term.seen.decode(errors="replace")
+    restored = armvisor.Machine.restore(str(snap))       # the machine as the monitor saw it
+    assert [cpu.power_state for cpu in restored.cpus] == ["ON", "OFF"]

@@ -12,6 +12,7 @@ monitor psci              each CPU's power state, EL and PC (with its symbol)
 monitor gic               pending and active interrupts per CPU (SGIs/PPIs and routed SPIs)
 monitor events [N]        the last N trace events (default 20)
 monitor phys ADDR LEN     hex dump of guest physical memory (RAM; a VM's own under --hyp)
+monitor snapshot FILE     save the whole machine there (armvisor run --restore FILE)
 """
 
 
@@ -25,7 +26,7 @@ class Monitor:
         self.cpu = target.cpus[0]
         self.commands: Dict[str, Callable[[List[str]], str]] = {
             "help": lambda args: HELP, "psci": self.psci, "gic": self.gic,
-            "events": self.events, "phys": self.phys}
+            "events": self.events, "phys": self.phys, "snapshot": self.snapshot}
 
     def run(self, line: str, cpu) -> str:
         self.cpu = cpu                         # the selected CPU: whose memory `phys` reads
@@ -77,3 +78,9 @@ class Monitor:
         data = memory.read(address, min(length, 4096))
         return "".join(f"{address + i:#014x}: {data[i:i + 16].hex(' ')}\n"
                        for i in range(0, len(data), 16))
+
+    def snapshot(self, args) -> str:
+        if len(args) != 1:
+            raise ValueError("give the file to write: monitor snapshot FILE")
+        size = self.target.machine.snapshot(args[0])
+        return f"snapshot written to {args[0]} ({size / 1e6:.1f} MB)\n"
