@@ -32,6 +32,7 @@ import mmap
 from typing import Callable, Optional
 
 from armvisor.errors import ArmvisorError
+from armvisor.pages import restore_pages, save_pages
 
 # Intel command codes (AP-646 table 3; QEMU pflash_cfi01.c pflash_write).
 CMD_READ_ARRAY_QEMU = 0x00        # QEMU's internal "read array" state; accepted as a command too
@@ -163,7 +164,7 @@ class CfiFlash:
         self._report_mode(before)
 
     def save_state(self) -> dict:
-        """The command state machine and every byte of the bank (the guest programs them)."""
+        """The command state machine and the bank's programmed pages (the rest is erased)."""
         return {
             "size": self.size,
             "read_array": self._read_array,
@@ -173,16 +174,16 @@ class CfiFlash:
             "counter": self.counter,
             "buffer": None if self._buffer is None else bytes(self._buffer),
             "buffer_offset": self._buffer_offset,
-            "contents": bytes(self.contents),
+            "contents": save_pages(self.contents),        # a bank starts all zero
         }
 
     def restore_state(self, state: dict) -> None:
         """Without on_mode_change: whoever maps the bank asks mode_is_read_array afterwards."""
-        if state["size"] != self.size or len(state["contents"]) != self.size:
-            raise ValueError(f"the snapshot's {self.name} holds {len(state['contents']):#x} "
+        if state["size"] != self.size:
+            raise ValueError(f"the snapshot's {self.name} holds {state['size']:#x} "
                              f"bytes, this bank {self.size:#x}")
         # In place: the cores may have `pointer` mapped as memory.
-        self.contents[:] = state["contents"]
+        restore_pages(self.contents, state["contents"])
         self._read_array = bool(state["read_array"])
         self.cmd = state["cmd"]
         self.wcycle = state["wcycle"]

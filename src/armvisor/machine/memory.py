@@ -6,11 +6,10 @@ import ctypes
 import mmap
 import os
 import stat
-
-import numpy
 from typing import BinaryIO, Optional
 
 from armvisor.errors import ArmvisorError
+from armvisor.pages import restore_pages, save_pages
 from armvisor.machine.config import format_size
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -39,28 +38,15 @@ class Ram:
         return bytes(self._buffer[offset:offset + size])
 
     def save_state(self) -> dict:
-        """The pages that are not all zero (a never-written page reads zero): sparse RAM.
-
-        Pages are the host's; a restore writes them back into a fresh
-        mapping, whose other pages read zero as before.
-        """
-        pages = numpy.frombuffer(self._buffer, dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
-        used = numpy.flatnonzero(pages.any(axis=1))
-        return {"size": self.size, "page_size": PAGE_SIZE,
-                "pages": used.astype("<u4").tobytes(), "data": pages[used].tobytes()}
+        """The pages that are not all zero (a never-written page reads zero): sparse RAM."""
+        return dict(save_pages(self._buffer), size=self.size)
 
     def restore_state(self, state: dict) -> None:
-        if state["size"] != self.size or state["page_size"] != PAGE_SIZE:
-            raise ValueError(f"the snapshot's RAM is {format_size(state['size'])} in pages of "
-                                f"{state['page_size']} bytes, this machine's "
-                                f"{format_size(self.size)} in pages of {PAGE_SIZE}")
-        self.clear()
-        used = numpy.frombuffer(state["pages"], dtype="<u4")
-        data = numpy.frombuffer(state["data"], dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
-        if len(used) != len(data) or (len(used) and int(used.max()) >= self.size // PAGE_SIZE):
-            raise ValueError("the snapshot's RAM pages do not match its page list")
-        pages = numpy.frombuffer(self._buffer, dtype=numpy.uint64).reshape(-1, PAGE_SIZE // 8)
-        pages[used] = data
+        if state["size"] != self.size:
+            raise ValueError(f"the snapshot's RAM is {format_size(state['size'])}, this "
+                             f"machine's {format_size(self.size)}")
+        self.clear()                      # cheaper than writing zeros over every page
+        restore_pages(self._buffer, state, clear=False)
 
     def clear(self) -> None:
         # Dropping the pages of a private anonymous mapping makes them read as

@@ -388,7 +388,7 @@ def test_pflash_restores_contents_and_a_buffered_write_in_progress():
     pair = restored_pair(make, drive)
     seen = assert_same_behaviour(pair, behaviour)
     assert seen[0] is False and seen[-3] == 0xDDDD_8888 and seen[-1] == [True]
-    assert pair[0][0].save_state()["contents"][:8] == b"firmware"
+    assert pair[0][0].save_state()["contents"]["data"][:8] == b"firmware"
 
 
 def test_pflash_refuses_another_bank_size():
