@@ -294,8 +294,11 @@ class ConsoleLog:
     def __init__(self, echo: Optional[Callable[[bytes], None]] = None):
         self.output = bytearray()
         self._echo = echo
+        self.muted = False          # a debugger replaying the past: it was printed already
 
     def write(self, data: bytes) -> None:
+        if self.muted:
+            return
         self.output += data
         if self._echo is not None:
             self._echo(data)

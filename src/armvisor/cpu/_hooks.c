@@ -66,6 +66,13 @@ typedef struct armv_core {
     uint64_t block_start;
     uint64_t block_insns;
     uint64_t access_retired;   /* instructions retired before the access passed to Python */
+    /* Exact count (armv_count_hook, only while a debugger keeps a history):
+     * instructions started, and a count to stop before (stop_at_armed). */
+    uint64_t retired;
+    uint64_t stop_at;
+    uint32_t stop_at_armed;
+    uint32_t stopped_at;       /* set when the count hook stopped the core */
+    uint64_t stopped_pc;       /* the instruction it stopped before */
 } armv_core;
 
 /*
@@ -87,6 +94,30 @@ void armv_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_
     core->executed += size / 4;
     core->block_start = address;
     core->block_insns = size / 4;
+}
+
+/*
+ * UC_HOOK_CODE on every address, only while a debugger keeps a history for
+ * reverse execution: counts every instruction as it starts, exactly (the
+ * block hook charges whole blocks, and a block left early by an exception,
+ * a breakpoint or a PC write would be over-counted), and stops the core
+ * before the instruction that would make the count pass `stop_at`. A code
+ * hook is a safe point to stop at (the patched Unicorn checks for exit
+ * requests after code hooks).
+ */
+void armv_count_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    armv_core *core = (armv_core *)user_data;
+    (void)size;
+    if (core->stop_at_armed && core->retired == core->stop_at) {
+        core->stop_at_armed = 0;
+        core->stopped_at = 1;
+        core->stopped_pc = address;
+        core->budget = 0;
+        core->stop(uc);
+        return;
+    }
+    core->retired++;
 }
 
 static void note_ic_line(armv_core *core, uint64_t va)

@@ -25,9 +25,9 @@ from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAP
 from armvisor.cpu.traps import TrapHandler
 from armvisor.trace import TraceBus
 from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
-                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, CpuContext, UC_ARM64_INS_MSR,
-                                 UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_INSN, ArmvCore, CpReg,
-                                 RegBatch, native)
+                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
+                                 UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN,
+                                 ArmvCore, CpReg, CpuContext, RegBatch, native)
 
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
 
@@ -110,6 +110,8 @@ class Core:
                            (UC_ARM64_INS_MSR, self._native.msr_hook_address)):
             self._native.add_c_hook(self.handle, UC_HOOK_INSN, hook, ctypes.byref(self._budget),
                                     1, 0, insn)
+        self._count_hook = None                   # count_exactly()'s hook
+        self.count_stopped = False                # the last slice ended at stop_before's count
         self._irq_lines = (False, False)          # what HCR_EL2.VI / VF say now
         self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
         self._cpreg = CpReg()
@@ -274,6 +276,7 @@ class Core:
             "next_pc": self._next_pc,
             "irq_lines": list(self._irq_lines),
             "executed": state.executed,
+            "retired": state.retired,
             "vclock": [state.vclock, state.vclock_base, state.vclock_origin],
             "last_vector": self.last_vector,
             "vector_faults": self.vector_faults,
@@ -293,6 +296,8 @@ class Core:
         self._irq_lines = tuple(saved["irq_lines"])       # HCR_EL2.VI/VF came with the context
         state = self._budget
         state.executed = saved["executed"]
+        state.retired = saved.get("retired", 0)
+        state.stop_at_armed = state.stopped_at = 0
         state.vclock, state.vclock_base, state.vclock_origin = saved["vclock"]
         self.last_vector = saved["last_vector"]
         self.vector_faults = saved["vector_faults"]
@@ -300,6 +305,49 @@ class Core:
         self.first_fault = None if first is None else tuple(first)
         self.stop_reason = None
         self.error = None
+
+    # -- exact counts (reverse execution) -------------------------------------
+
+    def count_exactly(self) -> None:
+        """Count every instruction as it starts (`retired`), for a debugger's history.
+
+        A code hook on every address (C, no Python): the run gets slower, so
+        only a debugger that keeps a history turns it on, before anything runs.
+        """
+        if self._count_hook is None:
+            self._count_hook = self._native.add_c_hook(
+                self.handle, UC_HOOK_CODE, self._native.count_hook_address,
+                ctypes.byref(self._budget), 1, 0)
+            self.flush_code()
+
+    @property
+    def counting(self) -> bool:
+        return self._count_hook is not None
+
+    @property
+    def retired(self) -> int:
+        """Instructions started since reset, exactly (while count_exactly is on)."""
+        return self._budget.retired
+
+    def uncount(self) -> None:
+        """The instruction just counted did not happen (a breakpoint or watchpoint stopped
+        it, and it runs again on resume)."""
+        self._budget.retired -= 1
+
+    def stop_before(self, count: Optional[int]) -> None:
+        """Stop the core before the instruction that would make `retired` pass `count`."""
+        state = self._budget
+        state.stop_at_armed = 0 if count is None else 1
+        state.stop_at = 0 if count is None else count
+
+    def _take_count_stop(self) -> bool:
+        state = self._budget
+        if not state.stopped_at:
+            return False
+        state.stopped_at = 0
+        self._next_pc = state.stopped_pc
+        self.count_stopped = True
+        return True
 
     # -- running -----------------------------------------------------------
 
@@ -323,6 +371,8 @@ class Core:
             started = time.perf_counter()
             status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
             self.run_seconds += time.perf_counter() - started
+            if self._take_count_stop():
+                return Stop.BUDGET
             if status != 0 and not self._take_outside_abort(status):
                 if self.error is None:
                     self.error = UcError(status)

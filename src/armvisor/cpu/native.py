@@ -19,6 +19,7 @@ from unicorn.unicorn_py3 import unicorn as _ucbinding
 UC_ARM64_INS_MRS = 1          # uc_arm64_insn (unicorn/arm64.h)
 UC_ARM64_INS_MSR = 2
 UC_ARM64_INS_SYS = 3
+UC_HOOK_CODE = 1 << 2
 UC_HOOK_BLOCK = 1 << 3
 UC_HOOK_INSN = 1 << 1
 UC_CTL_IO_WRITE = 1
@@ -65,6 +66,11 @@ class ArmvCore(ctypes.Structure):
         ("block_start", ctypes.c_uint64),
         ("block_insns", ctypes.c_uint64),
         ("access_retired", ctypes.c_uint64),
+        ("retired", ctypes.c_uint64),
+        ("stop_at", ctypes.c_uint64),
+        ("stop_at_armed", ctypes.c_uint32),
+        ("stopped_at", ctypes.c_uint32),
+        ("stopped_pc", ctypes.c_uint64),
     ]
 
 
@@ -131,6 +137,7 @@ class Native:
         self.sys_hook_address = ctypes.cast(hooks.armv_sys_hook, ctypes.c_void_p).value
         self.mrs_hook_address = ctypes.cast(hooks.armv_mrs_hook, ctypes.c_void_p).value
         self.msr_hook_address = ctypes.cast(hooks.armv_msr_hook, ctypes.c_void_p).value
+        self.count_hook_address = ctypes.cast(hooks.armv_count_hook, ctypes.c_void_p).value
 
     # -- uc_ctl helpers that the 2.1.4 binding lacks or wraps slowly --------
 

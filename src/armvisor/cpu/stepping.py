@@ -31,7 +31,12 @@ def step(core: Core, instructions: int = 1) -> Stop:
     begin = core._next_pc if core._next_pc is not None else core.pc
     core._next_pc = None
     executed = state.executed
+    retired_before = state.retired
     status = core._native.uc_emu_start(core.handle, begin, NO_UNTIL, 0, instructions)
+    if core._take_count_stop():
+        # A debugger's exact stop came first: charge what the exact count says ran.
+        state.executed = executed + (state.retired - retired_before)
+        return Stop.BUDGET
     if status != 0:
         core.error = UcError(status)
         return Stop.FAULT
@@ -51,6 +56,8 @@ class Breakpoints:
         self._hit = hit
         self._hooks: Dict[int, int] = {}
         self._skip_once = None       # resuming on a breakpoint must not stop there again
+        # A debugger replaying the past: hits are reported (or not) but never stop.
+        self.passive = False
 
     def add(self, address: int) -> None:
         if address in self._hooks:
@@ -78,5 +85,11 @@ class Breakpoints:
             self._skip_once = None
             return
         self._skip_once = None
+        if self.core._budget.stopped_at:
+            return                   # an exact count stopped the core before this instruction
         self._hit(self.core, address)
+        if self.passive:
+            return
+        if self.core.counting:
+            self.core.uncount()      # counted as it started, but it runs on resume
         self.core.stop(Stop.MACHINE, resume_pc=address)

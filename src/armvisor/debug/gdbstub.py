@@ -55,6 +55,8 @@ class GdbStub:
         """Run the machine under the debugger until it ends; returns the exit status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.machine.boot()
+        if self.machine.clock.deterministic:
+            self.target.keep_history()        # reverse execution: bs, bc
         try:
             if wait:
                 self._attach(deadline)
@@ -162,6 +164,8 @@ class GdbStub:
         reply = f"T{stop.signal:02x}thread:{stop.cpu + 1:x};"
         if stop.reason in ("swbreak", "hwbreak"):
             reply += f"{stop.reason}:;"
+        elif stop.reason == "replaylog":
+            reply += "replaylog:begin;"               # no history before this
         elif stop.reason:
             reply += f"{stop.reason}:{stop.address:x};"
         return reply
@@ -209,6 +213,7 @@ class GdbStub:
             "c": lambda p: [("c", n) for n in range(len(self.target.cpus))],
             "s": lambda p: [("s", self.c_cpu)],
             "Z": self._insert_point, "z": self._remove_point,
+            "b": self._backwards,
             "D": self._detach, "k": self._kill,
         }.get(head)
         if handler is None:
@@ -229,10 +234,37 @@ class GdbStub:
             raise ValueError(f"no thread {number}")
         return number - 1
 
+    # -- reverse execution (GDB manual, "Packets": bs, bc) ---------------------------------
+
+    def _backwards(self, packet):
+        """`bs`: the selected CPU one instruction back; `bc`: back to the last breakpoint or
+        watchpoint hit. The stop is reported as a forward one would be."""
+        history = self.target.history
+        if history is None or packet not in ("bs", "bc"):
+            return "E01"                            # not deterministic: no past to go back to
+        self.error = None
+        if packet == "bs":
+            cpu = self.c_cpu
+            stop = StopInfo(SIGTRAP, cpu) if history.back_one(cpu) else \
+                StopInfo(SIGTRAP, cpu, "replaylog")
+        else:
+            hit = history.last_hit()
+            if hit is None:
+                history.go_to_start()
+                stop = StopInfo(SIGTRAP, self.c_cpu, "replaylog")
+            else:
+                history.go_to_hit(hit)
+                address = hit.address if hit.reason.endswith("watch") else None
+                stop = StopInfo(SIGTRAP, hit.cpu, hit.reason, address)
+        self.stop = stop
+        self.g_cpu = self.c_cpu = stop.cpu
+        return self._stop_reply(stop)
+
     # -- registers and memory -------------------------------------------------------------
 
     def _write_registers(self, packet):
         RegisterFile(self._cpu()).write_all(packet[1:])
+        self.target.registers_written(self._cpu())
         return "OK"
 
     def _read_register(self, packet):
@@ -245,6 +277,7 @@ class GdbStub:
         number, value = packet[1:].split("=")
         number = int(number, 16)
         RegisterFile(self._cpu()).write(number, decode(value, REGISTERS[number].bits))
+        self.target.registers_written(self._cpu())
         return "OK"
 
     def _read_memory(self, packet):
@@ -347,8 +380,9 @@ class GdbStub:
         name, _, args = packet.partition(":")
         name = name.split(",")[0]
         if name == "qSupported":
+            reverse = ";ReverseStep+;ReverseContinue+" if self.target.history else ""
             return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;swbreak+;hwbreak+;"
-                    "vContSupported+")
+                    "vContSupported+" + reverse)
         if name == "qXfer" and args.startswith("features:read:"):
             annex, _, span = args[len("features:read:"):].partition(":")
             if annex != "target.xml":

@@ -112,6 +112,10 @@ class Watchpoints:
         self.watches: Dict[Tuple[int, int, int], Watch] = {}
         self.hit: Optional[WatchHit] = None
         self.suppressed = None               # a core stepping over its own hit
+        # A debugger replaying the past: hits never stop; with `scan` a list,
+        # each is noted there as (cpu, its exact count before the access, va, kind).
+        self.passive = False
+        self.scan: Optional[list] = None
 
     def insert(self, cpu, kind: int, va: int, length: int) -> bool:
         """False if the range does not translate on `cpu` (the debugger then says so)."""
@@ -176,6 +180,11 @@ class Watchpoints:
                           ACCESS_WATCH: True}[watch.kind]
                 if not wanted:
                     return
+                if self.passive:
+                    if self.scan is not None and core.counting:
+                        self.scan.append((cpu.index, core.retired - 1,
+                                          va + max(0, address - pa), watch.kind))
+                    return
                 regs = [core.read_x(n) for n in range(31)] + [core.read_x(SP_ID)]
                 self.hit = WatchHit(cpu.index, watch.kind, va + max(0, address - pa),
                                     regs, (address, bytes(uc.mem_read(address, size))))
@@ -196,6 +205,8 @@ class Watchpoints:
         core.write_reg(A.UC_ARM64_REG_SP, hit.regs[31])
         address, data = hit.memory
         core.uc.mem_write(address, data)
+        if core.counting:
+            core.uncount()                   # undone: it runs again on resume
         return hit
 
 

@@ -68,6 +68,12 @@ class Target:
         self.breaks = Breakpoints(self.cpus)
         self.watch = Watchpoints(self.group)
         self.host = None             # the console (HostIO) the machine polls between slices
+        self.history = None          # debug.history.History: kept on a deterministic machine
+
+    def keep_history(self) -> None:
+        """Record what the debugger does from now on, for reverse execution."""
+        from armvisor.debug.history import History
+        self.history = History(self.machine, self)
 
     # -- threads: thread id N is machine.cpus[N - 1] --------------------------------------
 
@@ -112,6 +118,13 @@ class Target:
             memory.read(pa, chunk)                            # RAM only: raises otherwise
             memory.write(pa, data[offset:offset + chunk])
             offset += chunk
+        if self.history is not None and not self.machine.console.muted:
+            self.history.note_memory(cpu.index, va, data)
+
+    def registers_written(self, cpu) -> None:
+        """The debugger changed `cpu`'s registers (a replay must do it again)."""
+        if self.history is not None:
+            self.history.note_registers(cpu.index)
 
     # -- resuming -----------------------------------------------------------------------
 
@@ -119,8 +132,14 @@ class Target:
         """One instruction on `cpu` only; the others stay where they are."""
         if cpu.runnable:
             self._leave_stop(cpu, current)
-            self.machine.step(cpu.index, 1)
-        hit = self.watch.settle(self.cpus)
+            try:
+                self.machine.step(cpu.index, 1)
+            finally:
+                hit = self.watch.settle(self.cpus)    # before noting: it may undo the step
+                if self.history is not None:
+                    self.history.note_step(cpu.index, 1)
+        else:
+            hit = self.watch.settle(self.cpus)
         if hit is not None:
             return self._watch_stop(hit)
         return StopInfo(SIGTRAP, cpu.index)
@@ -133,17 +152,27 @@ class Target:
         """
         for index in resumed:
             self._leave_stop(self.cpus[index], current)
-        condition = RunUntilStop(self, wake, self._frozen_lanes(resumed))
-        status = self.machine.run(until=condition, timeout=timeout, host=self.host)
-        hit = self.watch.settle(self.cpus)
-        if status is not None:
-            return status, None, False
-        if hit is not None:
-            return None, self._watch_stop(hit), False
-        if condition.breakpoint is not None:
-            cpu, address = condition.breakpoint
-            return None, StopInfo(SIGTRAP, cpu, self.breaks.reason(address)), False
-        return None, StopInfo(SIGINT, self._last_cpu(resumed)), condition.woken
+        frozen = self._frozen_lanes(resumed)
+        condition = RunUntilStop(self, wake, frozen)
+        host = self.history.input if self.history is not None and self.history.input else self.host
+        stop = None
+        try:
+            status = self.machine.run(until=condition, timeout=timeout, host=host)
+            hit = self.watch.settle(self.cpus)
+            if status is not None:
+                return status, None, False
+            if hit is not None:
+                stop = self._watch_stop(hit)
+            elif condition.breakpoint is not None:
+                cpu, address = condition.breakpoint
+                stop = StopInfo(SIGTRAP, cpu, self.breaks.reason(address))
+            else:
+                stop = StopInfo(SIGINT, self._last_cpu(resumed))
+            return None, stop, condition.woken and not stop.reason
+        finally:
+            self.watch.settle(self.cpus)
+            if self.history is not None:
+                self.history.note_run(frozen, stop)
 
     def _leave_stop(self, cpu, current: Optional[StopInfo]) -> None:
         """Resuming a CPU where it stopped: what stopped it there must not stop it again."""
@@ -153,9 +182,16 @@ class Target:
             # Its access has not happened yet (the hit undid it): do it with the hooks quiet.
             self.watch.suppressed = cpu.core
             try:
-                self.machine.step(cpu.index, 1)
+                self._step(cpu.index, 1)
             finally:
                 self.watch.suppressed = None
+
+    def _step(self, index: int, count: int) -> None:
+        try:
+            self.machine.step(index, count)
+        finally:
+            if self.history is not None:
+                self.history.note_step(index, count)
 
     def _frozen_lanes(self, resumed: List[int]) -> List[int]:
         """The run loop's lanes that must not run: a bare CPU is a lane; a vCPU's pCPU is."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO, Union
 
 from armvisor.errors import ArmvisorError
 
@@ -46,14 +46,18 @@ def disk_identity(paths: List[str]) -> List[dict]:
 class Recorder:
     """A HostIO that passes everything to `inner` (the host console) and logs it."""
 
-    def __init__(self, inner, path: str, header: dict, clock: Callable[[], int]):
+    def __init__(self, inner, path: Union[str, TextIO], header: dict, clock: Callable[[], int]):
+        """`path`: a file to create, or an open text stream (a debugger's history)."""
         self.inner = inner
         self._clock = clock
         self.step = 0
-        try:
-            self._file: Optional[TextIO] = open(path, "w", encoding="utf-8")
-        except OSError as exc:
-            raise ArmvisorError(f"cannot write recording {path}: {exc.strerror}") from None
+        if not isinstance(path, str):
+            self._file: Optional[TextIO] = path
+        else:
+            try:
+                self._file = open(path, "w", encoding="utf-8")
+            except OSError as exc:
+                raise ArmvisorError(f"cannot write recording {path}: {exc.strerror}") from None
         self._log(dict(header, format=FORMAT, version=VERSION))
         self._receive = inner.receive
         inner.receive = self._received
@@ -97,10 +101,17 @@ class Recorder:
 class Replayer:
     """A HostIO that answers from a recording, at the steps the recording logged."""
 
-    def __init__(self, path: str, receive: Callable[[bytes], None]):
-        self.header, self._inputs, self._idles, self._end = read_recording(path)
+    def __init__(self, path: str, receive: Callable[[bytes], None],
+                 lines: Optional[List[str]] = None, step: int = 0):
+        """From the file `path`, or from `lines` already read (a debugger's history, whose
+        recording has not ended: it replays from `step`, with no end)."""
+        if lines is None:
+            self.header, self._inputs, self._idles, self._end = read_recording(path)
+        else:
+            self.header, self._inputs, self._idles, _ = parse_recording(lines, path)
+            self._end = float("inf")
         self.receive = receive
-        self.step = 0
+        self.step = step
 
     @property
     def input_open(self) -> bool:
@@ -126,9 +137,6 @@ class Replayer:
 
 def read_recording(path: str):
     """(header, inputs by step, idle answers by step, end step); one-line errors."""
-    inputs: Dict[int, List[bytes]] = {}
-    idles: Dict[int, int] = {}
-    end = None
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -136,6 +144,13 @@ def read_recording(path: str):
         raise ArmvisorError(f"cannot read recording {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ArmvisorError(f"{path} is not an armvisor recording") from None
+    return parse_recording(lines, path)
+
+
+def parse_recording(lines: List[str], path: str):
+    inputs: Dict[int, List[bytes]] = {}
+    idles: Dict[int, int] = {}
+    end = None
     try:
         header = json.loads(lines[0]) if lines else None
         if not isinstance(header, dict) or header.get("format") != FORMAT:

@@ -115,6 +115,7 @@ class RunLoop:
         self.order: List[int] = []       # this round's lane order (the schedule's "order")
         self.position = 0                # the next turn in `order`
         self.ran = False                 # some lane ran guest code in this round
+        self.turns = 0                   # turns given so far: a place in the run (debug history)
 
     def run(self, timeout: Optional[float] = None, until: Optional[Condition] = None,
             host: Optional[HostIO] = None) -> Optional[int]:
@@ -154,6 +155,7 @@ class RunLoop:
                     budget = until.clip(lane, budget)
                     if budget <= 0:          # held back (a debugger resumed other CPUs only)
                         continue
+                self.turns += 1
                 if not board.run_turn(lane, max(budget, 1)):
                     continue
                 self.ran = True
@@ -177,11 +179,12 @@ class RunLoop:
 
     def save_state(self) -> dict:
         return {"order": list(self.order), "position": self.position, "ran": self.ran,
-                "schedule": self.schedule.save_state()}
+                "turns": self.turns, "schedule": self.schedule.save_state()}
 
     def restore_state(self, state: dict) -> None:
         self.order = [int(lane) for lane in state["order"]]
         self.position, self.ran = int(state["position"]), bool(state["ran"])
+        self.turns = int(state.get("turns", 0))
         self.schedule.restore_state(state["schedule"])
 
     def _idle(self, deadline: Optional[float]) -> None:

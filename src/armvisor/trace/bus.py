@@ -55,6 +55,7 @@ class TraceBus:
         self._t0 = clock()
         self._subscribers: List[Callable[[Event], None]] = []
         self.recent: Deque[Event] = deque(maxlen=ring_size)
+        self.muted = False           # a debugger replaying the past: its events were seen
 
     def use_clock(self, clock: Callable[[], float]) -> None:
         """Take timestamps from `clock` (seconds) from now on, e.g. a machine's virtual
@@ -67,6 +68,8 @@ class TraceBus:
 
     def emit(self, kind: str, cpu: Optional[int] = None, /, **fields) -> Event:
         event = Event(kind, cpu, (self._clock() - self._t0) * 1e6, fields)
+        if self.muted:
+            return event
         self.recent.append(event)
         for callback in self._subscribers:
             callback(event)
