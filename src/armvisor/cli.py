@@ -56,8 +56,10 @@ def cli() -> None:
 
 
 def _register_subcommands() -> None:
+    from armvisor.cli_explore import explore
     from armvisor.cli_images import images
     from armvisor.cli_trace import trace_group
+    cli.add_command(explore)
     cli.add_command(images)
     cli.add_command(trace_group)
 
@@ -125,9 +127,11 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-s", "gdb_default", is_flag=True, help="Shorthand for --gdb tcp::1234.")
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
+@click.option("--schedule", "schedule_path", type=click.Path(dir_okay=False),
+              help="Replay this schedule file (from `armvisor explore`; needs --deterministic).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
-        slice_budget, gdb_spec, gdb_default, gdb_wait) -> None:
+        slice_budget, gdb_spec, gdb_default, gdb_wait, schedule_path) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     return _run(dict(locals()))
 
@@ -161,6 +165,10 @@ def _run(options: dict) -> int:
             if options["dumpdtb"]:
                 _write(options["dumpdtb"], _generated_dtb(machine))
                 return 0
+            run_machine = machine.run
+            if options["schedule_path"]:
+                from armvisor.cli_explore import ScheduledRun
+                run_machine = ScheduledRun(machine, options)
             receiver = machine.board.uart if machine.hypervisor is None else \
                 machine.hypervisor.vms[0].uart
             console.receive = receiver.receive
@@ -172,7 +180,7 @@ def _run(options: dict) -> int:
                 with console:
                     return stub.serve(wait=options["gdb_wait"], timeout=options["timeout"])
             with console:
-                return machine.run(timeout=options["timeout"], host=console)
+                return run_machine(timeout=options["timeout"], host=console)
         finally:
             machine.close()
     except ArmvisorError as exc:
@@ -208,17 +216,21 @@ _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
 
 def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     """The machine the options describe; an option that does not apply is an error."""
+    return Machine(**machine_arguments(options), trace=trace, console=console.write)
+
+
+def machine_arguments(options: dict) -> dict:
+    """armvisor.Machine's keyword arguments for `run`'s options (`explore` shares them)."""
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
-                  no_reboot=options["no_reboot"], trace=trace, console=console.write,
-                  symbols=options["symbols"])
+                  no_reboot=options["no_reboot"], symbols=options["symbols"])
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:
             raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
         if not options["kernel"]:
             raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
-        return Machine(
-            options["kernel"], smp=options["smp"], memory=options["memory"],
+        return dict(
+            kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
             psci_conduit=options["psci_conduit"] or "smc", cpu=options["cpu_model"],
             drives=[parse_drive(d) for d in options["drives"]],
@@ -247,7 +259,7 @@ def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
                   drives=[parse_drive(d) for d in options["drives"]],
                   cpu=options["cpu_model"], psci_conduit=options["psci_conduit"] or "hvc",
                   virtio_console=options["virtio_console"], name="vm0")]
-    return Machine(vms=vms, pcpus=pcpus, **common)
+    return dict(vms=vms, pcpus=pcpus, **common)
 
 
 def _gdb_endpoint(options: dict):
