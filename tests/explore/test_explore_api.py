@@ -86,3 +86,19 @@ def test_the_runner_docstring_example(guests, monkeypatch):
     monkeypatch.chdir(REPO)
     failed, _ = doctest.testmod(runner)
     assert failed == 0
+
+
+def test_runs_start_from_a_snapshot_once_the_board_can_be_snapshotted(guests, tmp_path):
+    import armvisor
+    probe = armvisor.Machine(kernel=BUGS["race_counter"].elf, smp=4, deterministic=True)
+    try:
+        probe.run(until=armvisor.Instructions(20_000))
+        probe.snapshot(str(tmp_path / "probe.snapshot"))
+    except Exception as exc:  # noqa: BLE001 - whatever part cannot save its state yet
+        pytest.skip(f"this machine cannot be snapshotted yet ({type(exc).__name__}: {exc})")
+    finally:
+        probe.close()
+    result = ex.explore(machine("race_counter"), until=[FAIL], start=20_000,
+                        runs=BUGS["race_counter"].budget)
+    assert result.snapshot_note == "each run restores a snapshot taken there"
+    assert result.found is not None and "lost update" in result.confirmed.console
