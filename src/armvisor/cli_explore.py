@@ -260,8 +260,9 @@ def _report(result, options: dict, out: str) -> int:
         if start:
             click.echo(start)
         return 1
+    from armvisor.explore.predicates import Hang
     found, confirmed = result.found, result.confirmed
-    hang = "hangs" in confirmed.reason
+    hang = isinstance(result.target.predicates[confirmed.predicate], Hang)
     result.save(out, replay=replay_command(options, out, hang))
     if found.run == 0:
         click.echo(f"the default schedule fails already (run 0): {found.reason}")

@@ -78,14 +78,15 @@ def test_the_command_line_on_a_dask_scheduler(guests, tmp_path):
     assert "found a failure" in proc.stdout and (tmp_path / "s.json").is_file()
 
 
-def test_the_runner_docstring_example(guests, monkeypatch):
+@pytest.mark.parametrize("module", ["armvisor.explore", "armvisor.explore.runner"])
+def test_docstring_examples_that_run_guests(guests, monkeypatch, module):
     import doctest
+    import importlib
 
-    from armvisor.explore import runner
     from tests.explore.conftest import REPO
     monkeypatch.chdir(REPO)
-    failed, _ = doctest.testmod(runner)
-    assert failed == 0
+    failed, tried = doctest.testmod(importlib.import_module(module))
+    assert tried and failed == 0
 
 
 def test_runs_start_from_a_snapshot_once_the_board_can_be_snapshotted(guests, tmp_path):

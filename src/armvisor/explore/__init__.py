@@ -5,14 +5,19 @@ non-default decisions, machine/schedule.py) replays it exactly; the
 explorer shrinks it to few decisions and saves it for
 `armvisor run --schedule FILE` (the command line is `armvisor explore`).
 
-    import armvisor.explore as ex
-    result = ex.explore(dict(kernel="guests/build/race_counter.elf", smp=4),
-                        until=[ex.ConsoleMatch("RESULT: FAIL")], runs=100, seed=0)
-    if result.found:
-        print(result.found.run, result.found.reason, len(result.decisions))
-        result.save("race_counter.schedule.json")
-        outcome = ex.replay("race_counter.schedule.json", dict(kernel=..., smp=4),
-                            until=[ex.ConsoleMatch("RESULT: FAIL")])
+    >>> import armvisor.explore as ex
+    >>> guest = dict(kernel="guests/build/race_counter.elf", smp=4)
+    >>> result = ex.explore(guest, until=[ex.ConsoleMatch("RESULT: FAIL")], runs=100, seed=0)
+    >>> result.found.run, result.found.reason
+    (16, "the console printed 'RESULT: FAIL lost update: 3 cpus counted, 4 online'")
+    >>> len(result.decisions) < len(result.found.decisions)       # shrunk
+    True
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "race_counter.schedule.json")
+    >>> result.save(path)
+    >>> again = ex.replay(path, guest, until=[ex.ConsoleMatch("RESULT: FAIL")])
+    >>> again.failed, again.console == result.confirmed.console
+    (True, True)
 
 Pieces: predicates.py (what a failure is), strategies.py (which schedule
 each run tries), runner.py (one run), shrink.py, executors.py (this
@@ -55,7 +60,8 @@ def explore(machine: dict, until: Sequence[Predicate], *, strategy: str = "rando
     target = Target(dict(machine), tuple(until), start=start, snapshot=snapshot,
                     snapshot_is_start=snapshot is not None,
                     max_instructions=max_instructions or DEFAULT_BUDGET, timeout=timeout)
-    lanes = machine.get("pcpus") or machine.get("smp", 1)
+    lanes = machine.get("pcpus") or max(
+        [machine.get("smp", 1)] + [getattr(vm, "smp", 1) for vm in machine.get("vms") or []])
     chosen = make(strategy, seed=seed, slice_budget=machine.get("slice", SLICE_DEFAULT),
                   lanes=lanes, depth=depth, preemptions=preemptions, points=points)
     with executors.make(jobs, dask) as executor:

@@ -103,7 +103,8 @@ def explore(target: Target, strategy: Strategy, runs: int, executor: Optional[Ex
         baseline = runner.run_plan(target, Record(), 0, keep_console=True)
         _count(result, baseline, progress)
         result.baseline = baseline
-        if size_budget and not baseline.failed:
+        # A default run that did not end (cut) keeps the budget it was given.
+        if size_budget and baseline.status == "passed":
             target = replace(target, max_instructions=max(
                 MIN_BUDGET, BUDGET_FACTOR * baseline.instructions))
             result.target = target

@@ -83,14 +83,24 @@ class Record(Plan):
 
 
 class _Recorder:
-    """A chooser that answers the default and keeps the points (the runner reads them)."""
+    """A chooser that answers the default and keeps the points the strategies try
+    (the runner reads them): the first PER_QUEUE of each (CPU, kind, where), so
+    a long guest (Linux makes millions of MMIO accesses) costs little memory."""
+
+    PER_QUEUE = 1024
 
     def __init__(self):
         self.points: List[Point] = []
+        self._queues: Dict[tuple, int] = {}
 
     def __call__(self, kind, index, default, context):
-        if kind != "order":
-            self.points.append((kind, index, context.get("cpu"), context.get("point", "")))
+        if kind in ("sync", "power_on", "kick"):
+            point = (kind, index, context.get("cpu"), context.get("point", ""))
+            queue = (point[2], kind, point[3])
+            seen = self._queues.get(queue, 0)
+            if seen < self.PER_QUEUE:
+                self._queues[queue] = seen + 1
+                self.points.append(point)
         return default
 
 
@@ -230,22 +240,28 @@ class Pct(Strategy):
             raise ValueError("PCT depth must be 1 or more")
         self.seed, self.depth, self.lanes, self.slice_budget = seed, depth, lanes, slice_budget
         self.length = 1
-        self.steps: List[Tuple[str, int]] = []
+        self.steps: Dict[str, int] = {}           # decision points of the default run, by kind
 
     def prepare(self, baseline) -> None:
         self.length = max(1, baseline.instructions)
-        self.steps = [(kind, index) for kind, index, _cpu, _where in baseline.points
-                      if kind in ("sync", "power_on", "kick")]
+        self.steps = {kind: count for kind, count in baseline.counts.items()
+                      if kind in ("sync", "power_on", "kick") and count}
 
     def plan(self, run: int) -> Plan:
         rng = _rng(self.seed, run, "pct")
         priorities = list(range(1, self.lanes + 1))
         rng.shuffle(priorities)
         steps, instructions = [], []
+        total = sum(self.steps.values())
         for _ in range(self.depth - 1):
-            if self.steps and rng.random() < 0.5:
-                kind, index = rng.choice(self.steps)
-                steps.append((kind, index))
+            if total and rng.random() < 0.5:
+                # A point drawn uniformly among all of them: a kind by its count.
+                pick = rng.randrange(total)
+                for kind, count in self.steps.items():
+                    if pick < count:
+                        steps.append((kind, pick))
+                        break
+                    pick -= count
             else:
                 instructions.append(rng.randrange(self.length))
         return PctPlan(tuple(priorities), tuple(steps), tuple(sorted(instructions)),

@@ -12,8 +12,9 @@ from armvisor.machine.schedule import NO_PREEMPTION, Decision
 
 
 class Baseline:
-    def __init__(self, instructions=100_000, points=()):
+    def __init__(self, instructions=100_000, points=(), counts=None):
         self.instructions, self.points = instructions, tuple(points)
+        self.counts = counts or {}
 
 
 class Clock:
@@ -78,12 +79,13 @@ def test_pct_change_at_a_sync_point_ends_the_slice_there():
 
 def test_pct_plans_have_depth_minus_one_changes():
     strategy = Pct(seed=2, depth=4, lanes=3)
-    strategy.prepare(Baseline(10_000, [("sync", i, 0, "mmio") for i in range(50)]))
+    strategy.prepare(Baseline(10_000, counts={"sync": 50, "power_on": 2, "slice": 9}))
     for run in range(1, 30):
         plan = strategy.plan(run)
         assert sorted(plan.priorities) == [1, 2, 3]
         assert len(plan.steps) + len(plan.instructions) == 3
         assert all(0 <= at < 10_000 for at in plan.instructions)
+        assert all((k == "sync" and i < 50) or (k == "power_on" and i < 2) for k, i in plan.steps)
     assert strategy.plan(9) == strategy.plan(9)
 
 
@@ -124,7 +126,20 @@ def test_fixed_and_record_plans():
     assert recording.watch_sync
     assert recording.decide("kick", 0, cpu=1) == 0
     assert recording.decide("order", [0, 1]) == [0, 1]
+    assert recording.decide("slice", 50_000, cpu=0) == 50_000
     assert recording.chooser.points == [("kick", 0, 1, "")] and recording.taken == []
+
+
+def test_the_recorder_keeps_the_first_points_of_each_queue(monkeypatch):
+    recording = Record().schedule(None)
+    monkeypatch.setattr(type(recording.chooser), "PER_QUEUE", 3)
+    for cpu in (0, 1):
+        for _ in range(5):
+            recording.decide("sync", NO_PREEMPTION, cpu=cpu, point="mmio")
+    recording.decide("sync", NO_PREEMPTION, cpu=0, point="psci")
+    assert [(i, c, w) for _k, i, c, w in recording.chooser.points] == [
+        (0, 0, "mmio"), (1, 0, "mmio"), (2, 0, "mmio"), (5, 1, "mmio"), (6, 1, "mmio"),
+        (7, 1, "mmio"), (10, 0, "psci")]
 
 
 def test_make_knows_the_strategies():
