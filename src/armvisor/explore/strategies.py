@@ -12,15 +12,14 @@ Before the first plan the explorer shows the strategy the default run
   length (short slices are what end a CPU between two close instructions),
   shuffled lane orders, short CPU_ON latencies, late IPI kicks.
 - `Pct`: PCT-style (Burckhardt et al., ASPLOS 2010): random lane
-  priorities, and `depth - 1` priority changes at random instruction counts
-  of the default run's length; the CPU running at a change point is cut
-  there and drops below every other.
+  priorities (the order of each round), and `depth - 1` priority changes,
+  each at a random synchronization point or a random instruction count of
+  the default run; the CPU running there is cut and drops below every other.
 - `Systematic`: CHESS-style preemption bounding around synchronization
   points: every schedule with 1..`preemptions` changes among the first
-  `points` sync points of the default run (PSCI calls, MMIO accesses: end
-  the slice there; CPU_ON: start the new CPU at once; IPIs: let the sender
-  run on), taking the CPUs' points in turn so that every CPU's early points
-  come first.
+  `points` points of the default run (PSCI calls, MMIO accesses: end the
+  slice there; CPU_ON: start the new CPU at once; IPIs: let the sender run
+  on), the first point of each CPU and kind before the second of any.
 
     >>> from armvisor.explore.strategies import RandomSlices
     >>> strategy = RandomSlices(seed=1, slice_budget=50_000)
@@ -74,7 +73,7 @@ class Fixed(Plan):
 
 @dataclass(frozen=True)
 class Record(Plan):
-    """The default schedule, noting every decision point it meets (the baseline run)."""
+    """The default schedule, noting the decision points it meets (the baseline run)."""
 
     watch_sync = True
 
