@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import List, Optional
+import time
+from typing import Optional
 
 import click
 
@@ -54,8 +55,6 @@ class ScheduledRun:
         machine.board.use_schedule(self.schedule)
 
     def __call__(self, timeout: Optional[float] = None, host=None) -> Optional[int]:
-        import time
-
         from armvisor.api import Instructions
         if self.schedule.armed:
             return self.machine.run(timeout=timeout, host=host)

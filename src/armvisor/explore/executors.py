@@ -77,7 +77,8 @@ class Processes(Executor):
         self.workers = jobs
         # forkserver: workers start from a clean interpreter, not a fork of
         # this one (its Unicorn instances and the progress display's thread).
-        self.pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+        context = multiprocessing.get_context("forkserver")
+        self.pool = cf.ProcessPoolExecutor(jobs, mp_context=context)
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)

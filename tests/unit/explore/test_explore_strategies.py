@@ -1,6 +1,5 @@
 """Strategies as data: plans depend on the seed and the run only."""
 
-import itertools
 import pickle
 from math import comb
 
