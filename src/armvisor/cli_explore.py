@@ -53,6 +53,9 @@ class ScheduledRun:
                                     f"not {start!r}")
             self.start = count
         machine.board.use_schedule(self.schedule)
+        if self.schedule.watch_sync:          # the exclusives explore counted as sync points
+            from armvisor.explore import exclusives
+            exclusives.watch(machine)
 
     def __call__(self, timeout: Optional[float] = None, host=None) -> Optional[int]:
         from armvisor.api import Instructions

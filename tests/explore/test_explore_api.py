@@ -103,3 +103,12 @@ def test_runs_start_from_a_snapshot_once_the_board_can_be_snapshotted(guests, tm
                         runs=BUGS["race_counter"].budget)
     assert result.snapshot_note == "each run restores a snapshot taken there"
     assert result.found is not None and "lost update" in result.confirmed.console
+
+
+def test_the_exclusive_loads_and_stores_of_a_guest(guests):
+    from armvisor.explore import exclusives
+    from armvisor.machine.symbols import KernelSymbols
+    found = exclusives.addresses(BUGS["lock_order"].elf)
+    table = KernelSymbols(BUGS["lock_order"].elf).table
+    where = {table.lookup(address).split("+")[0] for address in found}
+    assert {"spin_lock", "spin_unlock"} <= where

@@ -30,6 +30,7 @@ from typing import Optional, Tuple
 
 from armvisor.api import AnyOf, Instructions, Machine
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
+from armvisor.explore import exclusives
 from armvisor.explore.predicates import Predicate, RunEnd
 from armvisor.explore.strategies import Plan, Point
 from armvisor.machine.schedule import Decision
@@ -107,6 +108,8 @@ def run_plan(target: Target, plan: Plan, run: int = 0, keep_console: bool = Fals
         schedule = plan.schedule(machine)
         schedule.start = target.start_data()
         machine.board.use_schedule(schedule)
+        if schedule.watch_sync:
+            exclusives.watch(machine)
         watched = [(p, p.condition(machine)) for p in target.predicates]
         budget = Instructions(target.max_instructions)
         until = AnyOf([c for _, c in watched if c is not None] + [budget])

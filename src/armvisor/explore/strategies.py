@@ -17,9 +17,11 @@ Before the first plan the explorer shows the strategy the default run
   the default run; the CPU running there is cut and drops below every other.
 - `Systematic`: CHESS-style preemption bounding around synchronization
   points: every schedule with 1..`preemptions` changes among the first
-  `points` points of the default run (PSCI calls, MMIO accesses: end the
-  slice there; CPU_ON: start the new CPU at once; IPIs: let the sender run
-  on), the first point of each CPU and kind before the second of any.
+  `points` points of the default run (PSCI calls, MMIO accesses, exclusive
+  loads and stores: end the slice there; CPU_ON: start the new CPU at once;
+  IPIs: let the sender run on), the first point of each CPU, kind and place
+  (an exclusive's address) before the second of any, so a spin loop's
+  thousand iterations do not crowd out the rest.
 
     >>> from armvisor.explore.strategies import RandomSlices
     >>> strategy = RandomSlices(seed=1, slice_budget=50_000)
@@ -41,7 +43,7 @@ from armvisor.machine.board import POWER_ON_LATENCY
 from armvisor.machine.schedule import NO_PREEMPTION, Chooser, Decision, Schedule
 
 # A decision point of the default run: (kind, index, cpu, where): `where` is
-# a sync point's kind ("psci", "mmio"), else "".
+# a sync point's kind ("psci", "mmio", "exclusive@0x40201b04"), else "".
 Point = Tuple[str, int, Optional[int], str]
 
 

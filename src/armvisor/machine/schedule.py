@@ -15,7 +15,8 @@ kind, numbered in the order the run reaches it:
   running one, how many more instructions the running CPU executes before
   its slice ends so the target can take it. Default: 0 (at once).
 - `sync`: at each synchronization point of the running CPU (a PSCI call, an
-  MMIO access; under the hypervisor, a CPU_ON that starts a vCPU), how many
+  MMIO access; under the hypervisor, a CPU_ON that starts a vCPU; and the
+  exclusive loads and stores that armvisor.explore hooks), how many
   more instructions it runs before its slice ends (0: at its next block).
   Default: NO_PREEMPTION (the slice goes on). MMIO accesses are frequent, so
   these points are asked (and counted) only by a schedule that watches them:

@@ -58,9 +58,18 @@ def test_jobs_must_be_positive():
         executors.make(jobs=0)
 
 
-@pytest.mark.parametrize("module", ["predicates", "strategies", "shrink", "executors"])
+@pytest.mark.parametrize("module", ["predicates", "strategies", "shrink", "executors",
+                                    "exclusives"])
 def test_docstring_examples(module):
     import doctest
     import importlib
     failed, _ = doctest.testmod(importlib.import_module(f"armvisor.explore.{module}"))
     assert failed == 0
+
+
+def test_exclusives_of_a_file_that_is_no_aarch64_elf(tmp_path):
+    from armvisor.explore import exclusives
+    raw = tmp_path / "Image"
+    raw.write_bytes(b"\x20\xfc\x5f\x88" * 4)
+    assert exclusives.addresses(str(raw)) == ()
+    assert exclusives.addresses(str(tmp_path / "missing")) == ()
