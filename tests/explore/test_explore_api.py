@@ -112,3 +112,19 @@ def test_the_exclusive_loads_and_stores_of_a_guest(guests):
     table = KernelSymbols(BUGS["lock_order"].elf).table
     where = {table.lookup(address).split("+")[0] for address in found}
     assert {"spin_lock", "spin_unlock"} <= where
+
+
+@pytest.mark.parametrize("name", ["race_counter", "lock_order"])
+def test_watching_sync_points_changes_no_run(guests, name):
+    # Strategies that ask at sync points hook the exclusives and count MMIO
+    # accesses; a replay without sync decisions does neither: both must run
+    # the same interleaving.
+    from armvisor.explore import runner, strategies
+    target = runner.Target(machine(name), (FAIL,), max_instructions=3_000_000)
+    for run in range(1, 8):
+        found = runner.run_plan(target, strategies.RandomPlan(0, run, 50_000), run, True)
+        plain = runner.run_plan(target, strategies.Fixed(found.decisions), run, True)
+        watched = runner.run_plan(target, strategies.SyncPlan(found.decisions), run, True)
+        assert (plain.instructions, plain.console, plain.status) == \
+            (watched.instructions, watched.console, watched.status) == \
+            (found.instructions, found.console, found.status)
