@@ -58,8 +58,10 @@ def cli() -> None:
 
 
 def _register_subcommands() -> None:
+    from armvisor.cli_explore import explore
     from armvisor.cli_images import images
     from armvisor.cli_trace import trace_group
+    cli.add_command(explore)
     cli.add_command(images)
     cli.add_command(trace_group)
 
@@ -144,10 +146,12 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--plant-bug", "plant", multiple=True, hidden=True,
               type=click.Choice(sorted(PLANTED_BUGS)),
               help="Test only: remove a lock from a model (machine/planted.py).")
+@click.option("--schedule", "schedule_path", type=click.Path(dir_okay=False),
+              help="Replay this schedule file (from `armvisor explore`; needs --deterministic).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
-        restore_path, record_path, replay_path, plant) -> None:
+        restore_path, record_path, replay_path, plant, schedule_path) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     context = click.get_current_context()
     given = {name for name in context.params
@@ -186,6 +190,10 @@ def _run(options: dict) -> int:
             if options["dumpdtb"]:
                 _write(options["dumpdtb"], _generated_dtb(machine))
                 return 0
+            run_machine = machine.run
+            if options["schedule_path"]:
+                from armvisor.cli_explore import ScheduledRun
+                run_machine = ScheduledRun(machine, options)
             receiver = machine.board.uart if machine.hypervisor is None else \
                 machine.hypervisor.vms[0].uart
             console.receive = receiver.receive
@@ -199,7 +207,7 @@ def _run(options: dict) -> int:
             host = _host_io(options, machine, console, receiver.receive)
             try:
                 with console:
-                    return _go(machine, options, host)
+                    return _go(machine, options, host, run_machine)
             finally:
                 if hasattr(host, "close"):
                     host.close()
@@ -307,8 +315,9 @@ def _host_io(options: dict, machine: Machine, console: HostConsole, receiver):
     return console
 
 
-def _go(machine: Machine, options: dict, host) -> Optional[int]:
-    """Run to the end, stopping once on the way for --snapshot-at."""
+def _go(machine: Machine, options: dict, host, run_machine) -> Optional[int]:
+    """Run to the end (with `run_machine`: machine.run, or under --schedule), stopping once
+    on the way for --snapshot-at."""
     import time
     timeout = options["timeout"]
     condition = options.get("snapshot_condition")
@@ -324,24 +333,28 @@ def _go(machine: Machine, options: dict, host) -> Optional[int]:
                    f"{options['snapshot_out']} ({size / 1e6:.1f} MB)", err=True)
         if timeout is not None:
             timeout = max(timeout - (time.monotonic() - started), 0.001)
-    return machine.run(timeout=timeout, host=host)
+    return run_machine(timeout=timeout, host=host)
 
 
 def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
     """The machine the options describe; an option that does not apply is an error."""
+    return Machine(**machine_arguments(options), trace=trace, console=console.write)
+
+
+def machine_arguments(options: dict) -> dict:
+    """armvisor.Machine's keyword arguments for `run`'s options (`explore` shares them)."""
     common = dict(deterministic=options["deterministic"], slice=options["slice_budget"],
-                  no_reboot=options["no_reboot"], trace=trace, console=console.write,
-                  symbols=options["symbols"],
-                  disk_snapshot=options["disk_snapshot"] or bool(options["snapshot_at"]),
-                  plant=options["plant"])
+                  no_reboot=options["no_reboot"], symbols=options["symbols"],
+                  disk_snapshot=options.get("disk_snapshot") or bool(options.get("snapshot_at")),
+                  plant=options.get("plant", ()))
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
     if not hyp:
         if options["pcpus"] is not None:
             raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
         if not options["kernel"]:
             raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
-        return Machine(
-            options["kernel"], smp=options["smp"], memory=options["memory"],
+        return dict(
+            kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
             psci_conduit=options["psci_conduit"] or "smc", cpu=options["cpu_model"],
             drives=[parse_drive(d) for d in options["drives"]],
@@ -370,7 +383,7 @@ def _build(options: dict, trace: TraceBus, console: HostConsole) -> Machine:
                   drives=[parse_drive(d) for d in options["drives"]],
                   cpu=options["cpu_model"], psci_conduit=options["psci_conduit"] or "hvc",
                   virtio_console=options["virtio_console"], name="vm0")]
-    return Machine(vms=vms, pcpus=pcpus, **common)
+    return dict(vms=vms, pcpus=pcpus, **common)
 
 
 def _gdb_endpoint(options: dict):

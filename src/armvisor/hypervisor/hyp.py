@@ -543,6 +543,8 @@ class Hypervisor:
     def vcpu_started(self, vcpu: Vcpu) -> None:
         vcpu.first_run_pending = True
         self._set_state(vcpu, VcpuState.RUNNABLE)
+        if self.running is not None:
+            self.schedule.at_sync(self.running.core, "psci")
 
     def vcpu_stopped(self, vcpu: Vcpu) -> None:
         self._set_state(vcpu, VcpuState.OFF)

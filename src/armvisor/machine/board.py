@@ -23,7 +23,7 @@ from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram
-from armvisor.machine.mmio import MmioWindow, per_device
+from armvisor.machine.mmio import MmioWindow, per_device, watched
 from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
                                      read_kernel_file)
 from armvisor.machine.report import machine_report
@@ -99,7 +99,8 @@ class BareBoard:
         self.pmus = [Pmu(self._pmu_line(cpu), trace=self.trace, cpu=cpu)
                      for cpu in range(config.smp)]
         self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written, self.pmus)
-        self.windows = self.devices.windows
+        self.windows = [watched(w, lambda cpu: self.schedule.at_sync(self.lanes[cpu].core, "mmio"))
+                        for w in self.devices.windows]
         self.firmware = Firmware(self, self.trace)
         tcg_buffer = 0 if config.smp <= 8 else 128 << 20
         for index in range(config.smp):
@@ -421,6 +422,7 @@ class BareBoard:
         results = self.firmware.smc(core.index, core.read_args())
         if results is not None:
             core.write_results(results)
+        self.schedule.at_sync(core, "psci")
 
     def hvc(self, core: Core, imm: int) -> bool:
         if self.config.psci_conduit != "hvc":

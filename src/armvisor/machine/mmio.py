@@ -30,3 +30,18 @@ def gic_windows(gic, cpu_count: int) -> list:
                        gic.distributor_write),
             MmioWindow("gicr", memmap.GICR_BASE, cpu_count * memmap.GICR_STRIDE,
                        gic.redistributor_read, gic.redistributor_write)]
+
+
+def watched(window: MmioWindow, before: Callable[[int], None]) -> MmioWindow:
+    """`window`, calling `before(cpu)` ahead of each access (a schedule's sync point)."""
+    read, write = window.read, window.write
+
+    def watched_read(offset: int, size: int, cpu: int) -> int:
+        before(cpu)
+        return read(offset, size, cpu)
+
+    def watched_write(offset: int, size: int, value: int, cpu: int) -> None:
+        before(cpu)
+        write(offset, size, value, cpu)
+
+    return MmioWindow(window.name, window.base, window.size, watched_read, watched_write)

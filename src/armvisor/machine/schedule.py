@@ -18,6 +18,13 @@ kind, numbered in the order the run reaches it:
   unlocked window closes at the end of the caller's slice (0, the default:
   no other CPU runs inside it) or stays open until the caller's lane's next
   turn (1: every other lane may run inside it).
+- `sync`: at each synchronization point of the running CPU (a PSCI call, an
+  MMIO access; under the hypervisor, a CPU_ON that starts a vCPU; and the
+  exclusive loads and stores that armvisor.explore hooks), how many
+  more instructions it runs before its slice ends (0: at its next block).
+  Default: NO_PREEMPTION (the slice goes on). MMIO accesses are frequent, so
+  these points are asked (and counted) only by a schedule that watches them:
+  one with sync decisions, or an explorer's that says so (`watch_sync`).
 
 A Schedule answers every question: from an explicit decision for that
 point if it has one, else from its chooser (an exploration strategy), else
@@ -41,9 +48,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from armvisor.errors import ArmvisorError
 
-KINDS = ("order", "slice", "power_on", "kick", "window")
+KINDS = ("order", "slice", "power_on", "kick", "window", "sync")
 FORMAT = "armvisor-schedule"
 VERSION = 1
+# The "sync" default: more than any slice, so shortening the slice to it changes nothing.
+NO_PREEMPTION = 1 << 40
 
 # The answer of a strategy: (kind, index, default, context) -> value.
 Chooser = Callable[[str, int, object, dict], object]
@@ -77,9 +86,12 @@ class Schedule:
     """The answers to a run's decision points (see the module docstring)."""
 
     def __init__(self, decisions: Tuple[Decision, ...] = (), chooser: Optional[Chooser] = None,
-                 armed: bool = True, start: Optional[dict] = None, trace=None):
+                 armed: bool = True, start: Optional[dict] = None, trace=None,
+                 watch_sync: Optional[bool] = None):
         self.decisions: Dict[Tuple[str, int], object] = {(d.kind, d.index): d.value
                                                           for d in decisions}
+        self.watch_sync = (any(d.kind == "sync" for d in decisions) if watch_sync is None
+                           else watch_sync)
         self.chooser = chooser
         self.armed = armed
         self.start = start              # where the schedule arms, as the file says (None: reset)
@@ -117,6 +129,12 @@ class Schedule:
                 self.trace.emit("schedule.decision", context.get("cpu"), kind=kind, index=index,
                                 value=value, default=default)
         return value
+
+    def at_sync(self, core, point: str) -> None:
+        """`core`, the running CPU, reached a synchronization point (`point`: "psci",
+        "mmio"): a watching schedule may end its slice there."""
+        if self.watch_sync:
+            core.shorten_slice(self.decide("sync", NO_PREEMPTION, cpu=core.index, point=point))
 
     # -- the position, for snapshots ---------------------------------------------------
 
