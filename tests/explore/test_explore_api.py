@@ -89,16 +89,7 @@ def test_docstring_examples_that_run_guests(guests, monkeypatch, module):
     assert tried and failed == 0
 
 
-def test_runs_start_from_a_snapshot_once_the_board_can_be_snapshotted(guests, tmp_path):
-    import armvisor
-    probe = armvisor.Machine(kernel=BUGS["race_counter"].elf, smp=4, deterministic=True)
-    try:
-        probe.run(until=armvisor.Instructions(20_000))
-        probe.snapshot(str(tmp_path / "probe.snapshot"))
-    except Exception as exc:  # noqa: BLE001 - whatever part cannot save its state yet
-        pytest.skip(f"this machine cannot be snapshotted yet ({type(exc).__name__}: {exc})")
-    finally:
-        probe.close()
+def test_runs_start_from_a_snapshot_so_boot_is_paid_once(guests, tmp_path):
     result = ex.explore(machine("race_counter"), until=[FAIL], start=20_000,
                         runs=BUGS["race_counter"].budget)
     assert result.snapshot_note == "each run restores a snapshot taken there"
@@ -128,3 +119,15 @@ def test_watching_sync_points_changes_no_run(guests, name):
         assert (plain.instructions, plain.console, plain.status) == \
             (watched.instructions, watched.console, watched.status) == \
             (found.instructions, found.console, found.status)
+
+
+def test_the_api_finds_two_successes_for_one_cpu_on_without_the_vpsci_lock(guests):
+    """The planted bug 'vpsci-unlocked' found through the API, by its trace: two
+    CPU_ON calls for the same vCPU answered SUCCESS in one round."""
+    import armvisor
+    race = str(BUGS["race_counter"].elf).replace("race_counter", "psci_race")
+    machine = dict(vms=[armvisor.VM(race, smp=5)], plant=["vpsci-unlocked"])
+    result = ex.explore(machine, until=[ex.ConsoleMatch("rounds with exactly one SUCCESS: got "
+                                                        r"(?!100 )")], runs=50)
+    assert result.found is not None and result.found.run < 50
+    assert "RESULT: FAIL" in result.confirmed.console

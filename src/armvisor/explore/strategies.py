@@ -95,7 +95,7 @@ class _Recorder:
         self._queues: Dict[tuple, int] = {}
 
     def __call__(self, kind, index, default, context):
-        if kind in ("sync", "power_on", "kick"):
+        if kind in POINT_KINDS:
             point = (kind, index, context.get("cpu"), context.get("point", ""))
             queue = (point[2], kind, point[3])
             seen = self._queues.get(queue, 0)
@@ -121,10 +121,16 @@ class Strategy:
 
 
 # The change tried at each kind of point: end the slice at a sync point; start
-# the new CPU at once on CPU_ON; let an IPI's sender run on (the defaults: the
-# slice goes on, POWER_ON_LATENCY, the sender's slice ends at once).
+# the new CPU at once on CPU_ON; let an IPI's sender run on; keep a planted
+# bug's unlocked window open while the other CPUs run (the defaults: the
+# slice goes on, POWER_ON_LATENCY, the sender's slice ends at once, the
+# window closes with the caller's slice).
 def _alternative(kind: str, slice_budget: int) -> Optional[int]:
-    return {"sync": 0, "power_on": 0, "kick": slice_budget}.get(kind)
+    return {"sync": 0, "power_on": 0, "kick": slice_budget, "window": 1}.get(kind)
+
+
+# The decision kinds that are points a strategy may change one at a time.
+POINT_KINDS = ("sync", "power_on", "kick", "window")
 
 
 def _rng(seed: int, run: int, salt: str) -> random.Random:
@@ -169,6 +175,8 @@ class RandomPlan(Plan):
                 return rng.randint(0, default)
             if kind == "kick":
                 return _log_uniform(rng, 1, budget)
+            if kind == "window":
+                return 1
             return default
         return choose
 
@@ -246,7 +254,7 @@ class Pct(Strategy):
     def prepare(self, baseline) -> None:
         self.length = max(1, baseline.instructions)
         self.steps = {kind: count for kind, count in baseline.counts.items()
-                      if kind in ("sync", "power_on", "kick") and count}
+                      if kind in POINT_KINDS and count}
 
     def plan(self, run: int) -> Plan:
         rng = _rng(self.seed, run, "pct")
