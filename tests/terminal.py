@@ -35,7 +35,17 @@ class Terminal:
         os.write(self.master, data)
 
     def close(self) -> int:
+        """Wait for the process to end; what it wrote until then is in `seen`."""
         try:
-            return self.proc.wait(timeout=60)
+            status = self.proc.wait(timeout=60)
+            while select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:                 # the other side is closed: all was read
+                    break
+                if not chunk:
+                    break
+                self.seen += chunk
+            return status
         finally:
             os.close(self.master)
