@@ -458,7 +458,7 @@ class Machine:
                  pcpus: Optional[int] = None, trace: Optional[TraceBus] = None,
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
                  symbols: Optional[str] = None, disk_snapshot: bool = False,
-                 plant: Sequence[str] = ()):
+                 plant: Sequence[str] = (), chr_testdev: bool = False):
         self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
@@ -477,7 +477,8 @@ class Machine:
                 dtb=dtb, psci_conduit=psci_conduit, cpu=cpu, slice_budget=slice,
                 no_reboot=no_reboot, drives=tuple(_drive(d) for d in drives),
                 virtio_console=virtio_console, deterministic=deterministic,
-                disk_snapshot=disk_snapshot, plant=check_planted(plant))
+                disk_snapshot=disk_snapshot, plant=check_planted(plant),
+                chr_testdev=chr_testdev)
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
@@ -488,6 +489,8 @@ class Machine:
         else:
             if kernel is not None:
                 raise ArmvisorError("give either kernel (bare) or vms (hypervisor), not both")
+            if chr_testdev:
+                raise ArmvisorError("chr_testdev is the bare board's (QEMU's -chardev testdev)")
             from armvisor.hypervisor.hyp import Hypervisor
             configs = [vm.config(i) if isinstance(vm, VM) else vm for i, vm in enumerate(vms)]
             if not configs:
@@ -705,7 +708,7 @@ def _spec(arguments: dict) -> dict:
         "deterministic": arguments["deterministic"], "slice": arguments["slice"],
         "no_reboot": arguments["no_reboot"], "vms": configs, "pcpus": arguments["pcpus"],
         "symbols": path(arguments["symbols"]), "disk_snapshot": arguments["disk_snapshot"],
-        "plant": list(arguments["plant"]),
+        "plant": list(arguments["plant"]), "chr_testdev": arguments["chr_testdev"],
     }
 
 

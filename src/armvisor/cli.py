@@ -146,12 +146,15 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--plant-bug", "plant", multiple=True, hidden=True,
               type=click.Choice(sorted(PLANTED_BUGS)),
               help="Test only: remove a lock from a model (machine/planted.py).")
+@click.option("--chr-testdev", "chr_testdev", is_flag=True, hidden=True,
+              help="QEMU's chr-testdev behind the virtio console: the guest's '%dq' sets the "
+                   "exit status (armvisor-qemu, for kvm-unit-tests' runner).")
 @click.option("--schedule", "schedule_path", type=click.Path(dir_okay=False),
               help="Replay this schedule file (from `armvisor explore`; needs --deterministic).")
 def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
-        restore_path, record_path, replay_path, plant, schedule_path) -> None:
+        restore_path, record_path, replay_path, plant, schedule_path, chr_testdev) -> None:
     """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
     context = click.get_current_context()
     given = {name for name in context.params
@@ -348,6 +351,8 @@ def machine_arguments(options: dict) -> dict:
                   disk_snapshot=options.get("disk_snapshot") or bool(options.get("snapshot_at")),
                   plant=options.get("plant", ()))
     hyp = options["hyp"] or options["vm_specs"] or options["vm_file"]
+    if hyp and options.get("chr_testdev"):
+        raise ArmvisorError("--chr-testdev is for the bare board")
     if not hyp:
         if options["pcpus"] is not None:
             raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
@@ -358,7 +363,8 @@ def machine_arguments(options: dict) -> dict:
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
             psci_conduit=options["psci_conduit"] or "smc", cpu=options["cpu_model"],
             drives=[parse_drive(d) for d in options["drives"]],
-            virtio_console=options["virtio_console"], **common)
+            virtio_console=options["virtio_console"],
+            chr_testdev=options.get("chr_testdev", False), **common)
     pcpus = options["pcpus"]
     vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
     if options["vm_file"]:

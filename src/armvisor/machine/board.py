@@ -84,6 +84,7 @@ class BareBoard:
         self.devices = VirtDevices.build(Wiring(
             gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
             cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console,
+            testdev_exit=self._testdev_exit if config.chr_testdev else None,
             disk_snapshot=config.disk_snapshot),
             physical=True)
         self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
@@ -111,6 +112,7 @@ class BareBoard:
                 bank.map_into(core)
             self.lanes.append(Lane(index, core))
         self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
+        self._testdev_ended = False                   # chr-testdev's 'q' ended the run
         self._reset_requested = False
         self.boots = 0
         self.image: Optional[LoadedImage] = None
@@ -523,7 +525,19 @@ class BareBoard:
     def system_reset(self) -> None:
         self._end(0, reset=True)
 
+    def _testdev_exit(self, status: int) -> None:
+        """chr-testdev's 'q': the machine ends with that status, as QEMU exits with it.
+        Called from a device inside a slice: the slice ends at its next block."""
+        self.exit_status = status
+        self._reset_requested = False
+        self._testdev_ended = True
+        if self.current is not None:
+            self.current.core.shorten_slice(0)
+        self.trace.emit("machine.testdev_exit", None, status=status)
+
     def _end(self, status: int, reset: bool) -> None:
+        if self._testdev_ended:
+            return              # QEMU's process is gone by then: the testdev's status stands
         self.exit_status = status
         self._reset_requested = reset
         if self.current is not None:

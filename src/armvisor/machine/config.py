@@ -111,6 +111,7 @@ class MachineConfig:
     no_reboot: bool = False
     drives: Tuple[DriveSpec, ...] = ()
     virtio_console: bool = False          # a virtio-console (hvc0) whose output goes to stdout
+    chr_testdev: bool = False             # ... or QEMU's chr-testdev behind it (exit codes)
     # The generic counter runs on instructions (1 tick each) instead of the
     # host clock, so runs that use timers repeat exactly.
     deterministic: bool = False
@@ -133,7 +134,7 @@ class MachineConfig:
             raise ArmvisorError(f"--psci-conduit must be smc or hvc, not {self.psci_conduit!r}")
         if self.cpu not in CPU_MODELS:
             raise ArmvisorError(f"--cpu must be one of {', '.join(CPU_MODELS)}, not {self.cpu!r}")
-        if len(self.drives) + self.virtio_console > VIRTIO_SLOTS:
+        if len(self.drives) + (self.virtio_console or self.chr_testdev) > VIRTIO_SLOTS:
             raise ArmvisorError(f"at most {VIRTIO_SLOTS} virtio devices")
         if not 1 <= self.slice_budget <= MAX_SLICE_BUDGET:
             raise ArmvisorError(f"--slice must be between 1 and {MAX_SLICE_BUDGET:,} "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
+from armvisor.devices.chr_testdev import ChrTestdev
 from armvisor.devices.fw_cfg import FwCfg
 from armvisor.devices.pcie_host import PcieHost
 from armvisor.devices.pl011 import Pl011
@@ -45,6 +46,9 @@ class Wiring:
     drives: Sequence[DriveSpec] = ()
     virtio_console: bool = False
     disk_snapshot: bool = False                  # writes to disks stay in memory
+    # QEMU's chr-testdev behind the virtio console (kvm-unit-tests' exit codes):
+    # what it calls with the status the emulator exits with.
+    testdev_exit: Optional[Callable[[int], None]] = None
 
     def spi(self, number: int) -> Callable[[bool], None]:
         """The input line of SPI `number`, as a device drives it."""
@@ -94,12 +98,16 @@ def _virtio(w: Wiring) -> VirtioMmioBank:
         backends.append(VirtioBlk(w.ram, drive.path, read_only=drive.read_only, serial=serial,
                                   name=f"{w.prefix}virtio-blk{number}", trace=w.trace,
                                   snapshot=w.disk_snapshot))
-    if w.virtio_console:
-        backends.append(VirtioConsole(w.ram, w.console, name=f"{w.prefix}virtio-console",
+    if w.virtio_console or w.testdev_exit is not None:
+        sink = w.console if w.testdev_exit is None else ChrTestdev(w.testdev_exit).write
+        backends.append(VirtioConsole(w.ram, sink, name=f"{w.prefix}virtio-console",
                                       trace=w.trace))
     for position, backend in enumerate(backends):
         slot = memmap.VIRTIO_MMIO_SLOTS - 1 - position
-        bank.slots[slot] = VirtioMmio(backend, legacy=False, name=f"{w.prefix}virtio-mmio{slot}",
+        # chr-testdev's console is legacy, as QEMU's virtio-mmio is by default
+        # (force-legacy): kvm-unit-tests' driver speaks only Version 1.
+        legacy = w.testdev_exit is not None and isinstance(backend, VirtioConsole)
+        bank.slots[slot] = VirtioMmio(backend, legacy=legacy, name=f"{w.prefix}virtio-mmio{slot}",
                                       trace=w.trace,
                                       on_irq_change=w.spi(memmap.VIRTIO_MMIO_FIRST_SPI + slot))
     return bank

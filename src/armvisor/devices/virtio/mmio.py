@@ -343,6 +343,11 @@ class VirtioMmio:
                 queue.ready = bool(value & 1)
         elif offset == QUEUE_NOTIFY:
             if value < QUEUE_MAX:
+                if self.legacy and not self.status & STATUS_DRIVER_OK and \
+                        getattr(self.backend, "features", 0) is None:
+                    # A legacy driver may notify before DRIVER_OK, and QEMU serves it
+                    # (kvm-unit-tests' chr-testdev never sets the status at all).
+                    self.backend.driver_ok(self.driver_features)
                 self.backend.queue_notify(value, self.queue(value))
         elif offset == INTERRUPT_ACK:
             self.interrupt_status &= ~value

@@ -1,0 +1,261 @@
+"""`armvisor-qemu`: armvisor behind `qemu-system-aarch64`'s command line.
+
+Tools written for QEMU call it with QEMU's arguments: kvm-unit-tests'
+`run_tests.sh` (through arm/run) asks `-machine '?'`, `-device '?'` and
+`-chardev '?'` what the emulator has, then runs each test as
+
+    qemu -nodefaults -machine virt -accel tcg -cpu cortex-a57
+         -device virtio-serial-device -device virtconsole,chardev=ctd
+         -chardev testdev,id=ctd -display none -serial stdio
+         -kernel arm/selftest.flat -smp 2 -m 256 -append 'setup smp=2 mem=256'
+
+and reads the exit status chr-testdev gives ((code << 1) | 1). This module
+answers those questions as QEMU 7.2 does for what armvisor has, turns the rest
+into `armvisor run` options, and refuses anything else in one line naming it
+(exit 2), so `QEMU=armvisor-qemu ./run_tests.sh` runs the suite unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+from armvisor.errors import ArmvisorError
+
+# What `-machine ?`, `-device ?` and `-chardev ?` list (QEMU 7.2's wording, for
+# the entries armvisor has; the callers grep for these names).
+MACHINES = "Supported machines are:\nvirt                 QEMU 7.2 ARM Virtual Machine (armvisor)\n"
+MACHINE_PROPERTIES = ("virt-7.2 options:\n  gic-version=<string>  - Set GIC version. Valid "
+                      "values are 3 and max\n  highmem=<bool>\n")
+DEVICES = ('Misc devices:\nname "virtio-serial-device", bus virtio-bus\n'
+           'name "virtconsole", bus virtio-serial-bus\n'
+           'name "virtio-blk-device", bus virtio-bus\n')
+CHARDEVS = "Available chardev backend types: \n  stdio\n  testdev\n"
+
+QUERIES = ("?", "help")
+# `-h` and `-version`: kvm-unit-tests checks the first line names QEMU, and reads
+# the version from its fourth word.
+VERSION = "QEMU emulator version 7.2.0 (armvisor: QEMU's virt board, QEMU's command line)\n"
+# Options that take no value; every other option takes one.
+FLAGS = {"-nodefaults", "-nographic", "-no-reboot", "-s", "-S", "-snapshot", "-h", "-help",
+         "-version"}
+
+
+def _properties(text: str) -> Tuple[str, Dict[str, str]]:
+    name, *pairs = text.split(",")
+    props = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        props[key] = value
+    return name, props
+
+
+def _memory(text: str) -> str:
+    """QEMU's -m: a size, in MiB without a suffix ("256" is 256M), or size=..."""
+    value = _properties(text)[1].get("size", text) if text.startswith("size=") else text
+    return value + "M" if value.isdigit() else value
+
+
+def _smp(text: str) -> str:
+    name, props = _properties(text)
+    count = name or props.get("cpus", "")
+    if not count.isdigit():
+        raise ArmvisorError(f"-smp {text}: give a number of CPUs")
+    return count
+
+
+class Translation:
+    def __init__(self):
+        # QEMU's virt without EL2 or EL3 names HVC as the PSCI conduit in its DTB
+        # (and answers it): so does this machine.
+        self.run: List[str] = ["--psci-conduit", "hvc"]
+        self.virtio_serial = False
+        self.consoles: Dict[str, str] = {}      # virtconsole chardev id -> ""
+        self.chardevs: Dict[str, str] = {}      # id -> backend
+        self.query: Optional[str] = None
+
+    def option(self, name: str, value: Optional[str]) -> None:
+        handler = getattr(self, "_" + name.lstrip("-").replace("-", "_"), None)
+        if handler is None:
+            raise ArmvisorError(f"unsupported QEMU option {name}")
+        handler(value)
+
+    # -- the machine ---------------------------------------------------------------------
+
+    def _machine(self, value):
+        if value in QUERIES:
+            self.query = MACHINES
+            return
+        name, props = _properties(value)
+        if "=" in name:                      # `-machine gic-version=3`: more properties
+            key, _, setting = name.partition("=")
+            name, props = "virt", dict({key: setting}, **props)
+        if name != "virt" and not name.startswith("virt-"):
+            raise ArmvisorError(f"unsupported machine {name!r} (armvisor is QEMU's virt)")
+        for key, setting in props.items():
+            if key in QUERIES:
+                self.query = MACHINE_PROPERTIES
+            elif key == "gic-version" and setting in ("3", "max"):
+                continue
+            elif key in ("highmem", "accel") and setting in ("on", "off", "tcg", ""):
+                continue
+            else:
+                raise ArmvisorError(f"unsupported machine property {key}={setting} "
+                                    "(armvisor has a GICv3, no EL2/EL3 guest code yet)")
+
+    _M = _machine
+
+    def _accel(self, value):
+        if value.split(",")[0] != "tcg":
+            raise ArmvisorError(f"unsupported accelerator {value!r} (armvisor is its own)")
+
+    def _cpu(self, value):
+        self.run += ["--cpu", value]
+
+    def _smp(self, value):
+        self.run += ["--smp", _smp(value)]
+
+    def _m(self, value):
+        self.run += ["--memory", _memory(value)]
+
+    def _kernel(self, value):
+        self.run += ["--kernel", value]
+
+    def _initrd(self, value):
+        self.run += ["--initrd", value]
+
+    def _append(self, value):
+        self.run += ["--append", value]
+
+    def _dtb(self, value):
+        self.run += ["--dtb", value]
+
+    def _no_reboot(self, value):
+        self.run.append("--no-reboot")
+
+    def _snapshot(self, value):
+        self.run.append("--snapshot")
+
+    def _s(self, value):
+        self.run.append("-s")
+
+    def _S(self, value):
+        self.run.append("-S")
+
+    def _gdb(self, value):
+        self.run += ["--gdb", value]
+
+    # -- devices and character devices ------------------------------------------------------
+
+    def _device(self, value):
+        if value in QUERIES:
+            self.query = DEVICES
+            return
+        name, props = _properties(value)
+        if name == "virtio-serial-device":
+            self.virtio_serial = True
+        elif name == "virtconsole":
+            self.consoles[props.get("chardev", "")] = ""
+        else:
+            raise ArmvisorError(f"unsupported device {name!r}")
+
+    def _chardev(self, value):
+        if value in QUERIES:
+            self.query = CHARDEVS
+            return
+        backend, props = _properties(value)
+        if backend not in ("testdev", "stdio"):
+            raise ArmvisorError(f"unsupported chardev backend {backend!r}")
+        self.chardevs[props.get("id", "")] = backend
+
+    def _drive(self, value):
+        self.run += ["--drive", value]
+
+    # -- what armvisor does anyway ----------------------------------------------------------
+
+    def _h(self, value):
+        self.query = VERSION
+
+    _help = _version = _h
+
+    def _nodefaults(self, value):
+        pass                               # armvisor adds no default devices to remove
+
+    def _nographic(self, value):
+        pass                               # no display; the serial port is stdio
+
+    def _display(self, value):
+        if value != "none":
+            raise ArmvisorError(f"unsupported display {value!r} (armvisor has none)")
+
+    def _serial(self, value):
+        if value not in ("stdio", "mon:stdio"):
+            raise ArmvisorError(f"unsupported serial backend {value!r} (only stdio)")
+
+    def finish(self) -> List[str]:
+        """The `armvisor run` arguments; checks that the devices fit together."""
+        for chardev in self.consoles:
+            backend = self.chardevs.get(chardev)
+            if backend is None:
+                raise ArmvisorError(f"virtconsole chardev={chardev!r} names no -chardev")
+            if not self.virtio_serial:
+                raise ArmvisorError("virtconsole needs -device virtio-serial-device")
+            self.run.append("--chr-testdev" if backend == "testdev" else "--virtio-console")
+        return self.run
+
+
+def translate(argv: List[str]) -> Translation:
+    translation = Translation()
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            raise ArmvisorError(f"unexpected argument {arg!r}")
+        name = "-" + arg.lstrip("-")            # QEMU takes --opt as -opt too
+        value = None
+        if name not in FLAGS:
+            value = next(args, None)
+            if value is None:
+                raise ArmvisorError(f"{name} needs a value")
+        translation.option(name, value)
+    return translation
+
+
+# Limits QEMU words its own way, which callers parse (kvm-unit-tests' vmm.bash).
+MAX_CPUS = 64
+
+
+def _qemu_errors(run_args: List[str]) -> Optional[str]:
+    """What QEMU itself would say and exit 1 with, in its words."""
+    options = dict(zip(run_args[::2], run_args[1::2]))
+    kernel = options.get("--kernel")
+    if kernel is not None and not os.path.isfile(kernel):
+        return f"could not load kernel '{kernel}'"
+    smp = options.get("--smp")
+    if smp is not None and int(smp) > MAX_CPUS:
+        return (f"Invalid SMP CPUs {smp}. The max CPUs supported by machine 'virt' "
+                f"is {MAX_CPUS}")
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from armvisor.cli import main as armvisor_main
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        translation = translate(argv)
+        if translation.query is not None:
+            sys.stdout.write(translation.query)
+            sys.exit(0)
+        run_args = translation.finish()
+    except ArmvisorError as exc:
+        sys.stderr.write(f"armvisor-qemu: error: {exc}\n")
+        sys.exit(2)
+    complaint = _qemu_errors(run_args)
+    if complaint is not None:
+        sys.stderr.write(f"qemu-system-aarch64: {complaint}\n")
+        sys.exit(1)
+    armvisor_main(["run", "--quiet", *run_args])
+
+
+if __name__ == "__main__":
+    main()

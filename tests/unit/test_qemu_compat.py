@@ -1,0 +1,43 @@
+"""armvisor-qemu's translation of QEMU's command line (no guest runs)."""
+
+import pytest
+
+from armvisor.errors import ArmvisorError
+from armvisor.qemu_compat import translate
+
+
+def test_kvm_unit_tests_command_line():
+    t = translate("-nodefaults -machine virt -accel tcg -cpu cortex-a57 -device "
+                  "virtio-serial-device -device virtconsole,chardev=ctd -chardev testdev,id=ctd "
+                  "-display none -serial stdio -kernel arm/selftest.flat -smp 2 -m 256 "
+                  "-machine gic-version=3".split() + ["-append", "setup smp=2 mem=256"])
+    assert t.query is None
+    assert t.finish() == ["--psci-conduit", "hvc", "--cpu", "cortex-a57",
+                          "--kernel", "arm/selftest.flat", "--smp", "2", "--memory", "256M",
+                          "--append", "setup smp=2 mem=256", "--chr-testdev"]
+
+
+@pytest.mark.parametrize("args, query", [(["-machine", "?"], "ARM Virtual Machine"),
+                                         (["-M", "virt,?"], "gic-version"),
+                                         (["-device", "help"], "virtconsole"),
+                                         (["-chardev", "?"], "testdev"),
+                                         (["-version"], "QEMU emulator version 7.2.0")])
+def test_queries(args, query):
+    assert query in translate(args).query
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-machine", "virt,secure=on"], "secure=on"), (["-M", "sbsa-ref"], "sbsa-ref"),
+    (["-device", "pci-testdev"], "pci-testdev"), (["-serial", "pty"], "pty"),
+    (["-kernel"], "needs a value"), (["stray"], "stray"), (["-smp", "x"], "number of CPUs"),
+])
+def test_what_armvisor_cannot_be_is_refused_by_name(args, words):
+    with pytest.raises(ArmvisorError, match=words):
+        translate(args).finish()
+
+
+def test_a_console_needs_its_chardev_and_the_serial_bus():
+    with pytest.raises(ArmvisorError, match="names no -chardev"):
+        translate(["-device", "virtio-serial-device", "-device", "virtconsole,chardev=x"]).finish()
+    with pytest.raises(ArmvisorError, match="virtio-serial-device"):
+        translate(["-device", "virtconsole,chardev=c", "-chardev", "testdev,id=c"]).finish()
