@@ -5,9 +5,10 @@ run with its own -smp, -append and parameters, three times in sequence:
 `qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a57` (TCG), armvisor's
 bare board and armvisor --hyp, each with the environment file kvm-unit-tests'
 runner hands a TCG run as -initrd (TARGET=qemu, QEMU_ACCEL=tcg,
-ERRATA_FORCE=y). Neither side gets chr-testdev (armvisor has none): a test
-prints its SUMMARY and EXIT: STATUS lines and powers off through PSCI, and is
-judged by those (kvm_unit_tests.outcome).
+ERRATA_FORCE=y). Neither side gets chr-testdev here (test_kvm_unit_tests_runner
+runs the suite's own runner, which uses it): a test prints its SUMMARY and
+EXIT: STATUS lines and powers off through PSCI, and is judged by those
+(kvm_unit_tests.outcome).
 
 QEMU without virtualization=on has no EL2 and names HVC as the PSCI conduit
 in its DTB, and answers HVC; the bare board runs with --psci-conduit hvc to
