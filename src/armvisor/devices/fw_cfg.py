@@ -152,7 +152,11 @@ class FwCfg:
 
     # -------------------------------------------------------------------- MMIO
     def read(self, offset: int, size: int) -> int:
-        if offset == DATA and size in (1, 2, 4, 8):
+        # A 64-bit load of the data register arrives as two 32-bit reads, at
+        # +0 and +4: Unicorn splits it, as QEMU's memory core does for this
+        # device (no .impl sizes), and QEMU's data read ignores the offset, so
+        # the second half is the item's next 4 bytes.
+        if DATA <= offset and offset + size <= DATA + DATA_WIDTH and size in (1, 2, 4, 8):
             return int.from_bytes(self._next_bytes(size), "little")
         if offset == SELECTOR and size == 2:
             return 0

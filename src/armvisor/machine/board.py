@@ -24,7 +24,7 @@ from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram
-from armvisor.machine.mmio import MmioWindow, per_device, watched
+from armvisor.machine.mmio import MmioWindow, watched
 from armvisor.machine.firmware_boot import (FIRMWARE_BOOT_X0, fw_cfg_boot_items,
                                             read_bios_file)
 from armvisor.machine.flash_files import map_flash_file
@@ -43,18 +43,51 @@ from armvisor.trace import TraceBus
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
 PAGE_SIZE = 0x1000                # Unicorn maps whole pages
+# A bank left as MMIO becomes memory again after this many reads of its array
+# with no write between: EDK2 reads its variable store (flash1) as memory,
+# about 1.5 million reads to the UEFI shell, each a Python exit while the
+# bank stays MMIO. U-Boot's probing, which flips modes with only a few reads
+# between writes, never gets there.
+ARRAY_READS_BEFORE_REMAP = 1024
+
+
 class FlashBank:
     """A CFI flash bank and how the cores see it: memory in read-array mode, MMIO otherwise.
 
     Mapped as read/execute memory, the guest reads and runs code from it at
     full speed (as QEMU's "romd" mode); its first write faults (write
     protection) and turns the bank into MMIO, so the store reaches the model.
+    `array_reads` counts reads of the array in a row while it is MMIO;
+    `on_many_array_reads(cpu)` is called when they reach ARRAY_READS_BEFORE_REMAP.
     """
 
-    def __init__(self, base: int, device: CfiFlash):
+    def __init__(self, base: int, device: CfiFlash,
+                 on_many_array_reads: Callable[[int], None] = lambda cpu: None):
         self.base, self.size, self.device = base, device.size, device
-        self.window = MmioWindow(device.name, base, device.size, *per_device(device))
+        self.window = MmioWindow(device.name, base, device.size, self._read, self._write)
         self.mapped_as_memory = True
+        self.array_reads = 0
+        self._on_many_array_reads = on_many_array_reads
+
+    def _read(self, offset: int, size: int, cpu: int) -> int:
+        value = self.device.read(offset, size)
+        if not self.device.mode_is_read_array:
+            self.array_reads = 0
+            return value
+        self.array_reads += 1
+        if self.array_reads == ARRAY_READS_BEFORE_REMAP:
+            self._on_many_array_reads(cpu)
+        return value
+
+    def _write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        self.array_reads = 0
+        self.device.write(offset, size, value)
+
+    @property
+    def wants_memory(self) -> bool:
+        """MMIO, back in read-array mode, and read as an array long enough to map it again."""
+        return not self.mapped_as_memory and self.device.mode_is_read_array and \
+            self.array_reads >= ARRAY_READS_BEFORE_REMAP
 
     def contains(self, address: int) -> bool:
         return self.base <= address < self.base + self.size
@@ -105,7 +138,8 @@ class BareBoard:
                                 CfiFlash(f"flash{i}", size=memmap.FLASH_BANK_SIZE,
                                          sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace,
                                          read_only=i in files and config.pflash_read_only(i),
-                                         contents=files.get(i)))
+                                         contents=files.get(i)),
+                                on_many_array_reads=self._end_slice_for_flash)
                       for i in range(2)]
         self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.clock.counter)
                        for cpu in range(config.smp)]
@@ -227,7 +261,8 @@ class BareBoard:
             "devices": self.devices.save_state(),
             "gic": self.gic.save_state(),
             "flash": [{"device": bank.device.save_state(),
-                       "mapped_as_memory": bank.mapped_as_memory} for bank in self.flash],
+                       "mapped_as_memory": bank.mapped_as_memory,
+                       "array_reads": bank.array_reads} for bank in self.flash],
             "timers": [timer.save_state() for timer in self.timers],
             "timer_deadline": self._timer_deadline,
             "pmus": [pmu.save_state() for pmu in self.pmus],
@@ -255,6 +290,7 @@ class BareBoard:
         self.gic.restore_state(state["gic"])
         for bank, saved in zip(self.flash, state["flash"]):
             bank.device.restore_state(saved["device"])
+            bank.array_reads = saved.get("array_reads", 0)
             if bank.mapped_as_memory != saved["mapped_as_memory"]:
                 bank.mapped_as_memory = saved["mapped_as_memory"]
                 for lane in self.lanes:
@@ -343,6 +379,9 @@ class BareBoard:
                              machine_report(self, lane))
         if end is SliceEnd.FAILED:
             raise GuestError(f"cpu{index}: {core.error}", machine_report(self, lane))
+        for bank in self.flash:
+            if bank.wants_memory:
+                self._remap_flash(bank, as_memory=True)
         if end is SliceEnd.WAIT and lane.state is LaneState.RUNNING:
             self._park(lane)
         return True
@@ -388,6 +427,11 @@ class BareBoard:
         core.error = None
         return True
 
+    def _end_slice_for_flash(self, cpu: int) -> None:
+        # Called from inside an MMIO read: the mapping changes between slices.
+        if self.current is not None:
+            self.current.core.shorten_slice(0)
+
     @staticmethod
     def _physical(core: Core, va: int) -> int:
         pa = core.translate(va) if core.mmu_enabled else va
@@ -422,6 +466,7 @@ class BareBoard:
 
     def _remap_flash(self, bank: FlashBank, as_memory: bool) -> None:
         bank.mapped_as_memory = as_memory
+        bank.array_reads = 0
         for lane in self.lanes:
             lane.core.unmap(bank.base, bank.size)
             bank.map_into(lane.core)
