@@ -1,0 +1,173 @@
+"""Debian's EDK2 for QEMU virt (package qemu-efi-aarch64), run unmodified, against QEMU 7.2.
+
+`-bios QEMU_EFI.fd` boots through SEC, PEI (run in place from flash0), DXE and
+the boot manager to the UEFI shell on the PL011, with the variable store in
+flash1, PSCI over HVC for `reset -s`, and the DTB at the RAM base as its
+hardware description (armvisor's fw_cfg has no ACPI tables, so EDK2 hands
+the guest the DTB; QEMU's has them). The AAVMF_CODE/AAVMF_VARS pair is the
+same firmware as two 64 MiB pflash files, the way libvirt runs it; the
+variables a first boot stores in the file are there at the next boot, and
+QEMU reads them from the file armvisor wrote.
+
+QEMU runs with `-nic none` (see devtools/qemu.py). Timeouts have room for a
+loaded 2-core machine: armvisor reaches the shell in about 12 s on a quiet
+one, QEMU in about 11 s, 5 of which are the shell's startup.nsh countdown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from armvisor.devtools import qemu
+from tests.thirdparty.console_session import ConsoleSession
+
+REPO = Path(__file__).resolve().parents[2]
+QEMU_EFI = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+
+MEMORY = "512M"
+BOOT_SECONDS = 300               # to the shell prompt, with room for a loaded machine
+COMMAND_SECONDS = 60
+PROMPT = b"Shell> "
+COUNTDOWN = b"startup.nsh"       # "Press ESC in 5 seconds to skip startup.nsh or any other key"
+
+VENDOR = "5e2d3f8a-1c4b-4e8a-9f0d-2a6b7c8d9e0f"     # a GUID of our own for a test variable
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is missing: install Debian's qemu-efi-aarch64 (scripts/setup)")
+    return path
+
+
+def need_qemu() -> None:
+    if not qemu.available():
+        pytest.skip(f"{qemu.QEMU} is not installed (Debian package qemu-system-arm)")
+
+
+def armvisor_command(*args) -> list:
+    return [sys.executable, "-m", "armvisor", "run", "-m", MEMORY, "--no-reboot", "--quiet",
+            "--timeout", str(BOOT_SECONDS + 4 * COMMAND_SECONDS), *map(str, args)]
+
+
+def qemu_command(*args, machine: str = "virt,gic-version=3") -> list:
+    return qemu.virt_command(machine=machine, memory=MEMORY, extra=[str(a) for a in args])
+
+
+def environment() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                      env.get("PYTHONPATH")]))
+    return env
+
+
+def shell_session(command: list, commands: list, skip_countdown: bool = False):
+    """Boot to the shell, type each command at a prompt, then `reset -s` (PSCI SYSTEM_OFF).
+
+    Returns (transcript, seconds to the first prompt, exit code).
+    """
+    with ConsoleSession(command, env=environment(), cwd=REPO) as session:
+        if skip_countdown:           # any key but ESC (which TerminalDxe holds back)
+            session.expect(COUNTDOWN, BOOT_SECONDS)
+            session.send(b"\r")
+        to_prompt = session.expect(PROMPT, BOOT_SECONDS)
+        for line in commands + ["reset -s"]:
+            session.send(line.encode() + b"\r")
+            if line != "reset -s":
+                session.expect(PROMPT, COMMAND_SECONDS)
+        status = session.finish(COMMAND_SECONDS)
+        return bytes(session.output), to_prompt, status
+
+
+def plain(transcript: bytes) -> str:
+    """The transcript without the terminal's escape sequences and carriage returns."""
+    text = transcript.decode("latin-1")
+    return re.sub(r"\x1b\[[0-9;=]*[A-Za-z]", "", text).replace("\r", "")
+
+
+def answers(transcript: bytes) -> dict:
+    """What each command printed, by command line (the shell echoes what is typed)."""
+    found = {}
+    parts = plain(transcript).split("Shell> ")
+    for part in parts[1:]:
+        command, _, reply = part.partition("\n")
+        found[command] = reply
+    return found
+
+
+def report(who: str, seconds: float) -> None:
+    sys.stderr.write(f"\n{who}: UEFI shell prompt after {seconds:.1f} s\n")
+
+
+def test_edk2_bios_boots_to_the_uefi_shell_like_qemu():
+    """Every byte the same, the shell's countdown included, then `ver` and `reset -s`."""
+    firmware = need(QEMU_EFI)
+    ours, seconds, status = shell_session(armvisor_command("-bios", firmware), ["ver"])
+    report("armvisor", seconds)
+    assert status == 0
+    text = plain(ours)
+    assert "UEFI Interactive Shell v2.2" in text and "map: No mapping found." in text
+    assert text.count("Shell> ") == 2                      # at boot (ver), after ver (reset)
+    need_qemu()
+    theirs, seconds, status = shell_session(qemu_command("-bios", firmware), ["ver"])
+    report("qemu", seconds)
+    assert status == 0
+    assert ours.decode("latin-1") == theirs.decode("latin-1")
+
+
+def test_edk2_on_pflash_keeps_its_variables_in_the_file(tmp_path):
+    """AAVMF_CODE (read-only) + a copy of AAVMF_VARS: a variable set in one boot is read
+    back in the next, by armvisor and by QEMU from the file armvisor wrote."""
+    code, template = need(AAVMF_CODE), need(AAVMF_VARS)
+    variables = tmp_path / "vars.fd"
+    shutil.copyfile(template, variables)
+
+    def drives(store: Path) -> list:
+        return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={store}"]
+
+    setvar = f'setvar ArmvisorTest -guid {VENDOR} -nv -bs =L"hello"'
+    _, seconds, status = shell_session(armvisor_command(*drives(variables)), [setvar],
+                                       skip_countdown=True)
+    report("armvisor (pflash)", seconds)
+    assert status == 0
+    data = variables.read_bytes()
+    assert data != template.read_bytes() and "ArmvisorTest".encode("utf-16-le") in data
+
+    dmpstore = f"dmpstore ArmvisorTest -guid {VENDOR}"
+    commands = [dmpstore, "pci"]
+    ours, _, status = shell_session(armvisor_command(*drives(variables)), commands,
+                                    skip_countdown=True)
+    assert status == 0
+    replies = answers(ours)
+    assert "'5E2D3F8A-1C4B-4E8A-9F0D-2A6B7C8D9E0F:ArmvisorTest' DataSize = 0x0A" in \
+        replies[dmpstore]
+    assert "*h.e.l.l.o.*" in replies[dmpstore]
+    assert "Vendor 1B36 Device 0008" in replies["pci"]       # the gpex host bridge
+
+    need_qemu()
+    copy = tmp_path / "vars-for-qemu.fd"
+    shutil.copyfile(variables, copy)
+    theirs, _, status = shell_session(qemu_command(*drives(copy)), commands,
+                                      skip_countdown=True)
+    assert status == 0
+    assert {c: answers(theirs)[c] for c in commands} == {c: replies[c] for c in commands}
+
+
+def test_edk2_snapshot_leaves_the_variable_store_alone(tmp_path):
+    code, template = need(AAVMF_CODE), need(AAVMF_VARS)
+    variables = tmp_path / "vars.fd"
+    shutil.copyfile(template, variables)
+    _, _, status = shell_session(armvisor_command(
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={variables}", "--snapshot"),
+        [f'setvar ArmvisorTest -guid {VENDOR} -nv -bs =L"hello"'], skip_countdown=True)
+    assert status == 0
+    assert variables.read_bytes() == template.read_bytes()
