@@ -561,15 +561,16 @@ class Machine:
     def snapshot(self, path: str) -> int:
         """Save the whole machine to `path` (between runs); returns the file's size.
 
-        A machine with a writable disk must use `disk_snapshot=True` (QEMU's
-        -snapshot): its writes stay in memory and go into the snapshot, so the
-        image file is still the one the snapshot continues from.
+        A machine with a writable disk or flash file must use
+        `disk_snapshot=True` (QEMU's -snapshot): its writes stay in memory and
+        go into the snapshot, so the file is still the one the snapshot
+        continues from.
         """
         from armvisor.machine import snapshot
-        writable = [d.path for d in self._drives() if not d.read_only] + \
-            [b.path for b in self._flash_files() if not b.read_only]
+        writable = [f"the disk {d.path}" for d in self._drives() if not d.read_only] + \
+            [f"the flash file {b.path}" for b in self._flash_files() if not b.read_only]
         if writable and not self._spec["disk_snapshot"]:
-            raise ArmvisorError(f"a snapshot needs the disk {writable[0]} in snapshot mode "
+            raise ArmvisorError(f"a snapshot needs {writable[0]} in snapshot mode "
                                 "(--snapshot, disk_snapshot=True), or read-only")
         self._boot()
         state = {"board": self.board.save_state(), "clock": self.clock.save_state(),

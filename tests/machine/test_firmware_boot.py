@@ -287,3 +287,23 @@ def test_bios_not_readable(tmp_path, fw):
         pytest.skip("root reads any file")
     fw.chmod(0)
     assert_one_line_error(run_cli("run", "-bios", fw), 2, "-bios", "Permission denied")
+
+
+def test_snapshot_of_a_machine_with_flash_files(tmp_path):
+    """A writable flash file must be in snapshot mode, as a writable disk; then the
+    bank's contents go into the snapshot and come back with it."""
+    fw = firmware(tmp_path, PROGRAM_FLASH1, "program")
+    variables = padded(tmp_path / "vars.fd", b"")
+    drive = f"if=pflash,unit=1,file={variables}"
+    with armvisor.Machine(bios=str(fw), drives=[drive]) as machine:
+        with pytest.raises(armvisor.ArmvisorError, match=f"the flash file {variables}"):
+            machine.snapshot(str(tmp_path / "no.snap"))
+    with armvisor.Machine(bios=str(fw), drives=[drive], disk_snapshot=True,
+                          deterministic=True) as machine:
+        machine.run(until=armvisor.Instructions(200), timeout=30)   # past the program
+        machine.snapshot(str(tmp_path / "m.snap"))
+    with armvisor.Machine.restore(str(tmp_path / "m.snap")) as restored:
+        assert restored.board.flash[1].device.read(0x100, 4) == 0xCAFEBABE
+        assert restored.run(timeout=30) == 0
+        assert restored.console.text == hexline(0xCAFEBABE)
+    assert not any(variables.read_bytes())

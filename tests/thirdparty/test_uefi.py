@@ -205,3 +205,22 @@ def test_edk2_boots_debians_kernel_from_fw_cfg(debian_images):
         report("armvisor", seconds, "EDK2, then Linux's init on 2 CPUs,")
         session.send(b"poweroff -f\r")
         assert session.finish(COMMAND_SECONDS) == 0
+
+
+def test_edk2_deterministic_snapshot_at_the_prompt(tmp_path):
+    """--deterministic: the shell's countdown passes in virtual time; a snapshot taken at
+    the prompt (flash banks, fw_cfg and all) answers `ver` exactly as the original."""
+    import armvisor
+    firmware = need(QEMU_EFI)
+    with armvisor.Machine(bios=str(firmware), deterministic=True, keep_trace=False) as machine:
+        machine.run(until=armvisor.Console(PROMPT), timeout=BOOT_SECONDS)
+        machine.snapshot(str(tmp_path / "shell.snap"))
+        machine.board.uart.receive(b"ver\r")
+        machine.run(until=armvisor.Console(PROMPT), timeout=COMMAND_SECONDS)
+        expected = (machine.instructions, machine.console.text)
+    with armvisor.Machine.restore(str(tmp_path / "shell.snap"), keep_trace=False) as restored:
+        restored.board.uart.receive(b"ver\r")
+        restored.run(until=armvisor.Console(PROMPT), timeout=COMMAND_SECONDS)
+        assert restored.instructions == expected[0]
+        assert expected[1].endswith(restored.console.text)
+        assert "UEFI Interactive Shell v2.2" in plain(restored.console.text.encode("latin-1"))
