@@ -242,14 +242,34 @@ def test_flash_read_as_an_array_is_mapped_as_memory_again(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("dtc"), reason="needs dtc (device-tree-compiler)")
-def test_dumpdtb_with_bios_needs_no_kernel(tmp_path):
+@pytest.mark.parametrize("how", ["bios", "pflash"])
+def test_dumpdtb_with_firmware_needs_no_kernel(tmp_path, how):
     fw = firmware(tmp_path, "", "nothing")
     out = tmp_path / "virt.dtb"
-    proc = run_cli("run", "-bios", fw, "--dumpdtb", out)
+    flash0 = ["-bios", fw] if how == "bios" else \
+        ["-drive", f"if=pflash,unit=0,readonly=on,file={padded(tmp_path / 'code.fd', b'')}"]
+    proc = run_cli("run", *flash0, "--dumpdtb", out)
     assert proc.returncode == 0, proc.stderr
     dts = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", str(out)], capture_output=True,
                          text=True, check=True).stdout
     assert 'method = "hvc"' in dts and "bootargs" not in dts
+
+
+def test_bios_goes_back_into_flash0_at_every_reset(tmp_path):
+    """As QEMU's ROM blobs (rom_reset): the image's bytes are written again; the rest of
+    the bank, zero at power-on, keeps what was written there."""
+    fw = firmware(tmp_path, BOOT_STATE, "state")
+    image = fw.read_bytes()
+    with armvisor.Machine(bios=str(fw)) as machine:
+        machine.boot()
+        flash0 = machine.board.flash[0].device
+        assert bytes(flash0.contents[:len(image)]) == image
+        assert not any(flash0.contents[len(image):1 << 20])
+        flash0.load(0, b"\0" * 16)
+        flash0.load(0x10000, b"kept")
+        machine.board.boot()                      # what SYSTEM_RESET does
+        assert bytes(flash0.contents[:len(image)]) == image
+        assert bytes(flash0.contents[0x10000:0x10004]) == b"kept"
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -274,6 +294,16 @@ def fw(tmp_path):
 def test_bad_firmware_input_is_one_line(tmp_path, fw, make_args, words):
     assert_one_line_error(run_cli("run", *make_args(tmp_path, fw), "--timeout", "10"), 2,
                           *words)
+
+
+def test_qemu_refuses_bios_and_pflash_unit0_too(tmp_path, fw):
+    if not qemu.available():
+        pytest.skip(f"{qemu.QEMU} is not installed")
+    code = padded(tmp_path / "code.fd", b"")
+    done = subprocess.run(qemu.virt_command(extra=["-bios", str(fw), "-drive",
+                                                   f"if=pflash,format=raw,unit=0,file={code}"]),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0 and "cannot use both" in done.stderr
 
 
 def oversized(path: Path) -> Path:

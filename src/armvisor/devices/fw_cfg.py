@@ -53,7 +53,8 @@ FW_CFG_ENTRY_MASK = 0x3FFF          # bit 15 arch-local, bit 14 write channel
 FW_CFG_ARCH_LOCAL = 0x8000
 FW_CFG_MAX_ENTRY = 0x4000           # keys at or above this select nothing
 
-# The names QEMU's own fw_cfg trace gives these keys (hw/nvram/fw_cfg.c key_name).
+# The names QEMU's fw_cfg trace gives these keys (hw/nvram/fw_cfg.c key_name; QEMU
+# spells 0x0B "initdr_size").
 KEY_NAMES = {
     FW_CFG_SIGNATURE: "signature", FW_CFG_ID: "id", FW_CFG_UUID: "uuid",
     FW_CFG_NB_CPUS: "nb_cpus", FW_CFG_KERNEL_SIZE: "kernel_size",
