@@ -95,7 +95,8 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Use this DTB instead of the generated one.")
 @click.option("--dumpdtb", type=click.Path(dir_okay=False), help="Write the generated DTB here and exit.")
 @click.option("--psci-conduit", type=click.Choice(["smc", "hvc"]),
-              help="How the guest calls PSCI, as its DTB says [default: smc bare, hvc in a VM].")
+              help="How the guest calls PSCI, as its DTB says [default: smc bare, hvc in a VM "
+                   "and for firmware (-bios), as QEMU's virt].")
 @click.option("--cpu", "cpu_model", type=click.Choice(["cortex-a57", "max"]), default="cortex-a57",
               show_default=True, help="CPU model the guest sees.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
@@ -156,7 +157,8 @@ def run(kernel, bios, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, c
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
         restore_path, record_path, replay_path, plant, schedule_path) -> None:
-    """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
+    """Boot KERNEL (or firmware from flash0) on the virt board; CPUs other than 0 wait for
+    PSCI CPU_ON."""
     context = click.get_current_context()
     given = {name for name in context.params
              if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}

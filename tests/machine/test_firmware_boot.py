@@ -282,6 +282,7 @@ def fw(tmp_path):
 @pytest.mark.parametrize("make_args, words", [
     (lambda t, fw: ["-bios", t / "missing.fd"], ["-bios", "missing.fd"]),
     (lambda t, fw: ["-bios", t], ["-bios", "directory"]),
+    (lambda t, fw: ["-bios", fifo(t / "fw.pipe")], ["-bios", "named pipe"]),
     (lambda t, fw: ["-bios", oversized(t / "big.fd")], ["-bios", "big.fd", "flash0", "64 MiB"]),
     (lambda t, fw: ["-drive", f"if=pflash,file={fw},unit=2"], ["unit", "not '2'"]),
     (lambda t, fw: ["-drive", f"if=pflash,file={fw},cache=none"], ["if=pflash", "cache"]),
@@ -304,6 +305,11 @@ def test_qemu_refuses_bios_and_pflash_unit0_too(tmp_path, fw):
                                                    f"if=pflash,format=raw,unit=0,file={code}"]),
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode != 0 and "cannot use both" in done.stderr
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
 
 
 def oversized(path: Path) -> Path:
