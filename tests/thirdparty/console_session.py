@@ -42,6 +42,11 @@ class ConsoleSession:
                     self._fail(f"the machine exited before printing {text!r}")
                 self.output += chunk
 
+    @property
+    def matched(self) -> bytes:
+        """The output up to the end of the last text expect() found."""
+        return bytes(self.output[:self._seen])
+
     def send(self, data: bytes) -> None:
         self.process.stdin.write(data)
         self.process.stdin.flush()

@@ -254,3 +254,65 @@ def test_edk2_deterministic_snapshot_at_the_prompt(tmp_path):
         assert restored.instructions == expected[0]
         assert expected[1].endswith(restored.console.text)
         assert "UEFI Interactive Shell v2.2" in plain(restored.console.text.encode("latin-1"))
+
+
+STARTUP_NSH = "fs0:\r\n\\linux.efi initrd=\\initrd.img console=ttyAMA0\r\n"
+COUNTDOWN_LINE = re.compile(r"Press ESC in \d seconds to skip startup\.nsh or any other key "
+                            r"to continue\.")
+
+
+def make_esp(tmp_path: Path, images) -> Path:
+    """A 64 MiB FAT volume (no partition table: EDK2 takes the whole disk) holding the
+    kernel as an EFI program, the initramfs and a startup.nsh that runs the one with the
+    other. Built with mtools, as no root is needed."""
+    if not (shutil.which("mformat") and shutil.which("mcopy")):
+        pytest.skip("needs Debian's mtools (scripts/setup)")
+    import subprocess
+    esp = tmp_path / "esp.img"
+    with open(esp, "wb") as handle:
+        handle.truncate(64 << 20)
+    script = tmp_path / "startup.nsh"
+    script.write_text(STARTUP_NSH)
+    subprocess.run(["mformat", "-i", str(esp), "-F", "-v", "ESP", "::"], check=True)
+    for source, name in ((images.kernel, "linux.efi"), (images.initramfs, "initrd.img"),
+                         (script, "startup.nsh")):
+        subprocess.run(["mcopy", "-i", str(esp), str(source), f"::/{name}"], check=True)
+    return esp
+
+
+def esp_boot(command: list, follow) -> str:
+    """Boot to the shell's countdown (cut short), let startup.nsh start Linux from the
+    ESP; `follow(session)` then takes over. Returns the transcript up to the initrd."""
+    with ConsoleSession(command, env=environment(), cwd=REPO) as session:
+        session.expect(COUNTDOWN, BOOT_SECONDS)
+        session.send(b"\r")                         # any key: run startup.nsh now
+        session.expect(b"EFI stub: Loaded initrd from command line option", BOOT_SECONDS)
+        text = COUNTDOWN_LINE.sub("", plain(session.matched))
+        follow(session)
+        return text
+
+
+def test_edk2_boots_debian_from_an_esp_on_a_virtio_disk(tmp_path, debian_images):
+    """The ESP on a virtio-blk disk (virtio-mmio, the last slot as on QEMU): EDK2's
+    shell runs startup.nsh from it, which starts the kernel's EFI stub with the
+    initramfs read from the same FAT volume; Linux reaches its init on 2 CPUs. Up to the
+    initrd the console is QEMU's, countdown aside."""
+    firmware = need(QEMU_EFI)
+    esp = make_esp(tmp_path, debian_images)
+
+    def linux_runs(session):
+        session.expect(b"EFI stub: Using DTB from configuration table", COMMAND_SECONDS)
+        seconds = session.expect(b"armvisor-init: ready on 2 CPUs", BOOT_SECONDS)
+        report("armvisor", seconds, "EDK2, the ESP, then Linux's init on 2 CPUs,")
+        session.send(b"poweroff -f\r")
+        assert session.finish(COMMAND_SECONDS) == 0
+
+    ours = esp_boot(armvisor_command("-bios", firmware, "--drive", f"file={esp},format=raw",
+                                     "--snapshot", "--smp", "2"), linux_runs)
+    assert "FS0: Alias(s):F0:;BLK0:" in ours and "Shell> fs0:" in ours
+    need_qemu()
+    theirs = esp_boot(qemu_command(
+        "-bios", firmware, "-smp", "2",
+        "-drive", f"if=none,id=esp,file={esp},format=raw,snapshot=on",
+        "-device", "virtio-blk-device,drive=esp"), lambda session: None)
+    assert ours == theirs
