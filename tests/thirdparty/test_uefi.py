@@ -316,3 +316,15 @@ def test_edk2_boots_debian_from_an_esp_on_a_virtio_disk(tmp_path, debian_images)
         "-drive", f"if=none,id=esp,file={esp},format=raw,snapshot=on",
         "-device", "virtio-blk-device,drive=esp"), lambda session: None)
     assert ours == theirs
+
+
+def test_edk2_variable_store_reads_are_exits_without_the_remap(monkeypatch):
+    """Why flash1 is mapped as memory again: left as MMIO after EDK2's first write to
+    it, every read of the variable store on the way to the shell is an exit."""
+    import armvisor
+    from armvisor.machine import board
+    firmware = need(QEMU_EFI)
+    monkeypatch.setattr(board, "ARRAY_READS_BEFORE_REMAP", 1 << 62)
+    with armvisor.Machine(bios=str(firmware), deterministic=True, keep_trace=False) as machine:
+        machine.run(until=armvisor.Console(PROMPT), timeout=BOOT_SECONDS)
+        assert machine.board.exit_counts()["mmio:flash1"] > 1_000_000
