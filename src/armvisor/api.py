@@ -28,8 +28,8 @@ from armvisor.cpu.sysregs import SysReg
 from armvisor.errors import ArmvisorError
 from armvisor.errors import GuestError
 from armvisor.hypervisor.config import VmConfig, validate
-from armvisor.machine.config import (SLICE_DEFAULT, DriveSpec, MachineConfig, parse_drive,
-                                     parse_size)
+from armvisor.machine.config import (SLICE_DEFAULT, DriveSpec, MachineConfig, PflashSpec,
+                                     parse_drive, parse_size, split_drives)
 from armvisor.machine.planted import check_planted
 from armvisor.machine.runloop import HostIO
 from armvisor.trace import TraceBus
@@ -451,14 +451,16 @@ class Machine:
 
     def __init__(self, kernel: Optional[str] = None, *, smp: int = 1, memory: Size = "512M",
                  initrd: Optional[str] = None, append: str = "", dtb: Optional[str] = None,
-                 psci_conduit: str = "smc", cpu: str = "cortex-a57",
-                 drives: Sequence[Union[str, DriveSpec]] = (), virtio_console: bool = False,
+                 psci_conduit: Optional[str] = None, cpu: str = "cortex-a57",
+                 drives: Sequence[Union[str, DriveSpec, PflashSpec]] = (),
+                 virtio_console: bool = False,
                  deterministic: bool = False, slice: int = SLICE_DEFAULT,
                  no_reboot: bool = False, vms: Optional[Sequence[Union[VM, VmConfig]]] = None,
                  pcpus: Optional[int] = None, trace: Optional[TraceBus] = None,
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
                  symbols: Optional[str] = None, disk_snapshot: bool = False,
-                 plant: Sequence[str] = (), chr_testdev: bool = False):
+                 plant: Sequence[str] = (), bios: Optional[str] = None,
+                 chr_testdev: bool = False):
         self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
@@ -469,15 +471,17 @@ class Machine:
         if vms is None:
             if pcpus is not None:
                 raise ArmvisorError("pcpus is for the hypervisor (give vms)")
-            if not kernel:
-                raise ArmvisorError("a kernel is required (or vms for the hypervisor)")
+            disks, banks = split_drives(drives)
+            if not kernel and not bios and not any(bank.unit == 0 for bank in banks):
+                raise ArmvisorError("a kernel is required (or bios, a pflash unit 0, or vms "
+                                    "for the hypervisor)")
             from armvisor.machine.board import BareBoard
             config = MachineConfig(
                 kernel=kernel, smp=smp, memory=_size(memory), initrd=initrd, append=append,
                 dtb=dtb, psci_conduit=psci_conduit, cpu=cpu, slice_budget=slice,
-                no_reboot=no_reboot, drives=tuple(_drive(d) for d in drives),
+                no_reboot=no_reboot, drives=disks, pflash=banks,
                 virtio_console=virtio_console, deterministic=deterministic,
-                disk_snapshot=disk_snapshot, plant=check_planted(plant),
+                disk_snapshot=disk_snapshot, plant=check_planted(plant), bios=bios,
                 chr_testdev=chr_testdev)
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
@@ -491,6 +495,8 @@ class Machine:
                 raise ArmvisorError("give either kernel (bare) or vms (hypervisor), not both")
             if chr_testdev:
                 raise ArmvisorError("chr_testdev is the bare board's (QEMU's -chardev testdev)")
+            if bios is not None:
+                raise ArmvisorError("bios runs firmware on the bare board, not with vms")
             from armvisor.hypervisor.hyp import Hypervisor
             configs = [vm.config(i) if isinstance(vm, VM) else vm for i, vm in enumerate(vms)]
             if not configs:
@@ -559,14 +565,16 @@ class Machine:
     def snapshot(self, path: str) -> int:
         """Save the whole machine to `path` (between runs); returns the file's size.
 
-        A machine with a writable disk must use `disk_snapshot=True` (QEMU's
-        -snapshot): its writes stay in memory and go into the snapshot, so the
-        image file is still the one the snapshot continues from.
+        A machine with a writable disk or flash file must use
+        `disk_snapshot=True` (QEMU's -snapshot): its writes stay in memory and
+        go into the snapshot, so the file is still the one the snapshot
+        continues from.
         """
         from armvisor.machine import snapshot
-        writable = [d.path for d in self._drives() if not d.read_only]
+        writable = [f"the disk {d.path}" for d in self._drives() if not d.read_only] + \
+            [f"the flash file {b.path}" for b in self._flash_files() if not b.read_only]
         if writable and not self._spec["disk_snapshot"]:
-            raise ArmvisorError(f"a snapshot needs the disk {writable[0]} in snapshot mode "
+            raise ArmvisorError(f"a snapshot needs {writable[0]} in snapshot mode "
                                 "(--snapshot, disk_snapshot=True), or read-only")
         self._boot()
         state = {"board": self.board.save_state(), "clock": self.clock.save_state(),
@@ -608,6 +616,9 @@ class Machine:
             machine.close()
             raise ArmvisorError(f"{path}: the snapshot does not fit this machine ({exc})") from None
         return machine
+
+    def _flash_files(self) -> List[PflashSpec]:
+        return [] if self.hypervisor is not None else list(self.board.config.pflash)
 
     def _drives(self) -> List[DriveSpec]:
         if self.hypervisor is None:
@@ -697,7 +708,7 @@ def _spec(arguments: dict) -> dict:
             data["readonly_drives"] = [path(d) for d in data["readonly_drives"]]
             data["pcpus"] = None if data["pcpus"] is None else list(data["pcpus"])
             configs.append(data)
-    drives = [_drive(d) for d in arguments["drives"]]
+    drives, banks = split_drives(arguments["drives"])
     return {
         "kernel": path(arguments["kernel"]), "smp": arguments["smp"],
         "memory": _size(arguments["memory"]), "initrd": path(arguments["initrd"]),
@@ -708,14 +719,17 @@ def _spec(arguments: dict) -> dict:
         "deterministic": arguments["deterministic"], "slice": arguments["slice"],
         "no_reboot": arguments["no_reboot"], "vms": configs, "pcpus": arguments["pcpus"],
         "symbols": path(arguments["symbols"]), "disk_snapshot": arguments["disk_snapshot"],
-        "plant": list(arguments["plant"]), "chr_testdev": arguments["chr_testdev"],
+        "plant": list(arguments["plant"]), "bios": path(arguments["bios"]),
+        "pflash": [[path(b.path), b.unit, b.read_only] for b in banks],
+        "chr_testdev": arguments["chr_testdev"],
     }
 
 
 def _arguments(spec: dict) -> dict:
     """The inverse of _spec: Machine's keyword arguments."""
     arguments = dict(spec)
-    arguments["drives"] = [DriveSpec(p, bool(ro)) for p, ro in spec["drives"]]
+    arguments["drives"] = [DriveSpec(p, bool(ro)) for p, ro in spec["drives"]] + \
+        [PflashSpec(p, unit, bool(ro)) for p, unit, ro in arguments.pop("pflash", [])]
     if spec["vms"] is not None:
         arguments["vms"] = [VmConfig(**dict(
             vm, drives=tuple(vm["drives"]), readonly_drives=tuple(vm["readonly_drives"]),

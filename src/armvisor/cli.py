@@ -16,7 +16,7 @@ from armvisor.console import HostConsole
 from armvisor.console_monitor import ConsoleMonitor
 from armvisor.errors import ArmvisorError, GuestError, GuestTimeout
 from armvisor.hypervisor.config import load_vm_file, parse_vm_option
-from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size
+from armvisor.machine.config import SLICE_DEFAULT, parse_drive, parse_size, split_drives
 from armvisor.machine.planted import PLANTED_BUGS
 from armvisor.machine.replay import ReplayFinished
 from armvisor.trace import TraceBus
@@ -85,6 +85,8 @@ def main(argv: Optional[list] = None) -> None:
 @cli.command()
 @click.option("--kernel", "-kernel", type=click.Path(dir_okay=False),
               help="ELF, Linux arm64 Image or raw binary to boot.")
+@click.option("--bios", "-bios", type=click.Path(dir_okay=False),
+              help="Firmware image to run from flash0 (e.g. EDK2's QEMU_EFI.fd), as QEMU's -bios.")
 @click.option("--smp", "-smp", default=1, show_default=True, type=int, help="Number of CPUs (1-64).")
 @click.option("--memory", "-m", default="512M", show_default=True, type=SizeType(),
               help="RAM size, e.g. 512M or 1G.")
@@ -93,7 +95,8 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Use this DTB instead of the generated one.")
 @click.option("--dumpdtb", type=click.Path(dir_okay=False), help="Write the generated DTB here and exit.")
 @click.option("--psci-conduit", type=click.Choice(["smc", "hvc"]),
-              help="How the guest calls PSCI, as its DTB says [default: smc bare, hvc in a VM].")
+              help="How the guest calls PSCI, as its DTB says [default: smc bare, hvc in a VM "
+                   "and for firmware (-bios), as QEMU's virt].")
 @click.option("--cpu", "cpu_model", type=click.Choice(["cortex-a57", "max"]), default="cortex-a57",
               show_default=True, help="CPU model the guest sees.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
@@ -108,8 +111,10 @@ def main(argv: Optional[list] = None) -> None:
               help="No status line on stderr while the guest is silent.")
 @click.option("--timeout", type=float, help="Stop with an error after this many seconds.")
 @click.option("--no-reboot", is_flag=True, help="Exit on SYSTEM_RESET instead of rebooting.")
-@click.option("--drive", "drives", multiple=True, metavar="file=PATH[,format=raw][,readonly=on]",
-              help="A disk image on a virtio-blk device (repeatable; the first is /dev/vda).")
+@click.option("--drive", "-drive", "drives", multiple=True,
+              metavar="file=PATH[,format=raw][,if=virtio|pflash][,unit=N][,readonly=on]",
+              help="A disk image on a virtio-blk device (repeatable; the first is /dev/vda), "
+                   "or with if=pflash the file behind flash bank N (0 code, 1 variables).")
 @click.option("--virtio-console", is_flag=True,
               help="Add a virtio-console (Linux's hvc0); its output goes to stdout.")
 @click.option("--deterministic", is_flag=True,
@@ -151,11 +156,12 @@ def main(argv: Optional[list] = None) -> None:
                    "exit status (armvisor-qemu, for kvm-unit-tests' runner).")
 @click.option("--schedule", "schedule_path", type=click.Path(dir_okay=False),
               help="Replay this schedule file (from `armvisor explore`; needs --deterministic).")
-def run(kernel, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
+def run(kernel, bios, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
         restore_path, record_path, replay_path, plant, schedule_path, chr_testdev) -> None:
-    """Boot KERNEL on the virt board; CPUs other than 0 wait for PSCI CPU_ON."""
+    """Boot KERNEL (or firmware from flash0) on the virt board; CPUs other than 0 wait for
+    PSCI CPU_ON."""
     context = click.get_current_context()
     given = {name for name in context.params
              if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
@@ -245,7 +251,7 @@ def _run(options: dict) -> int:
 
 # Options that describe the one guest: under --hyp they describe its VM, and
 # with --vm/--config each VM has keys of its own instead.
-_GUEST_OPTIONS = {"kernel": "--kernel", "initrd": "--initrd", "append": "--append",
+_GUEST_OPTIONS = {"kernel": "--kernel", "bios": "-bios", "initrd": "--initrd", "append": "--append",
                   "dtb": "--dtb", "drives": "--drive", "virtio_console": "--virtio-console"}
 _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
                    "psci_conduit": ("--psci-conduit", None), "cpu_model": ("--cpu", "cortex-a57")}
@@ -256,7 +262,7 @@ _GUEST_DEFAULTS = {"smp": ("--smp", 1), "memory": ("--memory", 512 << 20),
 # What a snapshot already says: with --restore these may only repeat it.
 _SNAPSHOT_SHAPE = {"smp": "--smp", "memory": "--memory", "kernel": "--kernel",
                    "deterministic": "--deterministic"}
-_NOT_WITH_RESTORE = {"initrd": "--initrd", "append": "--append", "dtb": "--dtb",
+_NOT_WITH_RESTORE = {"bios": "-bios", "initrd": "--initrd", "append": "--append", "dtb": "--dtb",
                      "drives": "--drive", "virtio_console": "--virtio-console", "hyp": "--hyp",
                      "pcpus": "--pcpus", "vm_specs": "--vm", "vm_file": "--config",
                      "psci_conduit": "--psci-conduit", "cpu_model": "--cpu",
@@ -305,7 +311,8 @@ def _host_io(options: dict, machine: Machine, console: HostConsole, receiver):
     """Where the run loop gets its input: the terminal, a recorder around it, or a log."""
     from armvisor.machine.replay import Recorder, Replayer, disk_identity
     header = {"machine": machine._spec, "disks": disk_identity(
-        [d.path for d in machine._drives()]), "restored": options["restore_path"]}
+        [d.path for d in machine._drives()] + [b.path for b in machine._flash_files()]),
+        "restored": options["restore_path"]}
     if options["record_path"]:
         return Recorder(console, options["record_path"], header, machine.clock.counter)
     if options["replay_path"]:
@@ -356,15 +363,20 @@ def machine_arguments(options: dict) -> dict:
     if not hyp:
         if options["pcpus"] is not None:
             raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
-        if not options["kernel"]:
-            raise ArmvisorError("--kernel is required (or --hyp with --vm/--config)")
+        disks, banks = split_drives(options["drives"])
+        if not options["kernel"] and not options.get("bios") and \
+                not any(bank.unit == 0 for bank in banks):
+            raise ArmvisorError("--kernel is required (or -bios, -drive if=pflash,unit=0, "
+                                "or --hyp with --vm/--config)")
         return dict(
             kernel=options["kernel"], smp=options["smp"], memory=options["memory"],
             initrd=options["initrd"], append=options["append"], dtb=options["dtb"],
-            psci_conduit=options["psci_conduit"] or "smc", cpu=options["cpu_model"],
-            drives=[parse_drive(d) for d in options["drives"]],
+            psci_conduit=options["psci_conduit"], cpu=options["cpu_model"],
+            drives=disks + banks, bios=options.get("bios"),
             virtio_console=options["virtio_console"],
             chr_testdev=options.get("chr_testdev", False), **common)
+    if options.get("bios"):
+        raise ArmvisorError("-bios runs firmware on the bare board, not under --hyp")
     pcpus = options["pcpus"]
     vms = [parse_vm_option(spec, i) for i, spec in enumerate(options["vm_specs"])]
     if options["vm_file"]:
@@ -373,7 +385,7 @@ def machine_arguments(options: dict) -> dict:
         vms += file_vms
     if vms:
         for key, flag in _GUEST_OPTIONS.items():
-            if options[key]:
+            if options.get(key):
                 raise ArmvisorError(f"{flag} describes a single guest: with --vm/--config "
                                     "give it as a key of each VM")
         for key, (flag, default) in _GUEST_DEFAULTS.items():

@@ -128,6 +128,9 @@ class Translation:
     def _append(self, value):
         self.run += ["--append", value]
 
+    def _bios(self, value):
+        self.run += ["--bios", value]
+
     def _dtb(self, value):
         self.run += ["--dtb", value]
 

@@ -8,8 +8,14 @@ through a FWCfgDmaAccess descriptor.
 
 Items here are the ones every QEMU machine has: the signature "QEMU", the
 interface ID (traditional + DMA, as virt), a zero UUID, the CPU count and the
-file directory. Files are optional (`add_file`); QEMU virt itself adds a few
-(bootorder, ACPI and SMBIOS tables, ...) that this board does not.
+file directory. The board adds numbered items (`add_item`: a kernel handed to
+firmware) and files (`add_file`); QEMU virt itself has a few files (bootorder,
+ACPI and SMBIOS tables, ...) that this board does not: EDK2 builds its tables
+from the DTB when they are missing.
+
+Every selection is a `fw_cfg.select` trace event naming the item (a file by
+its name), so a trace shows what the firmware asked for and whether it was
+there.
 
 DMA reaches guest RAM only through `memory` (contains/read/write, like the
 board's Ram): an address outside it sets the DMA error bit, never raises.
@@ -33,11 +39,30 @@ FW_CFG_SIGNATURE = 0x0000
 FW_CFG_ID = 0x0001
 FW_CFG_UUID = 0x0002
 FW_CFG_NB_CPUS = 0x0005
+FW_CFG_KERNEL_SIZE = 0x0008
+FW_CFG_INITRD_SIZE = 0x000B
+FW_CFG_BOOT_MENU = 0x000E
+FW_CFG_KERNEL_DATA = 0x0011
+FW_CFG_INITRD_DATA = 0x0012
+FW_CFG_CMDLINE_SIZE = 0x0014
+FW_CFG_CMDLINE_DATA = 0x0015
+FW_CFG_SETUP_SIZE = 0x0017
 FW_CFG_FILE_DIR = 0x0019
 FW_CFG_FILE_FIRST = 0x0020
 FW_CFG_ENTRY_MASK = 0x3FFF          # bit 15 arch-local, bit 14 write channel
 FW_CFG_ARCH_LOCAL = 0x8000
 FW_CFG_MAX_ENTRY = 0x4000           # keys at or above this select nothing
+
+# The names QEMU's fw_cfg trace gives these keys (hw/nvram/fw_cfg.c key_name; QEMU
+# spells 0x0B "initdr_size").
+KEY_NAMES = {
+    FW_CFG_SIGNATURE: "signature", FW_CFG_ID: "id", FW_CFG_UUID: "uuid",
+    FW_CFG_NB_CPUS: "nb_cpus", FW_CFG_KERNEL_SIZE: "kernel_size",
+    FW_CFG_INITRD_SIZE: "initrd_size", FW_CFG_BOOT_MENU: "boot_menu",
+    FW_CFG_KERNEL_DATA: "kernel_data", FW_CFG_INITRD_DATA: "initrd_data",
+    FW_CFG_CMDLINE_SIZE: "cmdline_size", FW_CFG_CMDLINE_DATA: "cmdline_data",
+    FW_CFG_SETUP_SIZE: "setup_size", FW_CFG_FILE_DIR: "file_dir",
+}
 
 SIGNATURE = b"QEMU"
 DMA_SIGNATURE = b"QEMU CFG"         # what reading the DMA address register returns
@@ -100,6 +125,12 @@ class FwCfg:
         self.offset = state["offset"]
         self.dma_address = state["dma_address"]
 
+    def add_item(self, key: int, data: bytes) -> None:
+        """Set a numbered item (below the file keys), e.g. FW_CFG_KERNEL_SIZE."""
+        if not 0 <= key < FW_CFG_FILE_FIRST or key == FW_CFG_FILE_DIR:
+            raise ValueError(f"fw_cfg key {key:#x} is not a numbered item")
+        self.items[key] = bytes(data)
+
     def add_file(self, name: str, data: bytes) -> int:
         """Publish a named blob; returns its key. The directory stays sorted by name, as QEMU's."""
         encoded = name.encode()
@@ -122,7 +153,11 @@ class FwCfg:
 
     # -------------------------------------------------------------------- MMIO
     def read(self, offset: int, size: int) -> int:
-        if offset == DATA and size in (1, 2, 4, 8):
+        # A 64-bit load of the data register arrives as two 32-bit reads, at
+        # +0 and +4: Unicorn splits it, as QEMU's memory core does for this
+        # device (no .impl sizes), and QEMU's data read ignores the offset, so
+        # the second half is the item's next 4 bytes.
+        if DATA <= offset and offset + size <= DATA + DATA_WIDTH and size in (1, 2, 4, 8):
             return int.from_bytes(self._next_bytes(size), "little")
         if offset == SELECTOR and size == 2:
             return 0
@@ -154,6 +189,20 @@ class FwCfg:
     def select(self, key: int) -> None:
         self.offset = 0
         self.selected = key if (key & FW_CFG_ENTRY_MASK) < FW_CFG_MAX_ENTRY else None
+        present = self.selected is not None and not key & FW_CFG_ARCH_LOCAL and \
+            (key & FW_CFG_ENTRY_MASK) in self.items
+        self._emit("fw_cfg.select", key=key, item=self.name_of(key), present=present,
+                   size=len(self._item()))
+
+    def name_of(self, key: int) -> str:
+        """What a key selects, in words: a file's name, an item's name, or "unknown"."""
+        entry = key & FW_CFG_ENTRY_MASK
+        if key & FW_CFG_ARCH_LOCAL:
+            return "unknown"
+        for name, file_key in self.files:
+            if file_key == entry:
+                return name
+        return KEY_NAMES.get(entry, "unknown")
 
     def _item(self) -> bytes:
         # No architecture-local items on Arm; keys naming nothing read as zeros.

@@ -17,12 +17,15 @@ and U-Boot writes the count at the sector base every time):
 - A block erase takes effect on the 0x20 write, before the 0xD0 confirm.
 - Block lock/unlock (0x60 + 0x01/0xD0) is accepted and does nothing: every
   block reads as unlocked.
-- 64-bit accesses are not device accesses in QEMU (they abort); here a read
-  is two 32-bit reads and a write is ignored with a `device.bad_access` event.
+- A 64-bit access is two 32-bit accesses, the lower address first: QEMU's
+  memory core splits it so (access_with_adjusted_size; the device has no
+  .impl sizes, so 4 bytes at most). EDK2 stores 64-bit globals into flash0
+  this way: the low word is an unknown command and the high word (0x00)
+  returns the bank to read-array mode, so nothing changes (checked on QEMU 7.2).
 
-`contents` is an anonymous mmap the board can map into the cores as RAM
-(read + execute only) while `mode_is_read_array` is true; writes always come
-here. `on_mode_change(read_array)` fires whenever that mode changes.
+`contents` is an mmap (anonymous, or of a -drive if=pflash file) the board
+can map into the cores as RAM (read + execute only) while `mode_is_read_array`
+is true; writes always come here. `on_mode_change(read_array)` fires whenever that mode changes.
 """
 
 from __future__ import annotations
@@ -115,7 +118,8 @@ class CfiFlash:
                  sector_size: int = VIRT_SECTOR_SIZE,
                  bank_width: int = VIRT_BANK_WIDTH, device_width: int = VIRT_DEVICE_WIDTH,
                  ids: tuple[int, int] = (VIRT_ID0, VIRT_ID1), read_only: bool = False,
-                 trace=None, on_mode_change: Optional[Callable[[bool], None]] = None):
+                 trace=None, on_mode_change: Optional[Callable[[bool], None]] = None,
+                 contents: Optional[mmap.mmap] = None):
         if size <= 0 or sector_size <= 0 or size % sector_size:
             raise ArmvisorError(f"flash size {size:#x} is not a multiple of its sector "
                                 f"size {sector_size:#x}")
@@ -135,9 +139,14 @@ class CfiFlash:
         self.cfi_table = cfi_query_table(size, sector_size, bank_width, device_width)
         devices = bank_width // device_width
         self.write_buffer_size = (1 << self.cfi_table[0x2A]) * devices
+        if contents is not None and len(contents) != size:
+            raise ArmvisorError(f"{name}: {len(contents):#x} bytes of contents for a "
+                                f"{size:#x}-byte bank")
         # QEMU's storage without a -drive is zero-filled RAM; an anonymous
-        # mapping reads as zero and costs nothing until touched.
-        self.contents = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # mapping reads as zero and costs nothing until touched. With a
+        # drive, the caller maps its file (machine/flash_files.py).
+        self.contents = contents if contents is not None else \
+            mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.pointer = ctypes.addressof(ctypes.c_char.from_buffer(self.contents))
         self._read_array = True
         self.cmd = CMD_READ_ARRAY_QEMU
@@ -193,6 +202,11 @@ class CfiFlash:
         self._buffer = None if buffer is None else bytearray(buffer)
         self._buffer_offset = state["buffer_offset"]
 
+    def flush(self) -> None:
+        """Push the guest's writes to a file-backed bank's file (they are there already for
+        anyone reading it; this makes them durable)."""
+        self.contents.flush()
+
     def load(self, offset: int, data: bytes) -> None:
         """Host-side write (a firmware image); raises ArmvisorError if it does not fit."""
         if offset < 0 or offset + len(data) > self.size:
@@ -225,6 +239,10 @@ class CfiFlash:
         return self._read(offset, size) & ((1 << (8 * size)) - 1)
 
     def write(self, offset: int, size: int, value: int) -> None:
+        if size == 8 and 0 <= offset <= self.size - size:
+            self.write(offset, 4, value & 0xFFFF_FFFF)
+            self.write(offset + 4, 4, (value >> 32) & 0xFFFF_FFFF)
+            return
         if size not in (1, 2, 4) or not 0 <= offset <= self.size - size:
             self._bad_access("write", offset, size)
             return

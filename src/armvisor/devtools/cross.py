@@ -8,7 +8,9 @@ from pathlib import Path
 
 AS = "aarch64-linux-gnu-as"
 LD = "aarch64-linux-gnu-ld"
+OBJCOPY = "aarch64-linux-gnu-objcopy"
 LOAD_ADDRESS = 0x4008_0000
+FLASH0_ADDRESS = 0x0                 # where -bios firmware runs from
 
 # x20 = UART data register; `putc wN`; `system_off` (PSCI over SMC).
 PRELUDE = """
@@ -53,13 +55,21 @@ def have_cross_tools() -> bool:
     return shutil.which(AS) is not None and shutil.which(LD) is not None
 
 
-def build_program(workdir: Path, body: str, name: str = "guest", march: str = "armv8.2-a") -> Path:
-    """`body` follows PRELUDE (after _start); returns the linked ELF at LOAD_ADDRESS."""
+def build_program(workdir: Path, body: str, name: str = "guest", march: str = "armv8.2-a",
+                  load_address: int = LOAD_ADDRESS) -> Path:
+    """`body` follows PRELUDE (after _start); returns the linked ELF at `load_address`."""
     if not have_cross_tools():
         raise CrossToolsMissing("needs Debian's binutils-aarch64-linux-gnu")
     workdir.mkdir(parents=True, exist_ok=True)
     source, obj, elf = (workdir / f"{name}{ext}" for ext in (".S", ".o", ".elf"))
     source.write_text(PRELUDE + body + "\n    .ltorg\n")
     subprocess.run([AS, f"-march={march}", "-o", str(obj), str(source)], check=True)
-    subprocess.run([LD, f"-Ttext={LOAD_ADDRESS:#x}", "-o", str(elf), str(obj)], check=True)
+    subprocess.run([LD, f"-Ttext={load_address:#x}", "-o", str(elf), str(obj)], check=True)
     return elf
+
+
+def flat_binary(elf: Path) -> Path:
+    """The ELF's loaded bytes as a flat file (what -bios takes), next to it as .bin."""
+    binary = elf.with_suffix(".bin")
+    subprocess.run([OBJCOPY, "-O", "binary", str(elf), str(binary)], check=True)
+    return binary

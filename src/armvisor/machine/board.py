@@ -8,6 +8,7 @@ from unicorn import UC_PROT_EXEC, UC_PROT_READ
 
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.host import SliceEnd, sort_stop
+from armvisor.cpu.store_emulation import plain_store_writes
 from armvisor.cpu.models import CPU_MODELS
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
@@ -23,7 +24,10 @@ from armvisor.machine.clock import Clock
 from armvisor.machine.lanes import Lane, LaneState
 from armvisor.machine.maintenance import broadcast_maintenance
 from armvisor.machine.memory import Ram
-from armvisor.machine.mmio import MmioWindow, per_device, watched
+from armvisor.machine.mmio import MmioWindow, watched
+from armvisor.machine.firmware_boot import (FIRMWARE_BOOT_X0, fw_cfg_boot_items,
+                                            read_bios_file)
+from armvisor.machine.flash_files import map_flash_file
 from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, read_initrd_file,
                                      read_kernel_file)
 from armvisor.machine.report import machine_report
@@ -39,18 +43,51 @@ from armvisor.trace import TraceBus
 # Instructions the caller of CPU_ON runs before the target's first instruction.
 POWER_ON_LATENCY = 1000
 PAGE_SIZE = 0x1000                # Unicorn maps whole pages
+# A bank left as MMIO becomes memory again after this many reads of its array
+# with no write between: EDK2 reads its variable store (flash1) as memory,
+# about 1.5 million reads to the UEFI shell, each a Python exit while the
+# bank stays MMIO. U-Boot's probing, which flips modes with only a few reads
+# between writes, never gets there.
+ARRAY_READS_BEFORE_REMAP = 1024
+
+
 class FlashBank:
     """A CFI flash bank and how the cores see it: memory in read-array mode, MMIO otherwise.
 
     Mapped as read/execute memory, the guest reads and runs code from it at
     full speed (as QEMU's "romd" mode); its first write faults (write
     protection) and turns the bank into MMIO, so the store reaches the model.
+    `array_reads` counts reads of the array in a row while it is MMIO;
+    `on_many_array_reads(cpu)` is called when they reach ARRAY_READS_BEFORE_REMAP.
     """
 
-    def __init__(self, base: int, device: CfiFlash):
+    def __init__(self, base: int, device: CfiFlash,
+                 on_many_array_reads: Callable[[int], None] = lambda cpu: None):
         self.base, self.size, self.device = base, device.size, device
-        self.window = MmioWindow(device.name, base, device.size, *per_device(device))
+        self.window = MmioWindow(device.name, base, device.size, self._read, self._write)
         self.mapped_as_memory = True
+        self.array_reads = 0
+        self._on_many_array_reads = on_many_array_reads
+
+    def _read(self, offset: int, size: int, cpu: int) -> int:
+        value = self.device.read(offset, size)
+        if not self.device.mode_is_read_array:
+            self.array_reads = 0
+            return value
+        self.array_reads += 1
+        if self.array_reads == ARRAY_READS_BEFORE_REMAP:
+            self._on_many_array_reads(cpu)
+        return value
+
+    def _write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        self.array_reads = 0
+        self.device.write(offset, size, value)
+
+    @property
+    def wants_memory(self) -> bool:
+        """MMIO, back in read-array mode, and read as an array long enough to map it again."""
+        return not self.mapped_as_memory and self.device.mode_is_read_array and \
+            self.array_reads >= ARRAY_READS_BEFORE_REMAP
 
     def contains(self, address: int) -> bool:
         return self.base <= address < self.base + self.size
@@ -73,8 +110,10 @@ class BareBoard:
         if config.deterministic:
             self.trace.use_clock(self.clock.seconds)
         self.model = CPU_MODELS[config.cpu]
-        self.kernel_data = read_kernel_file(config.kernel, config.memory)
+        self.kernel_data = read_kernel_file(config.kernel, config.memory) if config.kernel else None
         self.initrd_data = read_initrd_file(config.initrd, config.memory) if config.initrd else None
+        self.bios_data = read_bios_file(config.bios, memmap.FLASH_BANK_SIZE) \
+            if config.bios else None
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
         self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
@@ -90,9 +129,18 @@ class BareBoard:
         self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
         self.disks = self.devices.disks
         self.virtio_console = self.devices.virtio_console
+        if config.runs_firmware:
+            for key, data in fw_cfg_boot_items(self.kernel_data, self.initrd_data,
+                                               config.append).items():
+                self.devices.fw_cfg.add_item(key, data)
+        files = {bank.unit: map_flash_file(bank, memmap.FLASH_BANK_SIZE, config.disk_snapshot)
+                 for bank in config.pflash}
         self.flash = [FlashBank(memmap.FLASH_BASE + i * memmap.FLASH_BANK_SIZE,
                                 CfiFlash(f"flash{i}", size=memmap.FLASH_BANK_SIZE,
-                                         sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace))
+                                         sector_size=memmap.FLASH_SECTOR_SIZE, trace=self.trace,
+                                         read_only=i in files and config.pflash_read_only(i),
+                                         contents=files.get(i)),
+                                on_many_array_reads=self._end_slice_for_flash)
                       for i in range(2)]
         self.timers = [GenericTimer(self._timer_setter(cpu), counter=self.clock.counter)
                        for cpu in range(config.smp)]
@@ -127,8 +175,10 @@ class BareBoard:
         self.schedule = self.loop.schedule = schedule
 
     def close(self) -> None:
-        """Release the disk images (their data is already written through)."""
+        """Release the disk images and flash files (their data is already written through)."""
         self.devices.close()
+        for bank in self.flash:
+            bank.device.flush()
 
     # -- boot ---------------------------------------------------------------------
 
@@ -144,10 +194,28 @@ class BareBoard:
             self.ram.clear()
         for bank in self.flash:
             bank.device.reset()
+        if self.config.runs_firmware:
+            self._load_firmware()
+            return
         self.image, self.dtb_address = place_images(
             self.ram, self.kernel_data, self.initrd_data,
             lambda initrd: self.user_dtb if self.user_dtb is not None else self.generated_dtb(initrd),
             flash_write=self.flash[0].device.load)
+
+    def _load_firmware(self) -> None:
+        """A firmware boot (machine/firmware_boot.py): -bios into flash0, the DTB at RAM base."""
+        if self.bios_data is not None:
+            self.flash[0].device.load(0, self.bios_data)
+        dtb = self.user_dtb if self.user_dtb is not None else self.generated_dtb()
+        self.ram.write(self.ram.base, dtb)
+        self.image = LoadedImage(entry=memmap.FLASH_BASE, kind="firmware",
+                                 ram_base=self.ram.base)
+        self.dtb_address = self.ram.base
+
+    @property
+    def boot_x0(self) -> int:
+        """What the boot CPU finds in x0: the DTB for a kernel, 0 for firmware (as QEMU)."""
+        return FIRMWARE_BOOT_X0 if self.image.kind == "firmware" else self.dtb_address
 
     def boot(self) -> None:
         """Cold boot: the boot CPU starts at the kernel entry, every other CPU is off."""
@@ -169,10 +237,12 @@ class BareBoard:
             lane.power_off()
         self.firmware.cold_boot(0)
         boot = self.lanes[0]
-        boot.core.reset(self.image.entry, x0=self.dtb_address)
+        boot.core.reset(self.image.entry, x0=self.boot_x0)
         boot.start(warm=False)
+        firmware = {"bios": self.config.bios} if self.config.bios else {}
         self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
-                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel)
+                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel,
+                        **firmware)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
 
     # -- snapshots (machine/snapshot.py) ---------------------------------------------
@@ -193,7 +263,8 @@ class BareBoard:
             "devices": self.devices.save_state(),
             "gic": self.gic.save_state(),
             "flash": [{"device": bank.device.save_state(),
-                       "mapped_as_memory": bank.mapped_as_memory} for bank in self.flash],
+                       "mapped_as_memory": bank.mapped_as_memory,
+                       "array_reads": bank.array_reads} for bank in self.flash],
             "timers": [timer.save_state() for timer in self.timers],
             "timer_deadline": self._timer_deadline,
             "pmus": [pmu.save_state() for pmu in self.pmus],
@@ -221,6 +292,7 @@ class BareBoard:
         self.gic.restore_state(state["gic"])
         for bank, saved in zip(self.flash, state["flash"]):
             bank.device.restore_state(saved["device"])
+            bank.array_reads = saved.get("array_reads", 0)
             if bank.mapped_as_memory != saved["mapped_as_memory"]:
                 bank.mapped_as_memory = saved["mapped_as_memory"]
                 for lane in self.lanes:
@@ -309,6 +381,9 @@ class BareBoard:
                              machine_report(self, lane))
         if end is SliceEnd.FAILED:
             raise GuestError(f"cpu{index}: {core.error}", machine_report(self, lane))
+        for bank in self.flash:
+            if bank.wants_memory:
+                self._remap_flash(bank, as_memory=True)
         if end is SliceEnd.WAIT and lane.state is LaneState.RUNNING:
             self._park(lane)
         return True
@@ -337,9 +412,14 @@ class BareBoard:
         """
         address = core.write_protect_fault()
         if address is not None:
-            bank = self._flash_bank(address)
+            bank = self._flash_bank(self._physical(core, address))
             if bank is None or not bank.mapped_as_memory:
                 return False
+            if bank.contains(self._physical(core, core.pc)):
+                # The store runs from the bank it writes to (EDK2's PEI modules
+                # write their globals in place): Unicorn cannot fetch from
+                # MMIO, so the store is carried out here.
+                return self._store_into_running_flash(core, bank)
             self._remap_flash(bank, as_memory=False)
         else:
             bank = self._flash_bank(core.pc)
@@ -349,11 +429,46 @@ class BareBoard:
         core.error = None
         return True
 
+    def _end_slice_for_flash(self, cpu: int) -> None:
+        # Called from inside an MMIO read: the mapping changes between slices.
+        if self.current is not None:
+            self.current.core.shorten_slice(0)
+
+    @staticmethod
+    def _physical(core: Core, va: int) -> int:
+        pa = core.translate(va) if core.mmu_enabled else va
+        return va if pa is None else pa
+
+    def _store_into_running_flash(self, core: Core, bank: FlashBank) -> bool:
+        """Hand a store's writes to the bank's device and step past it (store_emulation.py).
+
+        The bank stays mapped as memory if the writes leave it in read-array
+        mode (what QEMU does with a store that is no flash command); if they
+        start a command, it becomes MMIO, and the next instruction fetch from
+        it is refused as before (QEMU would run the status bytes as code).
+        """
+        writes = plain_store_writes(core)
+        if writes is None:
+            return False
+        for va, size, value in writes:
+            pa = self._physical(core, va)
+            if not bank.contains(pa) or not bank.contains(pa + size - 1):
+                return False
+        for va, size, value in writes:
+            bank.device.write(self._physical(core, va) - bank.base, size, value)
+        core.count_exit("flash:store-in-place")
+        core.set_pc(core.pc + 4)
+        core.error = None
+        if not bank.device.mode_is_read_array:
+            self._remap_flash(bank, as_memory=False)
+        return True
+
     def _flash_bank(self, address: int) -> Optional[FlashBank]:
         return next((bank for bank in self.flash if bank.contains(address)), None)
 
     def _remap_flash(self, bank: FlashBank, as_memory: bool) -> None:
         bank.mapped_as_memory = as_memory
+        bank.array_reads = 0
         for lane in self.lanes:
             lane.core.unmap(bank.base, bank.size)
             bank.map_into(lane.core)

@@ -74,38 +74,113 @@ class DriveSpec:
     read_only: bool = False
 
 
-def parse_drive(text: str) -> DriveSpec:
-    """QEMU's -drive syntax, for what armvisor supports: file=, format=raw, if=virtio, readonly=."""
+# QEMU's virt board has two CFI flash banks: unit 0 holds the firmware code,
+# unit 1 its variable store (hw/arm/virt.c virt_flash_create).
+PFLASH_UNITS = (0, 1)
+
+
+@dataclass(frozen=True)
+class PflashSpec:
+    """A file backing one flash bank (QEMU's -drive if=pflash,format=raw,file=...,unit=N)."""
+
+    path: str
+    unit: int
+    read_only: bool = False
+
+
+def _drive_options(text: str) -> dict:
     options = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep:
             raise ArmvisorError(f"bad --drive option {item!r}: expected key=value")
         options[key.strip()] = value.strip()
-    path = options.pop("file", None)
-    if not path:
-        raise ArmvisorError("--drive needs file=PATH")
-    if options.pop("format", "raw") != "raw":
-        raise ArmvisorError("--drive: only format=raw is supported")
-    if options.pop("if", "virtio") != "virtio":
-        raise ArmvisorError("--drive: only if=virtio is supported (a virtio-blk device)")
+    return options
+
+
+def _read_only(options: dict, what: str) -> bool:
     readonly = options.pop("readonly", "off")
     if readonly not in ("on", "off"):
-        raise ArmvisorError(f"--drive: readonly must be on or off, not {readonly!r}")
+        raise ArmvisorError(f"{what}: readonly must be on or off, not {readonly!r}")
+    return readonly == "on"
+
+
+def parse_drive(text: str) -> DriveSpec:
+    """QEMU's -drive syntax, for what armvisor supports: file=, format=raw, if=virtio, readonly=."""
+    drive = parse_any_drive(text)
+    if isinstance(drive, PflashSpec):
+        raise ArmvisorError("--drive: only if=virtio is supported here (a virtio-blk device)")
+    return drive
+
+
+def parse_any_drive(text: str, taken: Tuple[int, ...] = ()):
+    """One --drive option: a virtio disk (DriveSpec) or a flash bank (PflashSpec).
+
+    A pflash drive without unit= takes the lowest unit not in `taken`, as
+    QEMU numbers drives of one interface in the order given.
+    """
+    options = _drive_options(text)
+    interface = options.pop("if", "virtio")
+    if interface not in ("virtio", "pflash"):
+        raise ArmvisorError(f"--drive: if={interface} is not supported (virtio or pflash)")
+    what = "--drive" if interface == "virtio" else "--drive if=pflash"
+    path = options.pop("file", None)
+    if not path:
+        raise ArmvisorError(f"{what} needs file=PATH")
+    if options.pop("format", "raw") != "raw":
+        raise ArmvisorError(f"{what}: only format=raw is supported")
+    read_only = _read_only(options, what)
+    unit = options.pop("unit", None) if interface == "pflash" else None
     if options:
-        raise ArmvisorError(f"--drive: unknown option(s) {', '.join(sorted(options))}")
-    return DriveSpec(path, read_only=readonly == "on")
+        raise ArmvisorError(f"{what}: unknown option(s) {', '.join(sorted(options))}")
+    if interface == "virtio":
+        return DriveSpec(path, read_only=read_only)
+    return PflashSpec(path, _pflash_unit(unit, taken), read_only=read_only)
+
+
+def _pflash_unit(text: Optional[str], taken: Tuple[int, ...]) -> int:
+    if text is None:
+        free = [unit for unit in PFLASH_UNITS if unit not in taken]
+        if not free:
+            raise ArmvisorError("--drive if=pflash: both flash units (0 and 1) are taken")
+        return free[0]
+    try:
+        unit = int(text, 10)
+    except ValueError:
+        unit = None
+    if unit not in PFLASH_UNITS:
+        raise ArmvisorError(f"--drive if=pflash: unit must be 0 (code) or 1 (variables), "
+                            f"not {text!r}")
+    if unit in taken:
+        raise ArmvisorError(f"--drive if=pflash: unit {unit} is given twice")
+    return unit
+
+
+def split_drives(texts) -> Tuple[Tuple[DriveSpec, ...], Tuple[PflashSpec, ...]]:
+    """--drive options (strings or specs) as (virtio disks, flash banks), in order given."""
+    disks, banks = [], []
+    for item in texts:
+        if isinstance(item, str):
+            item = parse_any_drive(item, tuple(b.unit for b in banks)) if "=" in item \
+                else DriveSpec(item)
+        elif isinstance(item, PflashSpec) and item.unit in [b.unit for b in banks]:
+            raise ArmvisorError(f"--drive if=pflash: unit {item.unit} is given twice")
+        (banks if isinstance(item, PflashSpec) else disks).append(item)
+    return tuple(disks), tuple(banks)
 
 
 @dataclass(frozen=True)
 class MachineConfig:
-    kernel: str
+    kernel: Optional[str] = None
     smp: int = 1
     memory: int = 512 * MiB
     initrd: Optional[str] = None
     append: str = ""
     dtb: Optional[str] = None
-    psci_conduit: str = "smc"
+    # How the guest calls PSCI, as the DTB says. None: QEMU virt's choice
+    # without virtualization=on for a firmware boot ("hvc"), armvisor's "smc"
+    # (QEMU's with EL2 emulated) for a kernel.
+    psci_conduit: Optional[str] = None
     cpu: str = "cortex-a57"
     slice_budget: int = SLICE_DEFAULT
     no_reboot: bool = False
@@ -118,6 +193,9 @@ class MachineConfig:
     # QEMU's -snapshot: disk writes stay in memory (and in machine snapshots).
     disk_snapshot: bool = False
     plant: tuple = ()                   # planted bugs (machine/planted.py), tests only
+    # QEMU's -bios: a firmware image copied into flash bank 0, run from its base.
+    bios: Optional[str] = None
+    pflash: Tuple[PflashSpec, ...] = ()   # files behind the flash banks (-drive if=pflash)
 
     def __post_init__(self) -> None:
         check_whole_number("--smp", self.smp)
@@ -130,6 +208,8 @@ class MachineConfig:
                                 f"{MAX_MEMORY >> 30}G, not {self.memory} bytes")
         if self.memory % (64 << 10):
             raise ArmvisorError("--memory must be a multiple of 64K")
+        if self.psci_conduit is None:
+            object.__setattr__(self, "psci_conduit", "hvc" if self.runs_firmware else "smc")
         if self.psci_conduit not in ("smc", "hvc"):
             raise ArmvisorError(f"--psci-conduit must be smc or hvc, not {self.psci_conduit!r}")
         if self.cpu not in CPU_MODELS:
@@ -140,3 +220,20 @@ class MachineConfig:
             raise ArmvisorError(f"--slice must be between 1 and {MAX_SLICE_BUDGET:,} "
                                 f"instructions, not {self.slice_budget}")
         check_bootargs(self.append, "--append")
+        units = [bank.unit for bank in self.pflash]
+        if len(set(units)) != len(units) or not set(units) <= set(PFLASH_UNITS):
+            raise ArmvisorError(f"flash units must be distinct, 0 or 1, not {units}")
+        if self.bios and 0 in units:
+            # QEMU refuses the same (hw/arm/virt.c virt_firmware_init).
+            raise ArmvisorError("flash0 holds either -bios or -drive if=pflash,unit=0, "
+                                "not both")
+        if not self.kernel and not self.runs_firmware:
+            raise ArmvisorError("--kernel is required (or -bios, or -drive if=pflash,unit=0)")
+
+    def pflash_read_only(self, unit: int) -> bool:
+        return any(bank.unit == unit and bank.read_only for bank in self.pflash)
+
+    @property
+    def runs_firmware(self) -> bool:
+        """The boot CPU starts in flash0 (QEMU's firmware boot): -bios or a pflash unit 0."""
+        return bool(self.bios) or any(bank.unit == 0 for bank in self.pflash)

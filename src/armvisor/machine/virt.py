@@ -158,6 +158,10 @@ class VirtDevices:
         return [slot.backend for slot in self.virtio.slots if isinstance(slot.backend, VirtioBlk)]
 
     @property
+    def fw_cfg(self) -> Optional[FwCfg]:
+        return self.devices.get("fw_cfg")
+
+    @property
     def virtio_console(self) -> Optional[VirtioConsole]:
         return next((slot.backend for slot in self.virtio.slots
                      if isinstance(slot.backend, VirtioConsole)), None)

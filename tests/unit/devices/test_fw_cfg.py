@@ -1,5 +1,7 @@
 import struct
 
+import pytest
+
 from armvisor.devices.fw_cfg import FwCfg
 from armvisor.trace import TraceBus
 
@@ -100,3 +102,39 @@ def test_without_dma_the_register_is_dead():
     assert dev.read(0x10, 8) == 0
     dev.write(0x10, 8, 0x1234)
     assert dev.dma_address == 0
+
+
+def test_numbered_items_for_a_kernel_and_select_events():
+    bus = TraceBus()
+    events = []
+    bus.subscribe(events.append)
+    dev = FwCfg(Memory(), trace=bus)
+    dev.add_item(0x08, struct.pack("<I", 3))                 # FW_CFG_KERNEL_SIZE
+    dev.add_item(0x11, b"abc")                               # FW_CFG_KERNEL_DATA
+    dev.add_file("etc/example", b"xy")
+    select(dev, 0x08)
+    assert dev.read(0, 4) == 3
+    select(dev, 0x11)
+    assert bytes(dev.read(0, 1) for _ in range(4)) == b"abc\0"
+    select(dev, 0x14)                                        # no command line: zeros
+    assert dev.read(0, 4) == 0
+    select(dev, 0x20)
+    seen = [(e.fields["item"], e.fields["present"], e.fields["size"])
+            for e in events if e.kind == "fw_cfg.select"]
+    assert seen == [("kernel_size", True, 4), ("kernel_data", True, 3),
+                    ("cmdline_size", False, 0), ("etc/example", True, 2)]
+    for key in (0x19, 0x20, 0x4000):
+        with pytest.raises(ValueError):
+            dev.add_item(key, b"")
+
+
+def test_64bit_data_read_in_two_halves():
+    # Unicorn (like QEMU's memory core for this device) splits a 64-bit load of the
+    # data register into 32-bit reads at +0 and +4: together, the next 8 bytes.
+    dev = FwCfg(Memory())
+    dev.add_item(0x11, bytes(range(8)) * 2)
+    select(dev, 0x11)
+    low, high = dev.read(0, 4), dev.read(4, 4)
+    assert (high << 32) | low == 0x0706050403020100
+    assert dev.read(0, 8) == 0x0706050403020100
+    assert dev.read(6, 4) == 0                    # past the data register: not data

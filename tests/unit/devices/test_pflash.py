@@ -217,3 +217,40 @@ def test_bad_geometry_rejected():
         CfiFlash(size=1000, sector_size=SECTOR)
     with pytest.raises(ArmvisorError):
         CfiFlash(bank_width=4, device_width=3)
+
+
+def test_64bit_write_is_two_32bit_writes_low_word_first_like_qemu():
+    """QEMU's memory core splits it (the device takes 4 bytes at most), lower address first.
+
+    EDK2's PEI modules store 64-bit globals into flash0 while running from it:
+    under QEMU 7.2 (checked with gdb) `str x1, [x0, #2848]` with x1 = 0x17384
+    leaves flash0 unchanged and readable, because the low word is an unknown
+    command (0x84) and the high word, 0x00, is read-array.
+    """
+    bus = TraceBus()
+    events = []
+    bus.subscribe(events.append)
+    f = flash(trace=bus)
+    f.load(0x1CB20, (0x1C650).to_bytes(8, "little"))
+    f.write(0x1CB20, 8, 0x17384)
+    assert f.mode_is_read_array and f.read(0x1CB20, 8) == 0x1C650
+    assert [(e.fields["offset"], e.fields["command"]) for e in events
+            if e.kind == "flash.bad_command"] == [(0x1CB20, 0x84)]
+    # A low word that is a command: program, with the high word as the data at +4.
+    f.write(0x1000, 8, (0xCAFEBABE << 32) | 0x40)
+    assert bytes(f.contents[0x1000:0x1008]) == bytes(4) + bytes.fromhex("bebafeca")
+    assert not f.mode_is_read_array                   # status, as after any program
+    f.write(0, 8, (0x00FF00FF << 32) | 0x00900090)    # read ID, then read array
+    assert f.mode_is_read_array
+
+
+def test_contents_can_be_the_callers_mapping():
+    import mmap
+    backing = mmap.mmap(-1, 2 * SECTOR)
+    backing[0:4] = b"EDK2"
+    f = CfiFlash(size=2 * SECTOR, contents=backing)
+    assert f.read(0, 4) == int.from_bytes(b"EDK2", "little")
+    f.write(SECTOR, 2, 0x20)                          # erase: the caller's pages change
+    assert backing[SECTOR:SECTOR + 4] == b"\xff" * 4
+    with pytest.raises(ArmvisorError, match="contents"):
+        CfiFlash(size=4 * SECTOR, contents=backing)
