@@ -363,6 +363,9 @@ def machine_arguments(options: dict) -> dict:
     if not hyp:
         if options["pcpus"] is not None:
             raise ArmvisorError("--pcpus needs --hyp (the physical CPUs the hypervisor runs on)")
+        for text in options["drives"]:
+            if "=" not in text:           # the API takes a bare path; QEMU's -drive does not
+                raise ArmvisorError(f"--drive {text}: give file=PATH (QEMU's -drive syntax)")
         disks, banks = split_drives(options["drives"])
         if not options["kernel"] and not options.get("bios") and \
                 not any(bank.unit == 0 for bank in banks):
