@@ -98,6 +98,29 @@ def test_every_exception_is_traced_in_order(tmp_path, delivery):
     assert events[-1].fields["elr"] == events[0].fields["elr"] + 8     # BRK; SVC: the next one
 
 
+def test_unwatched_the_recent_events_are_the_same(tmp_path, delivery):
+    """With no subscriber only the bus's `recent` ring is ever read: it ends the same."""
+    elf = build(tmp_path, INSTALL_VECTORS + f"""
+    ldr x1, ={LOOPS}
+1:  svc #0x7
+    subs x1, x1, #1
+    b.ne 1b
+    brk #0x9
+    system_off
+""" + VECTORS)
+    recent = []
+    for watched in (True, False):
+        machine, _ = machine_for(elf)
+        if watched:
+            machine.trace.subscribe(lambda e: None)
+        assert machine.trace.watched == watched
+        assert machine.run(timeout=30) == 0
+        recent.append([(e.kind, e.cpu, e.fields) for e in machine.trace.recent])
+    assert recent[0] == recent[1]
+    exceptions = [fields for kind, _, fields in recent[1] if kind == "exception"]
+    assert exceptions and exceptions[-1]["ec"] == EC_BRK64
+
+
 def test_the_svc_loop_runs_the_same_instructions_either_way(tmp_path, monkeypatch):
     """A full ring stops the slice only to read it, and the slice goes on: the
     instructions charged (which the budget, the schedule and the deterministic

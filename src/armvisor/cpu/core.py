@@ -10,6 +10,7 @@ off (entry.py, traps.py); the events that belong to higher exception levels
 from __future__ import annotations
 
 import ctypes
+import struct
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -30,7 +31,8 @@ from armvisor.trace import TraceBus
 from armvisor.cpu.native import (EXCEPTION_RING, INTR_CALLBACK, SYSREG_CALLBACK, SYSREG_DONE,
                                  SYSREG_DONE_ADVANCE, SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS,
                                  UC_ARM64_INS_MSR, UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_CODE,
-                                 UC_HOOK_INSN, ArmvCore, CpReg, CpuContext, RegBatch, native)
+                                 UC_HOOK_INSN, ArmvCore, ArmvException, CpReg, CpuContext,
+                                 RegBatch, native)
 from armvisor.cpu.native_exceptions import native_delivery
 
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
@@ -43,6 +45,8 @@ TARGET_PAGE_SIZE = 4096
 # The exception levels whose code is the guest's: exceptions QEMU routes there
 # are taken natively (a bit per EL, _hooks.c native_els).
 GUEST_ELS = 1 << 1
+# struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
+_EXCEPTION_RECORD = struct.Struct("<QQQQII")
 
 
 def unicorn_implements(reg: sr.SysReg) -> bool:
@@ -100,8 +104,6 @@ class Core:
         self._budget = ArmvCore()
         self._budget.stop = self._native.emu_stop_address
         self._budget.vector_loop_limit = VECTOR_LOOP_LIMIT
-        # Every natively taken exception becomes a trace event (catch_up_exceptions).
-        self._budget.exceptions_keep_all = trace is not None
         # The block hook must be the only one and must exist before any translation.
         self._native.add_c_hook(self.handle, UC_HOOK_BLOCK, self._native.block_hook_address,
                                 ctypes.byref(self._budget))
@@ -384,6 +386,8 @@ class Core:
         state = self._budget
         state.budget = budget
         state.budget_expired = 0
+        # A subscriber sees every natively taken exception (catch_up_exceptions).
+        state.exceptions_keep_all = self.trace is not None and self.trace.watched
         begin = self._next_pc if self._next_pc is not None else self.pc
         self._next_pc = None
         while True:
@@ -563,25 +567,37 @@ class Core:
         """Trace the exceptions the C hook delivered since the last call, in order.
 
         Called between slices and whenever a hook enters Python, so they come
-        before whatever Python emits next. With a trace, the C hook stops
-        the slice when its ring is full, so none is lost.
+        before whatever Python emits next. While a subscriber watches the
+        trace, the C hook stops the slice when its ring is full (run() goes
+        on with the slice), so none is lost; otherwise only the last ones
+        could ever be read (the bus's `recent`), and only those are emitted.
         """
         state = self._budget
-        total = state.exceptions_total
-        seen = state.exceptions_seen
+        total, seen = state.exceptions_total, state.exceptions_seen
         if total == seen:
             return
         state.exceptions_seen = total
-        if self.trace is None:
+        trace = self.trace
+        if trace is None:
             return
-        if total - seen > EXCEPTION_RING:
-            self.trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
-            seen = total - EXCEPTION_RING
-        for i in range(seen, total):
-            record = state.exceptions[i % EXCEPTION_RING]
-            self.trace.emit("exception", self.index, ec=record.esr >> ESR_EC_SHIFT, esr=record.esr,
-                            elr=record.elr, far=record.far if record.has_far else None,
-                            vector=record.vector)
+        wanted = total - seen if trace.watched else min(total - seen, trace.recent.maxlen)
+        if total - seen > EXCEPTION_RING and trace.watched:
+            trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
+            wanted = EXCEPTION_RING
+        emit, cpu = trace.emit, self.index
+        for esr, elr, far, vector, _el, has_far in self._exception_records(total - wanted, total):
+            emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                 far=far if has_far else None, vector=vector)
+
+    def _exception_records(self, first: int, end: int):
+        """The C ring's records `first` to `end` (exclusive; at most a ring's worth), as tuples."""
+        size = ctypes.sizeof(ArmvException)
+        base = ctypes.addressof(self._budget.exceptions)
+        start, count = first % EXCEPTION_RING, end - first
+        head = min(count, EXCEPTION_RING - start)
+        raw = ctypes.string_at(base + start * size, head * size) + \
+            ctypes.string_at(base, (count - head) * size)
+        return _EXCEPTION_RECORD.iter_unpack(raw)
 
     @property
     def native_exceptions(self) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
 
 import pytest
 
+from armvisor.cpu import core
 from armvisor.cpu import native_exceptions as nx
+from armvisor.cpu.native import ArmvException
 from armvisor.devtools.cross import AS, have_cross_tools
 
 
@@ -89,3 +92,7 @@ def test_the_scratch_program_is_what_the_assembler_makes(tmp_path):
     assert dump.returncode == 0
     data = (tmp_path / "p.bin").read_bytes()
     assert [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)] == words
+
+
+def test_the_ring_records_are_read_with_the_c_layout():
+    assert core._EXCEPTION_RECORD.size == ctypes.sizeof(ArmvException)
