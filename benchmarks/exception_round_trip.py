@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """What one exception round trip costs: SVC from EL0 to an EL1 handler and ERET back.
 
-The same tiny guest runs on armvisor's bare board (native delivery: QEMU's own
-exception entry called from the C hook, see armvisor/cpu/native_exceptions.py),
-on armvisor with native delivery off (ARMVISOR_NATIVE_EXCEPTIONS=0: the
-entry rebuilt in Python, entry.py) and on `qemu-system-aarch64 -M virt`
-(TCG). Each is a whole process run twice, with N and 11N SVCs: the
-difference divided by 10N is the cost of one round trip, process start-up and
-everything else cancel. The guest powers off with PSCI SYSTEM_OFF over HVC,
-which QEMU virt without EL2 answers and armvisor's bare board answers with
---psci-conduit hvc.
+The same tiny guest runs on:
+- armvisor's board in this process, nothing subscribed to its trace:
+  the exception path itself (native delivery: QEMU's own entry called from
+  the C hook, armvisor/cpu/native_exceptions.py), and the same with native
+  delivery off (ARMVISOR_NATIVE_EXCEPTIONS=0: the entry rebuilt in Python,
+  entry.py);
+- `armvisor run`, whose API keeps every trace event, so each exception also
+  becomes an event in Python; with `--trace` also written as JSON; and with
+  native delivery off;
+- `qemu-system-aarch64 -M virt` (TCG).
+Each runs twice, with N and 11N SVCs: the difference divided by 10N is the
+cost of one round trip; start-up and everything else cancel. The guest
+powers off with PSCI SYSTEM_OFF over HVC, which QEMU virt without EL2
+answers and armvisor's bare board answers with --psci-conduit hvc.
 
 Usage: .venv/bin/python benchmarks/exception_round_trip.py [--repeat N] [--quick]
 """
@@ -17,6 +22,8 @@ Usage: .venv/bin/python benchmarks/exception_round_trip.py [--repeat N] [--quick
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import subprocess
@@ -24,9 +31,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
+from armvisor.cpu import native_exceptions
 from armvisor.devtools import qemu
 from armvisor.devtools.cross import build_program, have_cross_tools
+from armvisor.machine.board import BareBoard
+from armvisor.machine.config import MachineConfig
 
 # EL1 sets up its vectors and drops to EL0, which loops on SVC #0; the
 # handler (lower EL, AArch64, synchronous: VBAR_EL1 + 0x400) ERETs, or powers
@@ -62,33 +73,58 @@ off:
 stack_top:
 """
 
-# Round trips per run for each system (N; the second run has 11N): enough for
-# the difference to stand well above process start-up noise.
-ITERATIONS = {"armvisor": 100_000, "armvisor, Python entry": 20_000, "QEMU": 1_000_000}
+# Round trips per run (N; the second run has 11N): enough for the difference
+# to stand well above start-up noise.
+FAST, SLOW = 1_000_000, 20_000
 
 
-def armvisor_cmd(elf: Path) -> list:
+def armvisor_cmd(elf: Path, *extra: str) -> list:
     return [sys.executable, "-m", "armvisor", "run", "--kernel", str(elf),
-            "--psci-conduit", "hvc", "--timeout", "600"]
+            "--psci-conduit", "hvc", "--timeout", "600", *extra]
 
 
-def seconds(cmd: list, env: dict) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=900)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} ... exited {done.returncode}:\n"
-                         f"{done.stderr.decode(errors='replace')[-2000:]}")
-    return elapsed
+def environment(native: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != native_exceptions.ENV_SWITCH}
+    return env if native else {**env, native_exceptions.ENV_SWITCH: "0"}
 
 
-def per_round_trip(work: Path, label: str, command, env: dict, n: int, repeat: int) -> float:
+def process(command: Callable[[Path], list], native: bool = True) -> Callable[[Path], float]:
+    """Seconds for a whole process run of `command(elf)`."""
+    def seconds(elf: Path) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(command(elf), env=environment(native), stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=900)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command(elf)[:3])} ... exited {done.returncode}:\n"
+                             f"{done.stderr.decode(errors='replace')[-2000:]}")
+        return elapsed
+    return seconds
+
+
+def board(native: bool) -> Callable[[Path], float]:
+    """Seconds of BareBoard.run in this process, with nothing subscribed to the trace."""
+    def seconds(elf: Path) -> float:
+        os.environ.clear()
+        os.environ.update(environment(native))
+        native_exceptions.native_delivery.cache_clear()     # the self-test reads the switch
+        with contextlib.redirect_stderr(io.StringIO()):     # "native delivery is off": we know
+            machine = BareBoard(MachineConfig(kernel=str(elf), psci_conduit="hvc"),
+                                console=lambda data: None)
+        assert machine.lanes[0].core.native_exceptions == native
+        start = time.perf_counter()
+        if machine.run(timeout=600) != 0:
+            raise SystemExit(f"{elf.name} did not power off")
+        elapsed = time.perf_counter() - start
+        machine.close()
+        return elapsed
+    return seconds
+
+
+def per_round_trip(work: Path, seconds: Callable[[Path], float], n: int, repeat: int) -> float:
     small = build_program(work, SVC_LOOP.format(iters=n), f"svc_{n}")
     large = build_program(work, SVC_LOOP.format(iters=11 * n), f"svc_{11 * n}")
-    diffs = []
-    for _ in range(repeat):
-        diffs.append((seconds(command(large), env) - seconds(command(small), env)) / (10 * n))
+    diffs = [(seconds(large) - seconds(small)) / (10 * n) for _ in range(repeat)]
     return statistics.median(diffs)
 
 
@@ -101,20 +137,30 @@ def main() -> int:
         print("needs Debian's binutils-aarch64-linux-gnu", file=sys.stderr)
         return 2
     scale = 10 if args.quick else 1
-    native_env = {k: v for k, v in os.environ.items() if k != "ARMVISOR_NATIVE_EXCEPTIONS"}
-    python_env = {**native_env, "ARMVISOR_NATIVE_EXCEPTIONS": "0"}
-    systems = [("armvisor", armvisor_cmd, native_env),
-               ("armvisor, Python entry", armvisor_cmd, python_env)]
+    saved = dict(os.environ)
+    systems = [
+        ("board, native", board(True), FAST),
+        ("board, Python entry", board(False), SLOW),
+        ("armvisor run, native", process(armvisor_cmd), FAST // 10),
+        ("armvisor run --trace, native",
+         process(lambda elf: armvisor_cmd(elf, "--trace", str(elf.with_suffix(".json")))),
+         FAST // 10),
+        ("armvisor run, Python entry", process(armvisor_cmd, native=False), SLOW),
+    ]
     if qemu.available():
-        systems.append(("QEMU", lambda elf: qemu.virt_command(kernel=elf), native_env))
+        systems.append(("QEMU", process(lambda elf: qemu.virt_command(kernel=elf)), FAST))
     print("EL0 SVC -> EL1 handler -> ERET, one round trip "
           f"(difference of N and 11N, median of {args.repeat}):")
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, command, env in systems:
-            n = ITERATIONS[label] // scale
-            cost = per_round_trip(Path(tmp) / label.split(",")[0], label, command, env, n,
-                                  args.repeat)
-            print(f"  {label + ':':28s} {cost * 1e6:8.3f} us   (N = {n:,})")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, seconds, n in systems:
+                n //= scale
+                cost = per_round_trip(Path(tmp) / label.replace(" ", "_"), seconds, n,
+                                      args.repeat)
+                print(f"  {label + ':':30s} {cost * 1e6:8.3f} us   (N = {n:,})")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     if not qemu.available():
         print("  qemu-system-aarch64 is not installed: no comparison")
     return 0
