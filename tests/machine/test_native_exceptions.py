@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from armvisor.cpu import native_exceptions as nx
+from armvisor.cpu.models import ID_AA64MMFR0_EL1
 from armvisor.cpu.syndrome import EC_BRK64, EC_SVC64, ESR_EC_SHIFT, esr_svc
 from armvisor.errors import GuestError
 from armvisor.machine.board import BareBoard
@@ -198,3 +199,22 @@ zeros: .skip 0x800
         f"ELR {here:#x}")
     assert core.first_fault == (0x2000000, here, None)
     assert core.pc == vector
+
+
+def test_what_is_aimed_at_el2_and_el3_still_comes_to_python(tmp_path, delivery):
+    """An ID register under HCR_EL2.TID3 (cortex-a57), HVC (the PSCI conduit here) and
+    the SMC of system_off are EL2's and EL3's: the Python models answer them."""
+    machine, out = machine_for(build(tmp_path, """
+    mrs x10, id_aa64mmfr0_el1
+    ldr x0, =0x84000000       // PSCI_VERSION
+    hvc #0
+    mov x11, x0
+    system_off
+"""), psci_conduit="hvc")
+    assert machine.run(timeout=30) == 0
+    core = machine.lanes[0].core
+    assert core.read_x(10) == machine.model.id_register(ID_AA64MMFR0_EL1)
+    assert core.read_x(11) >> 16 == 1                      # PSCI 1.x
+    counts = core.exit_counts()
+    assert counts["idreg"] == counts["hvc"] == counts["smc"] == 1
+    assert core.exceptions_taken_natively == 0

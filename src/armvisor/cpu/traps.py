@@ -1,6 +1,10 @@
 """What to do with each exception Unicorn reports to the core's UC_HOOK_INTR.
 
-Unicorn gives only QEMU's EXCP_* number and leaves PC at a known place
+The C hook has QEMU take the exceptions routed to the guest's EL1 itself
+(native_exceptions.py); what reaches Python is the rest: SMC, HVC, traps to
+EL2 (WFI under HCR_EL2.TWI, ID registers under TID3, SMC under TSC), SVE
+traps on a model without SVE, and every exception while native delivery is
+off. Unicorn gives only QEMU's EXCP_* number and leaves PC at a known place
 (UNICORN-FACTS.md). Each handler works out the architectural exception from
 the instruction and the CPU state and either delivers it to the guest's EL1
 (entry.py) or passes it to the host for EL2/EL3 (SMC, HVC, WFI, system
