@@ -7,7 +7,7 @@ import pytest
 
 from armvisor.cpu import native_exceptions as nx
 from armvisor.cpu.models import ID_AA64MMFR0_EL1
-from armvisor.cpu.syndrome import EC_BRK64, EC_SVC64, ESR_EC_SHIFT, esr_svc
+from armvisor.cpu.syndrome import EC_BRK64, EC_SVC64, ESR_EC_SHIFT, esr_svc, esr_sysreg_trap
 from armvisor.errors import GuestError
 from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
@@ -218,3 +218,45 @@ def test_what_is_aimed_at_el2_and_el3_still_comes_to_python(tmp_path, delivery):
     counts = core.exit_counts()
     assert counts["idreg"] == counts["hvc"] == counts["smc"] == 1
     assert core.exceptions_taken_natively == 0
+
+
+# EL0 operations EL1 has not allowed (SCTLR_EL1.DZE, UCT and CNTKCTL_EL1.EL0VCTEN
+# are 0 at reset): trapped to EL1 with EC 0x18, the ISS naming the instruction.
+EL0_TRAPS = INSTALL_VECTORS + """
+    adr x0, el0
+    msr elr_el1, x0
+    msr spsr_el1, xzr
+    mov x20, #0
+    isb
+    eret
+el0:
+    dc zva, x2
+    mrs x1, ctr_el0
+    mrs x3, cntvct_el0
+    svc #0
+    .balign 2048
+vectors:
+    .skip 0x400
+    mrs x5, esr_el1
+    lsr x9, x5, #26
+    cmp x9, #0x15
+    b.eq 1f
+    str x5, [x21, x20, lsl #3]
+    add x20, x20, #1
+    mrs x9, elr_el1
+    add x9, x9, #4
+    msr elr_el1, x9
+    eret
+1:  ldr x0, =0x84000008
+    smc #0
+"""
+
+
+def test_el0_traps_name_the_instruction(tmp_path, delivery):
+    machine, _ = machine_for(build(tmp_path, "    ldr x21, =0x48000000\n" + EL0_TRAPS))
+    assert machine.run(timeout=30) == 0
+    esrs = [int.from_bytes(machine.lanes[0].core.read_phys(0x4800_0000 + 8 * i, 8), "little")
+            for i in range(3)]
+    assert esrs == [esr_sysreg_trap(1, 3, 7, 4, 1, rt=2, is_read=False),     # DC ZVA, X2
+                    esr_sysreg_trap(3, 3, 0, 0, 1, rt=1, is_read=True),      # CTR_EL0
+                    esr_sysreg_trap(3, 3, 14, 0, 2, rt=3, is_read=True)]     # CNTVCT_EL0

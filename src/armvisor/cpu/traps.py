@@ -191,8 +191,9 @@ class TrapHandler:
             # UCI, DZE, UMA, CNTKCTL_EL1...) and, with FEAT_IDST, the ID space:
             # both are reported as trapped system register accesses (EC 0x18),
             # which Linux emulates. Anything else is simply UNDEFINED.
-            esr = syn.esr_sysreg_trap(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2, rt, is_read)
-            take_exception_to_el1(core, esr, pc)
+            # The ISS's Op0 is the instruction's bits [20:19]: 1 for SYS (DC ZVA,
+            # IC IVAU...), which SysReg.from_insn, made for MRS/MSR, reads as 3.
+            take_exception_to_el1(core, syn.esr_sysreg_trap_for_insn(insn), pc)
         else:
             self._undefined(pc)
 
