@@ -371,7 +371,7 @@ typedef struct qemu_pending_exception {
 #define EC_PAC_TRAP 0x09       /* PAuth instruction trapped (HCR_EL2.API / SCR_EL3.API) */
 #define EC_BTI 0x0D            /* branch target exception */
 #define EC_SVE 0x19            /* SVE access trap */
-#define PSTATE_PAN (1u << 22)  /* Arm ARM C5.2.18, SPSR/PSTATE.PAN */
+#define PSTATE_PAN (1u << 22)  /* PSTATE.PAN, as SPSR_ELx holds it (Arm ARM C5.2, "PAN") */
 /* SPSR_EL1 (op0=3 op1=0 CRn=4 CRm=0 op2=0): written back unchanged to make
  * Unicorn rebuild its cached EL flags after a PSTATE write (a CP_REG write
  * calls arm_rebuild_hflags; a PSTATE write does not). */
@@ -405,7 +405,7 @@ static int writes_far(uint32_t intno)
 /*
  * A CPU model without FEAT_PAN (cortex-a57) runs on QEMU's `max`, which
  * has it: QEMU sets PSTATE.PAN on entry to EL1 when SCTLR_EL1.SPAN is 0.
- * On the modelled CPU PSTATE.PAN is RES0 (Arm ARM D1.10.1 "PSTATE on
+ * On the modelled CPU PSTATE.PAN is RES0 (Arm ARM D1.10, "PSTATE on
  * exception entry": PAN is set only when FEAT_PAN is implemented).
  */
 static void clear_pan(uc_engine *uc, armv_core *core)
