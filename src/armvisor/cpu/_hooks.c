@@ -14,8 +14,9 @@
 #include <time.h>
 #include <unicorn/unicorn.h>
 
-/* Keep in sync with armvisor/cpu/native.py: ArmvCore. */
+/* Keep in sync with armvisor/cpu/native.py: ArmvCore, ArmvException. */
 #define ARMV_IC_RANGES 256
+#define ARMV_EXCEPTION_RING 256
 #define IC_LINE 64              /* the smallest I-cache line CTR_EL0 reports (IminLine = 4) */
 #define PAGE_4K 4096
 
@@ -33,6 +34,22 @@ typedef int (*armv_sysreg_fn)(uint32_t key, uint32_t el, uint32_t is_write, uint
 #define ARMV_SYSREG_NOT_HANDLED 0
 #define ARMV_SYSREG_DONE 1
 #define ARMV_SYSREG_DONE_ADVANCE 2
+
+/* Python's handler for an exception armvisor models (traps.py): QEMU's EXCP_* number. */
+typedef void (*armv_intr_fn)(uint32_t intno);
+/* QEMU's exception entry, arm_cpu_do_interrupt(CPUState *) in qemu/target/arm/helper.c,
+ * exported by libunicorn as arm_cpu_do_interrupt_aarch64. */
+typedef void (*armv_deliver_fn)(void *cpu);
+
+/* One exception delivered natively, for Python's trace and reports. */
+typedef struct armv_exception {
+    uint64_t esr;              /* the syndrome QEMU wrote to ESR_ELx */
+    uint64_t elr;              /* the preferred return address (ELR_ELx) */
+    uint64_t far;              /* FAR_ELx, for aborts (has_far) */
+    uint64_t vector;           /* where the core went */
+    uint32_t target_el;
+    uint32_t has_far;
+} armv_exception;
 
 typedef struct armv_core {
     int64_t budget;            /* instructions left in this slice */
@@ -73,6 +90,38 @@ typedef struct armv_core {
     uint32_t stop_at_armed;
     uint32_t stopped_at;       /* set when the count hook stopped the core */
     uint64_t stopped_pc;       /* the instruction it stopped before */
+    /* Native exception delivery (armv_intr_hook). `deliver` is NULL while it
+     * is off (the start-up self-test failed): everything goes to `intr`. */
+    armv_intr_fn intr;
+    armv_deliver_fn deliver;
+    uint64_t uc_cpu_offset;    /* offsetof(struct uc_struct, cpu), include/uc_priv.h */
+    uint64_t exception_offset; /* offsetof(ARMCPU, env) + offsetof(CPUARMState, exception) */
+    uint32_t native_els;       /* bit n: exceptions taken to ELn run the guest's own vectors */
+    uint32_t pan_hidden;       /* the CPU model has no FEAT_PAN: PSTATE.PAN stays 0 */
+    uint64_t python_ecs;       /* bit n: exceptions of class EC n go to Python whatever their EL */
+    uint64_t native_ec_count[64];  /* exceptions delivered natively, by EC */
+    /* Exception-loop detection, shared with entry.py's Python entry: the
+     * vector last entered, how many exceptions in a row came from its first
+     * instruction, and the exception before such a run (the crash report's
+     * "first exception"). */
+    uint64_t last_vector;
+    uint32_t last_vector_valid;
+    uint32_t vector_faults;
+    uint32_t vector_loop_limit;
+    uint32_t exception_loop;   /* set when a vector faulted on itself vector_loop_limit times */
+    uint32_t first_fault_valid;
+    uint32_t first_fault_has_far;
+    uint64_t first_esr;
+    uint64_t first_elr;
+    uint64_t first_far;
+    /* The natively delivered exceptions, for the trace: entry i % RING is the
+     * i-th; Python reads the ones it has not seen between slices and when a
+     * hook calls it, so they keep their order with the events it emits. */
+    uint64_t exceptions_total;
+    uint64_t exceptions_seen;  /* how many Python has read */
+    uint32_t exceptions_keep_all;  /* stop the slice when the ring is full (a trace wants all) */
+    uint32_t exceptions_full;  /* set when it did */
+    armv_exception exceptions[ARMV_EXCEPTION_RING];
 } armv_core;
 
 /*
@@ -280,4 +329,180 @@ uint32_t armv_mrs_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *c
 uint32_t armv_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *user_data)
 {
     return sysreg_access(uc, reg, cp, (armv_core *)user_data, 1);
+}
+
+/*
+ * Native delivery of synchronous exceptions.
+ *
+ * Unicorn calls UC_HOOK_INTR with QEMU's pending exception (EXCP_* number in
+ * cpu->exception_index; syndrome, fault address and target EL in
+ * CPUARMState.exception, filled by raise_exception() in op_helper.c) and then
+ * resumes at PC as if nothing happened. Calling QEMU's own entry here,
+ * arm_cpu_do_interrupt(), takes the exception exactly as `qemu-system-aarch64`
+ * does: ESR/FAR/ELR/SPSR of the target EL, SP banking, PSTATE, the vector,
+ * the rebuilt EL flags (helper.c arm_cpu_do_interrupt_aarch64_qemu). Unicorn
+ * then goes on at the vector.
+ *
+ * The symbol and both offsets are QEMU's private layout in Unicorn 2.1.4, so
+ * armvisor/cpu/native_exceptions.py checks them on a scratch instance at
+ * start-up and leaves `deliver` NULL when they do not hold.
+ */
+
+/* QEMU's exception numbers (qemu/target/arm/cpu.h EXCP_*). */
+#define EXCP_UDEF 1            /* UNDEFINED and every trap QEMU reports with a syndrome */
+#define EXCP_SWI 2             /* SVC */
+#define EXCP_PREFETCH_ABORT 3  /* instruction aborts, hardware breakpoints */
+#define EXCP_DATA_ABORT 4      /* data aborts, alignment faults, watchpoints */
+#define EXCP_BKPT 7            /* BRK */
+#define EXCP_HVC 11
+#define EXCP_HYP_TRAP 12
+#define EXCP_SMC 13
+
+/* CPUARMState.exception (qemu/target/arm/cpu.h). */
+typedef struct qemu_pending_exception {
+    uint32_t syndrome;         /* AArch64 format syndrome register */
+    uint32_t fsr;              /* AArch32 format fault status */
+    uint64_t vaddress;         /* virtual address associated with the exception */
+    uint32_t target_el;        /* EL the exception is taken to */
+} qemu_pending_exception;
+
+#define ESR_EC_SHIFT 26        /* ESR_ELx.EC, bits [31:26] (Arm ARM D17.2.37) */
+#define ESR_IL (1u << 25)      /* ESR_ELx.IL: 1 for a trapped 32-bit instruction */
+#define EC_PAC_TRAP 0x09       /* PAuth instruction trapped (HCR_EL2.API / SCR_EL3.API) */
+#define EC_BTI 0x0D            /* branch target exception */
+#define EC_SVE 0x19            /* SVE access trap */
+#define PSTATE_PAN (1u << 22)  /* PSTATE.PAN, as SPSR_ELx holds it (Arm ARM C5.2, "PAN") */
+/* SPSR_EL1 (op0=3 op1=0 CRn=4 CRm=0 op2=0): written back unchanged to make
+ * Unicorn rebuild its cached EL flags after a PSTATE write (a CP_REG write
+ * calls arm_rebuild_hflags; a PSTATE write does not). */
+static const uc_arm64_cp_reg spsr_el1 = {.crn = 4, .crm = 0, .op0 = 3, .op1 = 0, .op2 = 0};
+
+/* The exceptions arm_cpu_do_interrupt takes with a syndrome (aarch64_qemu's switch). */
+static int is_synchronous(uint32_t intno)
+{
+    return intno == EXCP_UDEF || intno == EXCP_SWI || intno == EXCP_PREFETCH_ABORT ||
+           intno == EXCP_DATA_ABORT || intno == EXCP_BKPT || intno == EXCP_HVC ||
+           intno == EXCP_HYP_TRAP || intno == EXCP_SMC;
+}
+
+/*
+ * The syndromes this QEMU (5.0, inside Unicorn 2.1.4) builds without IL,
+ * although every A64 instruction is 32 bits: syn_sve_access_trap,
+ * syn_pactrap and syn_btitrap. QEMU 8.2 fixed the three the same way
+ * ("target/arm: Set IL bit for pauth, SVE access, BTI trap syndromes").
+ */
+static int lacks_il(uint32_t ec)
+{
+    return ec == EC_SVE || ec == EC_PAC_TRAP || ec == EC_BTI;
+}
+
+/* FAR_ELx is written for aborts only (arm_cpu_do_interrupt_aarch64_qemu). */
+static int writes_far(uint32_t intno)
+{
+    return intno == EXCP_PREFETCH_ABORT || intno == EXCP_DATA_ABORT;
+}
+
+/*
+ * A CPU model without FEAT_PAN (cortex-a57) runs on QEMU's `max`, which
+ * has it: QEMU sets PSTATE.PAN on entry to EL1 when SCTLR_EL1.SPAN is 0.
+ * On the modelled CPU PSTATE.PAN is RES0 (Arm ARM D1.10, "PSTATE on
+ * exception entry": PAN is set only when FEAT_PAN is implemented).
+ */
+static void clear_pan(uc_engine *uc, armv_core *core)
+{
+    uint64_t pstate = 0;
+    uc_arm64_cp_reg cp = spsr_el1;
+    core->reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    if (!(pstate & PSTATE_PAN))
+        return;
+    pstate &= ~(uint64_t)PSTATE_PAN;
+    core->reg_write(uc, UC_ARM64_REG_PSTATE, &pstate);
+    core->reg_read(uc, UC_ARM64_REG_CP_REG, &cp);
+    core->reg_write(uc, UC_ARM64_REG_CP_REG, &cp);
+}
+
+/*
+ * Exception-loop bookkeeping, as entry.py's _check_not_looping does it for
+ * the exceptions Python delivers. Returns 0 when the core is looping: the
+ * exception is not taken and the slice stops (PC stays on the instruction).
+ */
+static int note_exception(uc_engine *uc, armv_core *core, uint64_t elr, uint32_t syndrome,
+                          uint64_t far, uint32_t has_far)
+{
+    if (core->last_vector_valid && elr == core->last_vector) {
+        if (++core->vector_faults >= core->vector_loop_limit) {
+            core->exception_loop = 1;
+            core->stop(uc);
+            return 0;
+        }
+        return 1;
+    }
+    core->vector_faults = 0;
+    core->first_fault_valid = 1;
+    core->first_esr = syndrome;
+    core->first_elr = elr;
+    core->first_far = far;
+    core->first_fault_has_far = has_far;
+    return 1;
+}
+
+/* Take the pending exception natively if its target EL runs the guest's code; 0 if not. */
+static int deliver_natively(uc_engine *uc, armv_core *core, uint32_t intno)
+{
+    void *cpu = *(void **)((char *)uc + core->uc_cpu_offset);
+    qemu_pending_exception *pending = (qemu_pending_exception *)((char *)cpu + core->exception_offset);
+    uint32_t target_el = pending->target_el;
+    uint32_t ec = pending->syndrome >> ESR_EC_SHIFT;
+    uint32_t has_far = writes_far(intno);
+    uint64_t elr = 0, vector = 0;
+    armv_exception *record;
+
+    if (!is_synchronous(intno) || target_el > 3 || !(core->native_els & (1u << target_el)))
+        return 0;
+    if (core->python_ecs & ((uint64_t)1 << ec))
+        return 0;
+    /* QEMU's ELR is the PC it synced before raising: this instruction, or
+     * the next one for SVC/HVC/SMC. */
+    core->reg_read(uc, UC_ARM64_REG_PC, &elr);
+    if (lacks_il(ec))
+        pending->syndrome |= ESR_IL;
+    if (!note_exception(uc, core, elr, pending->syndrome, pending->vaddress, has_far))
+        return 1;
+    core->deliver(cpu);
+    if (core->pan_hidden && target_el == 1)
+        clear_pan(uc, core);
+    core->reg_read(uc, UC_ARM64_REG_PC, &vector);
+    core->last_vector = vector;
+    core->last_vector_valid = 1;
+    core->native_ec_count[ec]++;
+    record = &core->exceptions[core->exceptions_total % ARMV_EXCEPTION_RING];
+    record->esr = pending->syndrome;      /* as written: entry masks FP trap fields in place */
+    record->elr = elr;
+    record->far = pending->vaddress;
+    record->has_far = has_far;
+    record->vector = vector;
+    record->target_el = target_el;
+    core->exceptions_total++;
+    if (core->exceptions_keep_all &&
+        core->exceptions_total - core->exceptions_seen >= ARMV_EXCEPTION_RING) {
+        /* A safe point: the exception is taken and no block is running. */
+        core->exceptions_full = 1;
+        core->stop(uc);
+    }
+    return 1;
+}
+
+/*
+ * UC_HOOK_INTR: the guest's own exceptions (SVC, aborts, UNDEFINED, BRK,
+ * debug exceptions, alignment, FP/SVE traps... whatever QEMU routes to an EL
+ * in native_els) are taken here without leaving C; the rest (SMC, HVC, traps
+ * to EL2 such as WFI under HCR_EL2.TWI or ID registers under TID3) goes to
+ * Python, which models EL2 and EL3.
+ */
+void armv_intr_hook(uc_engine *uc, uint32_t intno, void *user_data)
+{
+    armv_core *core = (armv_core *)user_data;
+    if (core->deliver != NULL && deliver_natively(uc, core, intno))
+        return;
+    core->intr(intno);
 }

@@ -1,14 +1,16 @@
 """One AArch64 core: a Unicorn instance that runs non-secure EL1/EL0 code in slices.
 
 The core owns the instance, the compiled budget hook and the exception hook.
-It rebuilds synchronous exceptions for the guest (see entry.py and traps.py)
-and hands the events that belong to higher exception levels (SMC, HVC, WFI,
-trapped system registers) to its host, the machine.
+The guest's own synchronous exceptions are taken natively by QEMU's entry
+from the C hook (native_exceptions.py), or rebuilt in Python when that is
+off (entry.py, traps.py); the events that belong to higher exception levels
+(SMC, HVC, WFI, trapped system registers) go to its host, the machine.
 """
 
 from __future__ import annotations
 
 import ctypes
+import struct
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -18,16 +20,20 @@ from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
+from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop
 from armvisor.cpu.host import CoreHost, MmioRegion, Stop
 from armvisor.cpu.models import ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
 from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
                                   OutsideAccess, deliver_abort, hook_ranges)
 from armvisor.cpu.traps import TrapHandler
+from armvisor.cpu.syndrome import EC_NAMES, EC_SVE, ESR_EC_SHIFT
 from armvisor.trace import TraceBus
-from armvisor.cpu.native import (SYSREG_CALLBACK, SYSREG_DONE, SYSREG_DONE_ADVANCE,
-                                 SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS, UC_ARM64_INS_MSR,
-                                 UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN,
-                                 ArmvCore, CpReg, CpuContext, RegBatch, native)
+from armvisor.cpu.native import (EXCEPTION_RING, INTR_CALLBACK, SYSREG_CALLBACK, SYSREG_DONE,
+                                 SYSREG_DONE_ADVANCE, SYSREG_NOT_HANDLED, UC_ARM64_INS_MRS,
+                                 UC_ARM64_INS_MSR, UC_ARM64_INS_SYS, UC_HOOK_BLOCK, UC_HOOK_CODE,
+                                 UC_HOOK_INSN, ArmvCore, ArmvException, CpReg, CpuContext,
+                                 RegBatch, native)
+from armvisor.cpu.native_exceptions import native_delivery
 
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
 
@@ -36,6 +42,11 @@ UC_PROT_EXEC = 4
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
 TARGET_PAGE_SIZE = 4096
+# The exception levels whose code is the guest's: exceptions QEMU routes there
+# are taken natively (a bit per EL, _hooks.c native_els).
+GUEST_ELS = 1 << 1
+# struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
+_EXCEPTION_RECORD = struct.Struct("<QQQQII")
 
 
 def unicorn_implements(reg: sr.SysReg) -> bool:
@@ -68,10 +79,6 @@ class Core:
         self.exits = {}                     # exit counters by kind, for the benchmark
         self.run_seconds = 0.0              # host time inside uc_emu_start
         self._next_pc: Optional[int] = None
-        self.last_vector: Optional[int] = None     # exception-loop detection (entry.py)
-        self.vector_faults = 0
-        # (ESR, ELR, FAR) of the exception that led to an exception loop (entry.py)
-        self.first_fault: Optional[Tuple[int, int, Optional[int]]] = None
         self._native = native()
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
@@ -96,6 +103,7 @@ class Core:
             self._map_mmio(region)
         self._budget = ArmvCore()
         self._budget.stop = self._native.emu_stop_address
+        self._budget.vector_loop_limit = VECTOR_LOOP_LIMIT
         # The block hook must be the only one and must exist before any translation.
         self._native.add_c_hook(self.handle, UC_HOOK_BLOCK, self._native.block_hook_address,
                                 ctypes.byref(self._budget))
@@ -113,7 +121,17 @@ class Core:
         self._count_hook = None                   # count_exactly()'s hook
         self.count_stopped = False                # the last slice ended at stop_before's count
         self._irq_lines = (False, False)          # what HCR_EL2.VI / VF say now
-        self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        # Synchronous exceptions: the guest's are taken natively in C, the rest
+        # (and all of them if the start-up self-test failed) come to _on_intr.
+        self._intr_callback = INTR_CALLBACK(self._on_intr)
+        self._budget.intr = self._intr_callback
+        # A model without SVE: its SVE instructions are UNDEFINED (traps.py
+        # rebuilds EC 0), where QEMU's max reports an SVE access trap (EC 0x19).
+        python_ecs = 0 if model.sve else 1 << EC_SVE
+        native_delivery().configure(self._budget, native_els=GUEST_ELS, pan_hidden=not model.pan,
+                                    python_ecs=python_ecs)
+        self._native.add_c_hook(self.handle, UC_HOOK_INTR, self._native.intr_hook_address,
+                                ctypes.byref(self._budget))
         self._cpreg = CpReg()
         self._pc = RegBatch(self._native, self.handle, [A.UC_ARM64_REG_PC])
         self._entry_read = RegBatch(self._native, self.handle, [
@@ -175,6 +193,7 @@ class Core:
         def read(uc, offset, size, _user):
             exits[kind] = exits.get(kind, 0) + 1
             try:
+                self.catch_up_exceptions()
                 return region.read(offset, size, cpu)
             except Exception as exc:                      # noqa: BLE001 - reported, never lost
                 self.fail(exc)
@@ -183,6 +202,7 @@ class Core:
         def write(uc, offset, size, value, _user):
             exits[kind] = exits.get(kind, 0) + 1
             try:
+                self.catch_up_exceptions()
                 region.write(offset, size, value, cpu)
             except Exception as exc:                      # noqa: BLE001
                 self.fail(exc)
@@ -303,6 +323,8 @@ class Core:
         self.vector_faults = saved["vector_faults"]
         first = saved["first_fault"]
         self.first_fault = None if first is None else tuple(first)
+        state.exceptions_seen = state.exceptions_total
+        state.exception_loop = state.exceptions_full = 0
         self.stop_reason = None
         self.error = None
 
@@ -364,6 +386,8 @@ class Core:
         state = self._budget
         state.budget = budget
         state.budget_expired = 0
+        # A subscriber sees every natively taken exception (catch_up_exceptions).
+        state.exceptions_keep_all = self.trace is not None and self.trace.watched
         begin = self._next_pc if self._next_pc is not None else self.pc
         self._next_pc = None
         while True:
@@ -371,8 +395,11 @@ class Core:
             started = time.perf_counter()
             status = self._native.uc_emu_start(self.handle, begin, NO_UNTIL, 0, 0)
             self.run_seconds += time.perf_counter() - started
+            self.catch_up_exceptions()
             if self._take_count_stop():
                 return Stop.BUDGET
+            if self._take_exception_loop():
+                return Stop.MACHINE
             if status != 0 and not self._take_outside_abort(status):
                 if self.error is None:
                     self.error = UcError(status)
@@ -382,10 +409,26 @@ class Core:
                 return Stop.MACHINE
             if self.stop_reason is not None:
                 return self.stop_reason
-            if status == 0 or state.budget <= 0:
+            if state.exceptions_full:
+                # The C hook stopped at an exception for Python to read its
+                # records (catch_up_exceptions): the slice goes on.
+                state.exceptions_full = 0
+                if state.budget <= 0:
+                    return Stop.BUDGET
+            elif status == 0 or state.budget <= 0:
                 return Stop.BUDGET
             # The guest took an abort: the rest of the slice runs its handler.
             begin = self.pc
+
+    def _take_exception_loop(self) -> bool:
+        """After a slice: whether the C hook found the guest looping on a vector."""
+        state = self._budget
+        if not state.exception_loop:
+            return False
+        state.exception_loop = 0
+        if self.error is None:
+            self.error = exception_loop(self.last_vector, self.first_fault)
+        return True
 
     def _take_outside_abort(self, status: int) -> bool:
         """After uc_emu_start failed: deliver the abort for an access to nothing, if it was one."""
@@ -470,6 +513,9 @@ class Core:
         counts["sysreg (timer, GIC CPU interface, PMU)"] = self._budget.sysreg_count
         counts["tlbi broadcast (C)"] = self._budget.tlbi_count
         counts["ic ivau (C)"] = self._budget.ic_count
+        for ec, count in enumerate(self._budget.native_ec_count):
+            if count:
+                counts[f"exception {EC_NAMES.get(ec, f'EC {ec:#x}')} (C)"] = count
         return counts
 
     def set_exit_checks(self, enabled: bool) -> None:
@@ -507,14 +553,102 @@ class Core:
 
     # -- the exception hook --------------------------------------------------
 
-    def _on_intr(self, uc, intno: int, _user) -> None:
+    def _on_intr(self, intno: int) -> None:
+        """An exception the C hook did not take natively (see _hooks.c armv_intr_hook)."""
         try:
+            self.catch_up_exceptions()
             self._traps.handle(intno)
         except Exception as exc:                          # noqa: BLE001 - hooks must not lose errors
             self.fail(exc)
 
+    # -- exceptions taken natively, and the state shared with entry.py ------------
+
+    def catch_up_exceptions(self) -> None:
+        """Trace the exceptions the C hook delivered since the last call, in order.
+
+        Called between slices and whenever a hook enters Python, so they come
+        before whatever Python emits next. While a subscriber watches the
+        trace, the C hook stops the slice when its ring is full (run() goes
+        on with the slice), so none is lost; otherwise only the last ones
+        could ever be read (the bus's `recent`), and only those are emitted.
+        """
+        state = self._budget
+        total, seen = state.exceptions_total, state.exceptions_seen
+        if total == seen:
+            return
+        state.exceptions_seen = total
+        trace = self.trace
+        if trace is None:
+            return
+        wanted = total - seen if trace.watched else min(total - seen, trace.recent.maxlen)
+        if total - seen > EXCEPTION_RING and trace.watched:
+            trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
+            wanted = EXCEPTION_RING
+        emit, cpu = trace.emit, self.index
+        for esr, elr, far, vector, _el, has_far in self._exception_records(total - wanted, total):
+            emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                 far=far if has_far else None, vector=vector)
+
+    def _exception_records(self, first: int, end: int):
+        """The C ring's records `first` to `end` (exclusive; at most a ring's worth), as tuples."""
+        size = ctypes.sizeof(ArmvException)
+        base = ctypes.addressof(self._budget.exceptions)
+        start, count = first % EXCEPTION_RING, end - first
+        head = min(count, EXCEPTION_RING - start)
+        raw = ctypes.string_at(base + start * size, head * size) + \
+            ctypes.string_at(base, (count - head) * size)
+        return _EXCEPTION_RECORD.iter_unpack(raw)
+
+    @property
+    def native_exceptions(self) -> bool:
+        """Whether the guest's synchronous exceptions are taken natively (native_exceptions.py)."""
+        return bool(self._budget.deliver)
+
+    @property
+    def exceptions_taken_natively(self) -> int:
+        return self._budget.exceptions_total
+
+    @property
+    def last_vector(self) -> Optional[int]:
+        """The vector the core last entered (exception-loop detection, entry.py and _hooks.c)."""
+        state = self._budget
+        return state.last_vector if state.last_vector_valid else None
+
+    @last_vector.setter
+    def last_vector(self, value: Optional[int]) -> None:
+        state = self._budget
+        state.last_vector_valid = value is not None
+        state.last_vector = value or 0
+
+    @property
+    def vector_faults(self) -> int:
+        return self._budget.vector_faults
+
+    @vector_faults.setter
+    def vector_faults(self, value: int) -> None:
+        self._budget.vector_faults = value
+
+    @property
+    def first_fault(self) -> Optional[Tuple[int, int, Optional[int]]]:
+        """(ESR, ELR, FAR or None) of the exception before an exception loop (entry.py)."""
+        state = self._budget
+        if not state.first_fault_valid:
+            return None
+        far = state.first_far if state.first_fault_has_far else None
+        return state.first_esr, state.first_elr, far
+
+    @first_fault.setter
+    def first_fault(self, value: Optional[Tuple[int, int, Optional[int]]]) -> None:
+        state = self._budget
+        state.first_fault_valid = value is not None
+        esr, elr, far = value if value is not None else (0, 0, None)
+        state.first_esr, state.first_elr = esr, elr
+        state.first_fault_has_far = far is not None
+        state.first_far = far or 0
+
     def _on_sysreg(self, key: int, el: int, is_write: int, value: int, result) -> int:
         try:
+            self.catch_up_exceptions()
             reg = sr.SysReg.from_key(key)
             answer = self.host.sysreg(self, reg, el, bool(is_write), value)
             if answer is None:

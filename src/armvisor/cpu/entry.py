@@ -1,14 +1,17 @@
 """Synchronous exception entry to EL1, done by hand.
 
 Unicorn reports a synchronous exception to a hook and then carries on as if
-nothing happened (UNICORN-FACTS.md). The architectural entry (Arm ARM D1.10
-"Exception entry") is rebuilt here: ESR/FAR/ELR/SPSR, SP banking, the new
-PSTATE and the vector offset.
+nothing happened (UNICORN-FACTS.md). The C hook normally has QEMU take the
+guest's exceptions itself (native_exceptions.py); the ones it cannot (an
+access to nothing, which Unicorn reports as a failed uc_emu_start, and every
+exception while native delivery is off) get the architectural entry (Arm
+ARM D1.10 "Exception entry") rebuilt here: ESR/FAR/ELR/SPSR, SP banking, the
+new PSTATE and the vector offset.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.syndrome import ESR_EC_SHIFT
@@ -74,6 +77,8 @@ def take_exception_to_el1(core: ExceptionCore, esr: int, return_address: int,
 
 # A vector that faults on its own first instruction (VBAR_EL1 never set, a
 # table full of zeros) would make the machine deliver exceptions forever.
+# The same count applies to the exceptions the C hook delivers natively
+# (_hooks.c note_exception), which share this state with the core.
 VECTOR_LOOP_LIMIT = 64
 
 
@@ -81,18 +86,24 @@ class ExceptionLoop(RuntimeError):
     pass
 
 
+def exception_loop(vector: int, first: Optional[Tuple[int, int, Optional[int]]]) -> ExceptionLoop:
+    """The error for a core whose vector at `vector` keeps faulting on itself.
+
+    The loop's own exceptions say little; the one that first sent the core to
+    this vector (`first`: ESR, ELR, FAR) is what the guest did wrong.
+    """
+    return ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
+                         f"exception on its first instruction (is VBAR_EL1 set?); "
+                         f"the first exception: "
+                         f"{describe_exception(*first) if first else 'unknown'}")
+
+
 def _check_not_looping(core: ExceptionCore, esr: int, return_address: int, far: Optional[int],
                        vector: int) -> None:
     if return_address == core.last_vector:
         core.vector_faults += 1
         if core.vector_faults >= VECTOR_LOOP_LIMIT:
-            # The loop's own exceptions say little; the one that first sent
-            # the core to this vector is what the guest did wrong.
-            first = core.first_fault
-            raise ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
-                                f"exception on its first instruction (is VBAR_EL1 set?); "
-                                f"the first exception: "
-                                f"{describe_exception(*first) if first else 'unknown'}")
+            raise exception_loop(vector, core.first_fault)
     else:
         core.vector_faults = 0
         # Kept as numbers: the crash report names the addresses' symbols.

@@ -27,6 +27,7 @@ UC_CTL_TB_REMOVE_CACHE = 9
 UC_CTL_TB_FLUSH = 10
 UC_CTL_TLB_FLUSH = 11
 IC_RANGES = 256               # ARMV_IC_RANGES in _hooks.c
+EXCEPTION_RING = 256          # ARMV_EXCEPTION_RING in _hooks.c
 
 # armv_sysreg_fn and its results (_hooks.c).
 SYSREG_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
@@ -34,11 +35,26 @@ SYSREG_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.c_uint3
 SYSREG_NOT_HANDLED = 0
 SYSREG_DONE = 1
 SYSREG_DONE_ADVANCE = 2
+# armv_intr_fn: Python's handler for the exceptions armvisor models (QEMU's EXCP_* number).
+INTR_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_uint32)
 
 
 def _uc_ctl_code(nr: int, nargs: int, rw: int) -> int:
     """UC_CTL(type, nr, rw) from unicorn.h."""
     return nr | (nargs << 26) | (rw << 30)
+
+
+class ArmvException(ctypes.Structure):
+    """Mirror of `struct armv_exception` in _hooks.c: one natively delivered exception."""
+
+    _fields_ = [
+        ("esr", ctypes.c_uint64),
+        ("elr", ctypes.c_uint64),
+        ("far", ctypes.c_uint64),
+        ("vector", ctypes.c_uint64),
+        ("target_el", ctypes.c_uint32),
+        ("has_far", ctypes.c_uint32),
+    ]
 
 
 class ArmvCore(ctypes.Structure):
@@ -71,6 +87,29 @@ class ArmvCore(ctypes.Structure):
         ("stop_at_armed", ctypes.c_uint32),
         ("stopped_at", ctypes.c_uint32),
         ("stopped_pc", ctypes.c_uint64),
+        ("intr", INTR_CALLBACK),
+        ("deliver", ctypes.c_void_p),
+        ("uc_cpu_offset", ctypes.c_uint64),
+        ("exception_offset", ctypes.c_uint64),
+        ("native_els", ctypes.c_uint32),
+        ("pan_hidden", ctypes.c_uint32),
+        ("python_ecs", ctypes.c_uint64),
+        ("native_ec_count", ctypes.c_uint64 * 64),
+        ("last_vector", ctypes.c_uint64),
+        ("last_vector_valid", ctypes.c_uint32),
+        ("vector_faults", ctypes.c_uint32),
+        ("vector_loop_limit", ctypes.c_uint32),
+        ("exception_loop", ctypes.c_uint32),
+        ("first_fault_valid", ctypes.c_uint32),
+        ("first_fault_has_far", ctypes.c_uint32),
+        ("first_esr", ctypes.c_uint64),
+        ("first_elr", ctypes.c_uint64),
+        ("first_far", ctypes.c_uint64),
+        ("exceptions_total", ctypes.c_uint64),
+        ("exceptions_seen", ctypes.c_uint64),
+        ("exceptions_keep_all", ctypes.c_uint32),
+        ("exceptions_full", ctypes.c_uint32),
+        ("exceptions", ArmvException * EXCEPTION_RING),
     ]
 
 
@@ -138,6 +177,14 @@ class Native:
         self.mrs_hook_address = ctypes.cast(hooks.armv_mrs_hook, ctypes.c_void_p).value
         self.msr_hook_address = ctypes.cast(hooks.armv_msr_hook, ctypes.c_void_p).value
         self.count_hook_address = ctypes.cast(hooks.armv_count_hook, ctypes.c_void_p).value
+        self.intr_hook_address = ctypes.cast(hooks.armv_intr_hook, ctypes.c_void_p).value
+        # QEMU's exception entry (native_exceptions.py): outside Unicorn's API, so
+        # looked up without failing; None when this library does not export it.
+        self.do_interrupt_address = _symbol_address(lib, DO_INTERRUPT_SYMBOL)
+        self.uc_version = lib.uc_version
+        self.uc_version.argtypes = [ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint)]
+        self.uc_version.restype = ctypes.c_uint
+        self.library_path = _ucbinding.uclib._name
 
     # -- uc_ctl helpers that the 2.1.4 binding lacks or wraps slowly --------
 
@@ -233,6 +280,18 @@ class CpuContext:
         if self._context:
             self._native.uc_context_free(self._context)
             self._context = ctypes.c_void_p()
+
+
+# QEMU's arm_cpu_do_interrupt (qemu/target/arm/helper.c), renamed by Unicorn's
+# per-target symbol suffix (qemu/aarch64.h).
+DO_INTERRUPT_SYMBOL = "arm_cpu_do_interrupt_aarch64"
+
+
+def _symbol_address(lib, name: str) -> "int | None":
+    try:
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    except AttributeError:
+        return None
 
 
 def _patch_level(lib) -> "str | None":

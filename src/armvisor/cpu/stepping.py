@@ -32,7 +32,15 @@ def step(core: Core, instructions: int = 1) -> Stop:
     core._next_pc = None
     executed = state.executed
     retired_before = state.retired
-    status = core._native.uc_emu_start(core.handle, begin, NO_UNTIL, 0, instructions)
+    # Unicorn's count cannot be resumed: a step never stops early for the
+    # trace's ring of natively taken exceptions (past its size, they are
+    # counted as untraced).
+    keep_all, state.exceptions_keep_all = state.exceptions_keep_all, 0
+    try:
+        status = core._native.uc_emu_start(core.handle, begin, NO_UNTIL, 0, instructions)
+    finally:
+        state.exceptions_keep_all = keep_all
+    core.catch_up_exceptions()
     if core._take_count_stop():
         # A debugger's exact stop came first: charge what the exact count says ran.
         state.executed = executed + (state.retired - retired_before)
@@ -43,7 +51,7 @@ def step(core: Core, instructions: int = 1) -> Stop:
     # The block hook charged whole blocks; charge what really ran (the
     # deterministic clock counts these).
     state.executed = executed + instructions
-    if core.error is not None:
+    if core._take_exception_loop() or core.error is not None:
         return Stop.MACHINE
     return core.stop_reason or Stop.BUDGET
 

@@ -1,6 +1,10 @@
 """What to do with each exception Unicorn reports to the core's UC_HOOK_INTR.
 
-Unicorn gives only QEMU's EXCP_* number and leaves PC at a known place
+The C hook has QEMU take the exceptions routed to the guest's EL1 itself
+(native_exceptions.py); what reaches Python is the rest: SMC, HVC, traps to
+EL2 (WFI under HCR_EL2.TWI, ID registers under TID3, SMC under TSC), SVE
+traps on a model without SVE, and every exception while native delivery is
+off. Unicorn gives only QEMU's EXCP_* number and leaves PC at a known place
 (UNICORN-FACTS.md). Each handler works out the architectural exception from
 the instruction and the CPU state and either delivers it to the guest's EL1
 (entry.py) or passes it to the host for EL2/EL3 (SMC, HVC, WFI, system
@@ -187,8 +191,9 @@ class TrapHandler:
             # UCI, DZE, UMA, CNTKCTL_EL1...) and, with FEAT_IDST, the ID space:
             # both are reported as trapped system register accesses (EC 0x18),
             # which Linux emulates. Anything else is simply UNDEFINED.
-            esr = syn.esr_sysreg_trap(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2, rt, is_read)
-            take_exception_to_el1(core, esr, pc)
+            # The ISS's Op0 is the instruction's bits [20:19]: 1 for SYS (DC ZVA,
+            # IC IVAU...), which SysReg.from_insn, made for MRS/MSR, reads as 3.
+            take_exception_to_el1(core, syn.esr_sysreg_trap_for_insn(insn), pc)
         else:
             self._undefined(pc)
 

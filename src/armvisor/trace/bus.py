@@ -66,6 +66,12 @@ class TraceBus:
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         self._subscribers.append(callback)
 
+    @property
+    def watched(self) -> bool:
+        """Whether a subscriber sees every event; if not, only the last `recent` ones are
+        ever read, and a producer with a batch of events may emit just those."""
+        return bool(self._subscribers)
+
     def emit(self, kind: str, cpu: Optional[int] = None, /, **fields) -> Event:
         event = Event(kind, cpu, (self._clock() - self._t0) * 1e6, fields)
         if self.muted:

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""What one exception round trip costs: SVC from EL0 to an EL1 handler and ERET back.
+
+The same tiny guest runs on:
+- armvisor's board in this process, nothing subscribed to its trace:
+  the exception path itself (native delivery: QEMU's own entry called from
+  the C hook, armvisor/cpu/native_exceptions.py), and the same with native
+  delivery off (ARMVISOR_NATIVE_EXCEPTIONS=0: the entry rebuilt in Python,
+  entry.py);
+- `armvisor run`, whose API keeps every trace event, so each exception also
+  becomes an event in Python (kept in memory); with `--trace` also written
+  as JSON; and with native delivery off;
+- `qemu-system-aarch64 -M virt` (TCG).
+Each runs twice, with N and 11N SVCs: the difference divided by 10N is the
+cost of one round trip; start-up and everything else cancel. The guest
+powers off with PSCI SYSTEM_OFF over HVC, which QEMU virt without EL2
+answers and armvisor's bare board answers with --psci-conduit hvc.
+
+Usage: .venv/bin/python benchmarks/exception_round_trip.py [--repeat N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from armvisor.cpu import native_exceptions
+from armvisor.devtools import qemu
+from armvisor.devtools.cross import build_program, have_cross_tools
+from armvisor.machine.board import BareBoard
+from armvisor.machine.config import MachineConfig
+
+# EL1 sets up its vectors and drops to EL0, which loops on SVC #0; the
+# handler (lower EL, AArch64, synchronous: VBAR_EL1 + 0x400) ERETs, or powers
+# off when the SVC's immediate (ESR_EL1.ISS) is 1.
+SVC_LOOP = """
+    adr x0, vectors
+    msr vbar_el1, x0
+    adr x0, stack_top
+    msr sp_el0, x0
+    adr x0, el0_code
+    msr elr_el1, x0
+    msr spsr_el1, xzr          // EL0t, interrupts unmasked
+    isb
+    eret
+el0_code:
+    ldr x1, ={iters}
+1:  svc #0
+    subs x1, x1, #1
+    b.ne 1b
+    svc #1
+    .balign 2048
+vectors:
+    .skip 0x400
+    mrs x9, esr_el1
+    and x9, x9, #0xffff
+    cbnz x9, off
+    eret
+off:
+    ldr x0, =0x84000008        // PSCI SYSTEM_OFF
+    hvc #0
+    .balign 16
+    .skip 256
+stack_top:
+"""
+
+# Round trips per run (N; the second run has 11N): enough for the difference
+# to stand well above start-up noise. `armvisor run` keeps every trace event
+# in memory (the API's default), and Python's garbage collector scans them
+# all again and again: its cost per exception grows with the run, so its rows
+# all use the same, smaller N.
+FAST, SLOW = 1_000_000, 20_000
+
+
+def armvisor_cmd(elf: Path, *extra: str) -> list:
+    return [sys.executable, "-m", "armvisor", "run", "--kernel", str(elf),
+            "--psci-conduit", "hvc", "--timeout", "600", *extra]
+
+
+def environment(native: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != native_exceptions.ENV_SWITCH}
+    return env if native else {**env, native_exceptions.ENV_SWITCH: "0"}
+
+
+def process(command: Callable[[Path], list], native: bool = True) -> Callable[[Path], float]:
+    """Seconds for a whole process run of `command(elf)`."""
+    def seconds(elf: Path) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(command(elf), env=environment(native), stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=900)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command(elf)[:3])} ... exited {done.returncode}:\n"
+                             f"{done.stderr.decode(errors='replace')[-2000:]}")
+        return elapsed
+    return seconds
+
+
+def board(native: bool) -> Callable[[Path], float]:
+    """Seconds of BareBoard.run in this process, with nothing subscribed to the trace."""
+    def seconds(elf: Path) -> float:
+        wanted = environment(native)
+        os.environ.clear()
+        os.environ.update(wanted)
+        native_exceptions.native_delivery.cache_clear()     # the self-test reads the switch
+        with contextlib.redirect_stderr(io.StringIO()):     # "native delivery is off": we know
+            machine = BareBoard(MachineConfig(kernel=str(elf), psci_conduit="hvc"),
+                                console=lambda data: None)
+        assert machine.lanes[0].core.native_exceptions == native
+        start = time.perf_counter()
+        if machine.run(timeout=600) != 0:
+            raise SystemExit(f"{elf.name} did not power off")
+        elapsed = time.perf_counter() - start
+        machine.close()
+        return elapsed
+    return seconds
+
+
+def per_round_trip(work: Path, seconds: Callable[[Path], float], n: int, repeat: int) -> float:
+    small = build_program(work, SVC_LOOP.format(iters=n), f"svc_{n}")
+    large = build_program(work, SVC_LOOP.format(iters=11 * n), f"svc_{11 * n}")
+    diffs = [(seconds(large) - seconds(small)) / (10 * n) for _ in range(repeat)]
+    return statistics.median(diffs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per system (median)")
+    parser.add_argument("--quick", action="store_true", help="10x fewer iterations")
+    args = parser.parse_args()
+    if not have_cross_tools():
+        print("needs Debian's binutils-aarch64-linux-gnu", file=sys.stderr)
+        return 2
+    scale = 10 if args.quick else 1
+    saved = dict(os.environ)
+    systems = [
+        ("board, native", board(True), FAST),
+        ("board, Python entry", board(False), SLOW),
+        ("armvisor run, native", process(armvisor_cmd), SLOW),
+        ("armvisor run --trace, native",
+         process(lambda elf: armvisor_cmd(elf, "--trace", str(elf.with_suffix(".json")))),
+         SLOW),
+        ("armvisor run, Python entry", process(armvisor_cmd, native=False), SLOW),
+    ]
+    if qemu.available():
+        systems.append(("QEMU", process(lambda elf: qemu.virt_command(kernel=elf)), FAST))
+    print("EL0 SVC -> EL1 handler -> ERET, one round trip "
+          f"(difference of N and 11N, median of {args.repeat}):")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, seconds, n in systems:
+                n //= scale
+                cost = per_round_trip(Path(tmp) / label.replace(" ", "_"), seconds, n,
+                                      args.repeat)
+                print(f"  {label + ':':30s} {cost * 1e6:8.3f} us   (N = {n:,})")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if not qemu.available():
+        print("  qemu-system-aarch64 is not installed: no comparison")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
