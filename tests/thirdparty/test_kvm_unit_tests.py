@@ -66,11 +66,10 @@ EXPECTED_FAILURES = {
     "its-introspection": f"{ISSUE} ITS: armvisor has no GICv3 ITS (no LPIs, no MSIs)",
     # debug-bp passes since the guest's exceptions are taken natively: QEMU
     # delivers a hardware breakpoint with its breakpoint syndrome (EC 0x31).
+    # debug-sstep passes since patches/unicorn/0004 rebuilds the cached flags on
+    # MSR DAIFSet/DAIFClr (software step's active state depends on PSTATE.D).
     "debug-wp": "issue 'Debugging': hardware watchpoints never fire (Unicorn 2.1.4 "
                 "compiled out cpu_watchpoint_insert, qemu/exec.c)",
-    "debug-sstep": "issue 'Debugging': software step never becomes active after MSR DAIFClr "
-                   "(Unicorn 2.1.4's QEMU 5.0 does not rebuild its cached flags in "
-                   "msr_i_daifclear; with them rebuilt the step exception is taken natively)",
 }
 # Groups that need more than a machine: the runner migrates the guest between
 # two QEMUs (MIGRATION=yes); alone, such a test waits for a migration forever.
