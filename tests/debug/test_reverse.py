@@ -57,6 +57,11 @@ def test_reverse_stepi_gives_back_every_earlier_state_exactly(mode):
     for back in range(1, 6):
         assert target.history.back_one(cpu.index)
         assert whole_state(machine) == states[-1 - back]
+    # And forward again, stepi by stepi, through the same states.
+    stop = armvisor.debug.target.StopInfo(5, cpu.index)
+    for forward in range(1, 6):
+        stop = target.step(cpu, stop)
+        assert whole_state(machine) == states[forward]
 
 
 @pytest.mark.parametrize("mode", ["bare", "hyp"])
