@@ -134,6 +134,9 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("-s", "gdb_default", is_flag=True, help="Shorthand for --gdb tcp::1234.")
 @click.option("-S", "gdb_wait", is_flag=True,
               help="Wait for the debugger before the first instruction (with -s or --gdb).")
+@click.option("--reverse", "reverse", is_flag=True,
+              help="With --gdb/-s and --deterministic: keep a history for reverse-stepi and "
+                   "reverse-continue (every instruction is counted: the guest runs slower).")
 @click.option("--snapshot", "-snapshot", "disk_snapshot", is_flag=True,
               help="Keep disk writes in memory: the image files stay untouched (as QEMU's).")
 @click.option("--snapshot-at", "snapshot_at", metavar="console:TEXT|event:KIND[,F=V]|insn:N",
@@ -159,7 +162,8 @@ def main(argv: Optional[list] = None) -> None:
 def run(kernel, bios, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, cpu_model, trace_path,
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
-        restore_path, record_path, replay_path, plant, schedule_path, chr_testdev) -> None:
+        restore_path, record_path, replay_path, plant, schedule_path, chr_testdev,
+        reverse) -> None:
     """Boot KERNEL (or firmware from flash0) on the virt board; CPUs other than 0 wait for
     PSCI CPU_ON."""
     context = click.get_current_context()
@@ -210,7 +214,8 @@ def _run(options: dict) -> int:
             if endpoint is not None:
                 from armvisor.debug.gdbstub import GdbStub
                 from armvisor.debug.transport import Listener
-                stub = GdbStub(machine, Listener(endpoint), host=console)
+                stub = GdbStub(machine, Listener(endpoint), host=console,
+                               reverse=options["reverse"])
                 with console:
                     return stub.serve(wait=options["gdb_wait"], timeout=options["timeout"])
             host = _host_io(options, machine, console, receiver.receive)
@@ -271,6 +276,10 @@ _NOT_WITH_RESTORE = {"bios": "-bios", "initrd": "--initrd", "append": "--append"
 
 
 def _check_time_machine_options(options: dict) -> None:
+    if options["reverse"] and not (options["gdb_spec"] or options["gdb_default"]):
+        raise ArmvisorError("--reverse is for the debugger: give -s or --gdb as well")
+    if options["reverse"] and not options["deterministic"] and not options["restore_path"]:
+        raise ArmvisorError("--reverse needs --deterministic (the past is rebuilt by replay)")
     if options["snapshot_at"] and not options["snapshot_out"]:
         raise ArmvisorError("--snapshot-at needs --snapshot-out FILE")
     if options["snapshot_out"] and not options["snapshot_at"]:

@@ -102,9 +102,20 @@ def test_reverse_continue_on_a_watchpoint_finds_the_last_store_whichever_cpu_mad
     assert (hit.cpu, whole_state(machine)) == writes[-2]
 
 
-def test_a_machine_that_is_not_deterministic_keeps_no_history():
-    out, _ = run_gdb(["maint packet bs", "detach"]) if GDB else ("E01", "")
+@pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch")
+def test_without_reverse_the_stub_keeps_no_history():
+    """The history costs: every instruction is counted (a Linux boot took 2.5x as long),
+    so a stub keeps one only when asked with --reverse."""
+    out, _ = run_gdb(["maint packet bs", "detach"], extra=["--deterministic"])
     assert "E01" in out
+
+
+def test_reverse_needs_a_debugger_and_a_deterministic_machine():
+    from tests.machine.test_cli import armvisor as cli, assert_one_line_error
+    assert_one_line_error(cli("run", "--kernel", DEMO, "--reverse", "--deterministic"), 2,
+                          "-s or --gdb")
+    assert_one_line_error(cli("run", "--kernel", DEMO, "--reverse", "-s"), 2,
+                          "--deterministic")
 
 
 @pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch")
@@ -115,7 +126,7 @@ def test_gdb_reverse_stepi_and_reverse_continue():
         "reverse-stepi", "reverse-stepi", "printf \"back %#lx\\n\", $pc",
         "reverse-continue", "printf \"rc thread=%d pc=%#lx\\n\", $_thread, $pc",
         "continue", "printf \"again thread=%d\\n\", $_thread",
-        "delete", "detach"], extra=["--deterministic"])
+        "delete", "detach"], extra=["--deterministic", "--reverse"])
     entry = re.search(r"Breakpoint 1 at (0x[0-9a-f]+)", out).group(1)
     assert f"back {entry}" in out, out
     # Back past the second CPU's hit: the first CPU's, then forward to the second's again.

@@ -36,7 +36,7 @@ class Killed(Exception):
 
 
 class GdbStub:
-    def __init__(self, machine: Machine, listener: Listener, host=None):
+    def __init__(self, machine: Machine, listener: Listener, host=None, reverse: bool = False):
         self.machine = machine
         self.listener = listener
         self.target = Target(machine)
@@ -48,6 +48,7 @@ class GdbStub:
         self.g_cpu = 0                             # Hg: registers and memory
         self.c_cpu = 0                             # Hc: the old `c` and `s`
         self.xml = target_xml().encode()
+        self.reverse = reverse                     # keep a history (debug/history.py)
 
     # -- the session ----------------------------------------------------------------------
 
@@ -55,7 +56,9 @@ class GdbStub:
         """Run the machine under the debugger until it ends; returns the exit status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.machine.boot()
-        if self.machine.clock.deterministic:
+        if self.reverse:
+            if not self.machine.clock.deterministic:
+                raise ArmvisorError("reverse execution needs a deterministic machine")
             self.target.keep_history()        # reverse execution: bs, bc
         try:
             if wait:
