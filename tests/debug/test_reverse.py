@@ -8,7 +8,6 @@ import re
 import pytest
 
 import armvisor
-from armvisor.debug.history import _context
 from armvisor.debug.points import WRITE_WATCH
 from armvisor.debug.target import Target
 from tests.debug.test_gdb import DEMO, GDB, run_gdb
@@ -34,7 +33,7 @@ def symbol(machine, name: str) -> int:
 def whole_state(machine):
     """Every CPU's registers and count, and RAM: what `going back` must give back."""
     ram = machine.board.ram if machine.hypervisor is None else machine.hypervisor.vms[0].ram
-    return ([(_context(cpu.core), cpu.core.retired) for cpu in machine.cpus],
+    return ([(cpu.core.registers(), cpu.core.retired) for cpu in machine.cpus],
             ram.save_state()["data"])
 
 

@@ -283,16 +283,29 @@ class Core:
 
     # -- snapshots -----------------------------------------------------------
 
+    def registers(self) -> bytes:
+        """The architectural state as Unicorn's CPU context (see native.CpuContext)."""
+        context = CpuContext(self._native, self.handle)
+        try:
+            return context.save()
+        finally:
+            context.close()
+
+    def set_registers(self, data: bytes) -> None:
+        """Take the state `registers()` gave; what was translated for the old one goes."""
+        context = CpuContext(self._native, self.handle)
+        try:
+            context.restore(data)
+        finally:
+            context.close()
+        self._native.flush_tlb(self.handle)
+        self._native.flush_tb(self.handle)
+
     def save_state(self) -> dict:
         """Everything this core holds, between slices: the architectural state and our counts."""
         state = self._budget
-        context = CpuContext(self._native, self.handle)
-        try:
-            registers = context.save()
-        finally:
-            context.close()
         return {
-            "context": registers,
+            "context": self.registers(),
             "next_pc": self._next_pc,
             "irq_lines": list(self._irq_lines),
             "executed": state.executed,
@@ -305,13 +318,7 @@ class Core:
 
     def restore_state(self, saved: dict) -> None:
         """Take the state of `save_state` (from a core of the same model and Unicorn build)."""
-        context = CpuContext(self._native, self.handle)
-        try:
-            context.restore(saved["context"])
-        finally:
-            context.close()
-        self._native.flush_tlb(self.handle)
-        self._native.flush_tb(self.handle)
+        self.set_registers(saved["context"])
         self._next_pc = saved["next_pc"]
         self._irq_lines = tuple(saved["irq_lines"])       # HCR_EL2.VI/VF came with the context
         state = self._budget

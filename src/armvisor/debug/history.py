@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from armvisor.api import Condition, Machine
-from armvisor.cpu.native import CpuContext
 from armvisor.machine.replay import Recorder, Replayer
 
 # Instructions between checkpoints: replaying from one costs at most this much.
@@ -164,7 +163,7 @@ class History:
 
     def note_registers(self, cpu: int) -> None:
         core = self.machine.cpus[cpu].core
-        self.note(Op("context", self.place(), cpu=cpu, data=_context(core)))
+        self.note(Op("context", self.place(), cpu=cpu, data=core.registers()))
 
     def note_memory(self, cpu: int, address: int, data: bytes) -> None:
         self.note(Op("memory", self.place(), cpu=cpu, address=address, data=bytes(data)))
@@ -186,7 +185,7 @@ class History:
         """reverse-continue: the last hit of a breakpoint or watchpoint set now, before now."""
         now = self.place()
         hits = self._replay(len(self.ops), scan=True)
-        self._restore_present(now)
+        assert self.place() == now, (self.place(), now)   # a scan replays every op: back to now
         # A hit that ended an op where the machine still is, is where it stopped: now.
         earlier = [h for h in hits if not (h.at_end and self.ops[h.op].end == now)]
         return earlier[-1] if earlier else None
@@ -206,19 +205,13 @@ class History:
 
     # -- replaying -----------------------------------------------------------------------------
 
-    def _restore_present(self, now: Place) -> None:
-        """After a scan the machine is back where it was (the scan replayed every op)."""
-        assert self.place() == now, (self.place(), now)
-
     def _replay(self, upto: int, moment: Optional[tuple] = None,
                 scan: bool = False) -> List[Hit]:
         """Replay ops before `upto` from the latest checkpoint that allows it, then, with a
         `moment`, op `upto` until it is reached; truncate the history there (not for a scan,
         which replays everything and notes the hits of the present points)."""
-        checkpoint = max((c for c in self.checkpoints if c.ops_done <= upto),
-                         key=lambda c: c.ops_done)
-        if scan:
-            checkpoint = self.checkpoints[0]
+        checkpoint = self.checkpoints[0] if scan else \
+            max((c for c in self.checkpoints if c.ops_done <= upto), key=lambda c: c.ops_done)
         hits: List[Hit] = []
         self._quiet(True, scan)
         try:
@@ -266,7 +259,7 @@ class History:
             for cpu in cpus:                 # what the original skipped once, as it resumed
                 self.target.breaks.resume_from(cpu)
         if op.kind == "context":
-            _set_context(cpus[op.cpu].core, op.data)
+            cpus[op.cpu].core.set_registers(op.data)
             return
         if op.kind == "memory":
             self.target.write_memory(cpus[op.cpu], op.address, op.data)
@@ -341,21 +334,3 @@ class History:
 def _step_of(line: str) -> int:
     import json
     return int(json.loads(line).get("step", 0))
-
-
-def _context(core) -> bytes:
-    context = CpuContext(core._native, core.handle)
-    try:
-        return context.save()
-    finally:
-        context.close()
-
-
-def _set_context(core, data: bytes) -> None:
-    context = CpuContext(core._native, core.handle)
-    try:
-        context.restore(data)
-    finally:
-        context.close()
-    core.flush_tlb()
-    core.flush_code()
