@@ -70,6 +70,8 @@ class Translation:
         # QEMU's virt without EL2 or EL3 names HVC as the PSCI conduit in its DTB
         # (and answers it): so does this machine.
         self.run: List[str] = ["--psci-conduit", "hvc"]
+        self.kernel: Optional[str] = None
+        self.smp: Optional[int] = None
         self.virtio_serial = False
         self.consoles: Dict[str, str] = {}      # virtconsole chardev id -> ""
         self.chardevs: Dict[str, str] = {}      # id -> backend
@@ -114,12 +116,14 @@ class Translation:
         self.run += ["--cpu", value]
 
     def _smp(self, value):
-        self.run += ["--smp", _smp(value)]
+        self.smp = int(_smp(value))
+        self.run += ["--smp", str(self.smp)]
 
     def _m(self, value):
         self.run += ["--memory", _memory(value)]
 
     def _kernel(self, value):
+        self.kernel = value
         self.run += ["--kernel", value]
 
     def _initrd(self, value):
@@ -228,16 +232,13 @@ def translate(argv: List[str]) -> Translation:
 MAX_CPUS = 64
 
 
-def _qemu_errors(run_args: List[str]) -> Optional[str]:
+def _qemu_errors(translation: Translation) -> Optional[str]:
     """What QEMU itself would say and exit 1 with, in its words."""
-    options = dict(zip(run_args[::2], run_args[1::2]))
-    kernel = options.get("--kernel")
-    if kernel is not None and not os.path.isfile(kernel):
-        return f"could not load kernel '{kernel}'"
-    smp = options.get("--smp")
-    if smp is not None and int(smp) > MAX_CPUS:
-        return (f"Invalid SMP CPUs {smp}. The max CPUs supported by machine 'virt' "
-                f"is {MAX_CPUS}")
+    if translation.kernel is not None and not os.path.isfile(translation.kernel):
+        return f"could not load kernel '{translation.kernel}'"
+    if translation.smp is not None and translation.smp > MAX_CPUS:
+        return (f"Invalid SMP CPUs {translation.smp}. The max CPUs supported by machine "
+                f"'virt' is {MAX_CPUS}")
     return None
 
 
@@ -253,7 +254,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ArmvisorError as exc:
         sys.stderr.write(f"armvisor-qemu: error: {exc}\n")
         sys.exit(2)
-    complaint = _qemu_errors(run_args)
+    complaint = _qemu_errors(translation)
     if complaint is not None:
         sys.stderr.write(f"qemu-system-aarch64: {complaint}\n")
         sys.exit(1)

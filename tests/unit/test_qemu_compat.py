@@ -41,3 +41,12 @@ def test_a_console_needs_its_chardev_and_the_serial_bus():
         translate(["-device", "virtio-serial-device", "-device", "virtconsole,chardev=x"]).finish()
     with pytest.raises(ArmvisorError, match="virtio-serial-device"):
         translate(["-device", "virtconsole,chardev=c", "-chardev", "testdev,id=c"]).finish()
+
+
+def test_qemu_own_complaints_whatever_the_flags_around_them(tmp_path):
+    """A flag without a value (-no-reboot) before -kernel once hid the missing kernel."""
+    from armvisor.qemu_compat import _qemu_errors
+    missing = str(tmp_path / "nothing.flat")
+    assert _qemu_errors(translate(["-no-reboot", "-kernel", missing])) == \
+        f"could not load kernel '{missing}'"
+    assert "Invalid SMP CPUs 128" in _qemu_errors(translate(["-s", "-smp", "128"]))
