@@ -39,39 +39,12 @@ from armvisor.devtools.cross import build_program, have_cross_tools
 from armvisor.machine.board import BareBoard
 from armvisor.machine.config import MachineConfig
 
-# EL1 sets up its vectors and drops to EL0, which loops on SVC #0; the
-# handler (lower EL, AArch64, synchronous: VBAR_EL1 + 0x400) ERETs, or powers
-# off when the SVC's immediate (ESR_EL1.ISS) is 1.
-SVC_LOOP = """
-    adr x0, vectors
-    msr vbar_el1, x0
-    adr x0, stack_top
-    msr sp_el0, x0
-    adr x0, el0_code
-    msr elr_el1, x0
-    msr spsr_el1, xzr          // EL0t, interrupts unmasked
-    isb
-    eret
-el0_code:
-    ldr x1, ={iters}
-1:  svc #0
-    subs x1, x1, #1
-    b.ne 1b
-    svc #1
-    .balign 2048
-vectors:
-    .skip 0x400
-    mrs x9, esr_el1
-    and x9, x9, #0xffff
-    cbnz x9, off
-    eret
-off:
-    ldr x0, =0x84000008        // PSCI SYSTEM_OFF
-    hvc #0
-    .balign 16
-    .skip 256
-stack_top:
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import svc_el0_loop  # noqa: E402  (benchmarks/machine.py)
+
+# EL0 loops on SVC #0, the EL1 handler ERETs; SVC #1 powers off, over HVC: QEMU's
+# virt without EL2 answers PSCI there (the program is benchmarks/machine.py's).
+SVC_LOOP = svc_el0_loop(power_off="ldr x0, =0x84000008\n    hvc #0")
 
 # Round trips per run (N; the second run has 11N): enough for the difference
 # to stand well above start-up noise. `armvisor run` keeps every trace event

@@ -125,11 +125,17 @@ vectors:
     cbnz x9, off
     eret
 off:
-    system_off
+    {power_off}
     .balign 16
     .skip 256
 stack_top:
 """
+
+
+def svc_el0_loop(power_off: str = "system_off") -> str:
+    """SVC_EL0_LOOP ending with `power_off` (PSCI SYSTEM_OFF over the conduit the run
+    uses: `system_off` is SMC); `{iters}` is left for the caller to fill."""
+    return SVC_EL0_LOOP.format(iters="{iters}", power_off=power_off)
 
 MMIO_LOOP = """
     ldr x1, ={iters}
@@ -258,7 +264,7 @@ def main() -> int:
         print(f"  guest MIPS, load/store loop:      "
               f"{memory_mips(work, 50_000_000 // scale, MEMORY_MMU_LOOP):8.0f}"
               "   (MMU on, data execute-never)")
-        svc = per_iteration(work, "svc", SVC_EL0_LOOP, 20_000 // scale)
+        svc = per_iteration(work, "svc", svc_el0_loop(), 20_000 // scale)
         print(f"  EL0 SVC round trip:               {svc * 1e6:8.2f} us   (target < 10 us)")
         mmio = per_iteration(work, "mmio", MMIO_LOOP, 50_000 // scale)
         print(f"  MMIO read (PL011 UARTFR):         {mmio * 1e6:8.2f} us")

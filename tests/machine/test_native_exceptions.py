@@ -79,17 +79,19 @@ def test_an_exception_counts_once_when_counting_exactly(tmp_path, delivery):
 
 
 LOOPS = 1000          # more than the C hook's ring of records (EXCEPTION_RING)
-
-
-def test_every_exception_is_traced_in_order(tmp_path, delivery):
-    machine, _ = machine_for(build(tmp_path, INSTALL_VECTORS + f"""
+# LOOPS SVCs, then a BRK, each taken and returned from by VECTORS.
+SVC_LOOP_THEN_BRK = INSTALL_VECTORS + f"""
     ldr x1, ={LOOPS}
 1:  svc #0x7
     subs x1, x1, #1
     b.ne 1b
     brk #0x9
     system_off
-""" + VECTORS))
+""" + VECTORS
+
+
+def test_every_exception_is_traced_in_order(tmp_path, delivery):
+    machine, _ = machine_for(build(tmp_path, SVC_LOOP_THEN_BRK))
     events = []
     machine.trace.subscribe(lambda e: events.append(e) if e.kind.startswith("exception") else None)
     assert machine.run(timeout=30) == 0
@@ -101,14 +103,7 @@ def test_every_exception_is_traced_in_order(tmp_path, delivery):
 
 def test_unwatched_the_recent_events_are_the_same(tmp_path, delivery):
     """With no subscriber only the bus's `recent` ring is ever read: it ends the same."""
-    elf = build(tmp_path, INSTALL_VECTORS + f"""
-    ldr x1, ={LOOPS}
-1:  svc #0x7
-    subs x1, x1, #1
-    b.ne 1b
-    brk #0x9
-    system_off
-""" + VECTORS)
+    elf = build(tmp_path, SVC_LOOP_THEN_BRK)
     recent = []
     for watched in (True, False):
         machine, _ = machine_for(elf)

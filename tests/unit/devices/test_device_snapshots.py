@@ -34,12 +34,8 @@ from armvisor.devices.virtio.console import RECEIVEQ, TRANSMITQ, VirtioConsole
 from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.machine.memmap import mpidr_affinity
 
-try:
-    from test_virtqueue import RAM_BASE as VQ_RAM_BASE, Driver as VqDriver, GuestRam as VqGuestRam
-    from test_virtqueue import bring_up as vq_bring_up
-except ImportError:  # tests/unit as a package
-    from .test_virtqueue import RAM_BASE as VQ_RAM_BASE, Driver as VqDriver
-    from .test_virtqueue import GuestRam as VqGuestRam, bring_up as vq_bring_up
+from tests.unit.devices.test_virtqueue import RAM_BASE as VQ_RAM_BASE, Driver as VqDriver
+from tests.unit.devices.test_virtqueue import GuestRam as VqGuestRam, bring_up as vq_bring_up
 
 CYCLES = 1 << CYCLE_INDEX
 FRAME = r.GICR_FRAME_SIZE
@@ -400,28 +396,12 @@ def test_pflash_refuses_another_bank_size():
 
 # ------------------------------------------------------------ fw_cfg and PCIe
 
-class GuestRam:
-    """A small guest RAM for DMA, as the board's Ram answers."""
-
-    def __init__(self, base=0x4000_0000, size=0x10000):
-        self.base, self.data = base, bytearray(size)
-
-    def contains(self, address, size=1):
-        return self.base <= address and address + size <= self.base + len(self.data)
-
-    def read(self, address, size):
-        return bytes(self.data[address - self.base:address - self.base + size])
-
-    def write(self, address, data):
-        self.data[address - self.base:address - self.base + len(data)] = data
-
-
 def test_fw_cfg_restores_selection_offset_and_half_a_dma_address():
     from armvisor.devices import fw_cfg as fc
     descriptor = 0x4000_1000
 
     def make():
-        dev = fc.FwCfg(GuestRam(), cpu_count=2)
+        dev = fc.FwCfg(VqGuestRam(), cpu_count=2)
         dev.add_file("etc/armvisor-test", bytes(range(100)))
         return dev, []
 

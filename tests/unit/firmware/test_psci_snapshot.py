@@ -10,59 +10,22 @@ from armvisor.firmware import Firmware, PowerState
 from armvisor.firmware.psci import constants as c
 from armvisor.machine.memmap import mpidr_affinity
 from armvisor.trace import TraceBus
+from tests.unit.firmware.test_psci import FakePlatform
 
 ENTRY = 0x4008_0000
 STANDBY_CLUSTER = 1 << 24                         # standby, power level 1
 POWERDOWN_CORE = 1 << 16                          # power-down, power level 0
 
 
-class Platform:
-    """Four cores of one cluster; records what the firmware asks it to do."""
-
-    cpu_count = 4
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    def mpidr_of(self, cpu: int) -> int:
-        return mpidr_affinity(cpu)
-
-    def cpu_of_mpidr(self, mpidr: int) -> int | None:
-        aff = mpidr & 0xFF_00FF_FFFF
-        return next((cpu for cpu in range(self.cpu_count) if mpidr_affinity(cpu) == aff), None)
-
-    def entry_point_valid(self, entry: int) -> bool:
-        return 0x4000_0000 <= entry < 0x8000_0000
-
-    def power_on(self, cpu: int, entry: int, context_id: int) -> bool:
-        self.calls.append(("power_on", cpu, entry, context_id))
-        return True
-
-    def power_off(self, cpu: int) -> None:
-        self.calls.append(("power_off", cpu))
-
-    def suspend_standby(self, cpu: int) -> None:
-        self.calls.append(("standby", cpu))
-
-    def suspend_powerdown(self, cpu: int, entry: int, context_id: int) -> None:
-        self.calls.append(("powerdown", cpu, entry, context_id))
-
-    def system_off(self) -> None:
-        self.calls.append(("system_off",))
-
-    def system_reset(self) -> None:
-        self.calls.append(("system_reset",))
-
-
-def build(version=(1, 1)) -> tuple[Firmware, Platform, list]:
+def build(version=(1, 1)) -> tuple[Firmware, FakePlatform, list]:
     trace = TraceBus(ring_size=256)
     events: list = []
     trace.subscribe(events.append)
-    platform = Platform()
+    platform = FakePlatform()
     return Firmware(platform, trace, psci_version=version), platform, events
 
 
-def mid_flight() -> tuple[Firmware, Platform]:
+def mid_flight() -> tuple[Firmware, FakePlatform]:
     """cpu0 ON, cpu1 powered down (core level), cpu2 in cluster standby, cpu3 ON_PENDING."""
     fw, platform, _ = build()
     fw.cold_boot(0)
