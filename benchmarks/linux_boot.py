@@ -33,14 +33,15 @@ from armvisor.machine.config import MachineConfig
 APPEND = "console=ttyAMA0"
 
 
-def time_to_marker(cmd: list, timeout: float = 300) -> float:
-    """Seconds from starting `cmd` until INIT_MARKER appears on its output; then kill it."""
+def time_to_marker(cmd: list, timeout: float = 300, marker: bytes = INIT_MARKER.encode(),
+                   stdin=subprocess.DEVNULL) -> float:
+    """Seconds from starting `cmd` (input from `stdin`) until `marker` appears on its
+    output; then kill it."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = b""
     try:
-        while INIT_MARKER.encode() not in seen:
+        while marker not in seen:
             if time.perf_counter() - start > timeout:
                 raise SystemExit(f"no marker within {timeout} s from: {' '.join(cmd[:3])} ...")
             ready, _, _ = select.select([proc.stdout], [], [], 1)

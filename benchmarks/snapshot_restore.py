@@ -15,17 +15,15 @@ Usage: .venv/bin/python benchmarks/snapshot_restore.py [--runs N] [--hyp]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from linux_boot import APPEND, armvisor_cmd, qemu_cmd, time_to_marker  # noqa: E402
+from linux_boot import armvisor_cmd, qemu_cmd, time_to_marker  # noqa: E402
 
 from armvisor.devtools import qemu  # noqa: E402
 from armvisor.images.debian import cached_images  # noqa: E402
@@ -38,21 +36,9 @@ def time_restore(snapshot: Path, timeout: float = 120) -> float:
     with tempfile.TemporaryFile() as typed:
         typed.write(f"echo {ANSWER[:8]}''{ANSWER[8:]}\n".encode())   # the echo line is not it
         typed.seek(0)
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "armvisor", "run", "--restore",
-                                 str(snapshot), "--quiet"], stdin=typed,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        seen = b""
-        try:
-            while ANSWER.encode() + b"\r" not in seen:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk or time.perf_counter() - start > timeout:
-                    raise SystemExit(f"no answer from the restored shell:\n{seen[-1500:]}")
-                seen += chunk
-            return time.perf_counter() - start
-        finally:
-            proc.kill()
-            proc.wait()
+        return time_to_marker([sys.executable, "-m", "armvisor", "run", "--restore",
+                               str(snapshot), "--quiet"], timeout,
+                              marker=ANSWER.encode() + b"\r", stdin=typed)
 
 
 def take_snapshot(kernel, initrd, path: Path, hyp: bool) -> None:
