@@ -13,18 +13,20 @@ A watchpoint is a UC_HOOK_MEM_READ|WRITE bounded to the watched bytes, on
 every core that shares the memory. Measured on Unicorn 2.1.4 (see the
 README): the hook sees the PHYSICAL address (with the MMU on too), so the
 debugger's virtual range is translated once, when it is set, through the
-selected CPU; and any memory hook, whatever its range, moves every load and
-store of that core onto Unicorn's slow path, so the hooks exist only while
-a watchpoint is set.
+selected CPU. On the patched Unicorn (patches/unicorn/0005) only the hooked
+page's accesses leave the TLB fast path; stock Unicorn sends every load and
+store of a core with any memory hook through its slow path, so the hooks
+exist only while a watchpoint is set.
 
 A hit must stop before the instruction, as on QEMU for Arm (its
 gdb_stop_before_watchpoint; GDB's AArch64 port treats watchpoints as
 non-steppable and single-steps the access itself). Unicorn calls the hook
-before the access, and an emu_stop from the hook ends the slice right after
-the access with PC back on the instruction (its check_exit_request): the
-store is done but the instruction is not. So the hook saves the registers
-and the bytes about to change, and `settle` puts them back: the machine is
-exactly as before the instruction. An exclusive store (STXR) reaches the
+before the access. With 0005 an emu_stop from the hook leaves before the
+access with PC on the instruction; stock Unicorn ends the slice right after
+the access (its check_exit_request): the store is done but the instruction
+is not. So the hook saves the registers and the bytes about to change, and
+`settle` puts them back: either way the machine is exactly as before the
+instruction. An exclusive store (STXR) reaches the
 hook as a READ from Unicorn's compare-and-swap; the instruction is decoded
 to tell stores from loads.
 """
