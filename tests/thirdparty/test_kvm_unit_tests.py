@@ -67,9 +67,9 @@ EXPECTED_FAILURES = {
     # debug-bp passes since the guest's exceptions are taken natively: QEMU
     # delivers a hardware breakpoint with its breakpoint syndrome (EC 0x31).
     # debug-sstep passes since patches/unicorn/0004 rebuilds the cached flags on
-    # MSR DAIFSet/DAIFClr (software step's active state depends on PSTATE.D).
-    "debug-wp": "issue 'Debugging': hardware watchpoints never fire (Unicorn 2.1.4 "
-                "compiled out cpu_watchpoint_insert, qemu/exec.c)",
+    # MSR DAIFSet/DAIFClr (software step's active state depends on PSTATE.D),
+    # debug-wp since the guest's watchpoints are memory hooks
+    # (cpu/guest_watchpoints.py; Unicorn compiled out QEMU's).
 }
 # Groups that need more than a machine: the runner migrates the guest between
 # two QEMUs (MIGRATION=yes); alone, such a test waits for a migration forever.

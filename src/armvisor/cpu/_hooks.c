@@ -243,11 +243,15 @@ static uint32_t sysreg_key(const uc_arm64_cp_reg *cp)
  * IHI0069 12.1.6) and the PMU, whose counters Unicorn does not accumulate
  * (op0=3 op1=3 CRn=9 CRm=12..14, PMINTENSET/CLR_EL1 = 3,0,9,14,1/2, and
  * PMEVCNTR<n>/PMEVTYPER<n>/PMCCFILTR = 3,3,14,8..15; Arm ARM D19, the
- * Performance Monitors registers). Everything else runs natively at no cost
- * beyond this test.
+ * Performance Monitors registers). Python also sees the guest's watchpoint
+ * registers DBGWVR<n>_EL1/DBGWCR<n>_EL1 (op0=2 op1=0 CRn=0 op2=6/7, D19.3),
+ * which Unicorn stores but never acts on. Everything else runs natively at no
+ * cost beyond this test.
  */
 static int wanted(const uc_arm64_cp_reg *cp)
 {
+    if (cp->op0 == 2)
+        return cp->op1 == 0 && cp->crn == 0 && (cp->op2 == 6 || cp->op2 == 7);
     if (cp->op0 != 3)
         return 0;
     if (cp->op1 == 3 && cp->crn == 14)

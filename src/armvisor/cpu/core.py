@@ -20,9 +20,10 @@ from unicorn import arm64_const as A
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
-from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop
+from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop, take_exception_to_el1
+from armvisor.cpu.guest_watchpoints import WRPS_SHIFT, GuestWatchpoints, is_watchpoint_register
 from armvisor.cpu.host import CoreHost, MmioRegion, Stop
-from armvisor.cpu.models import ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
+from armvisor.cpu.models import ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
 from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
                                   OutsideAccess, deliver_abort, hook_ranges)
 from armvisor.cpu.traps import TrapHandler
@@ -149,6 +150,11 @@ class Core:
         self._traps = TrapHandler(self)
         self._configure_higher_els(extra_hcr)
         self._hook_outside_accesses(ram_base, ram_size)
+        dfr0 = (model.id_register(ID_AA64DFR0_EL1) if model.trap_id_registers
+                else self.read_sysreg(ID_AA64DFR0_EL1))
+        self.watchpoints = GuestWatchpoints(self, ((dfr0 >> WRPS_SHIFT) & 0xF) + 1)
+        # On a stock Unicorn a hook's stop comes after the access (patches/unicorn/0005).
+        self._stops_after_access = "hooked-pages" not in (self._native.patches or "")
 
     # -- setup -------------------------------------------------------------
 
@@ -300,6 +306,7 @@ class Core:
             context.close()
         self._native.flush_tlb(self.handle)
         self._native.flush_tb(self.handle)
+        self.watchpoints.reload()
 
     def save_state(self) -> dict:
         """Everything this core holds, between slices: the architectural state and our counts."""
@@ -414,8 +421,16 @@ class Core:
                 return Stop.MACHINE
             if self.error is not None:
                 return Stop.MACHINE
+            hit = self.watchpoints.take_pending(self._stops_after_access)
             if self.stop_reason is not None:
+                # A debugger's stop comes first: the access runs again on resume.
                 return self.stop_reason
+            if hit is not None:
+                self._take_watchpoint(hit)
+                if self.error is not None:
+                    return Stop.MACHINE
+                begin = self.pc
+                continue
             if state.exceptions_full:
                 # The C hook stopped at an exception for Python to read its
                 # records (catch_up_exceptions): the slice goes on.
@@ -452,6 +467,21 @@ class Core:
             self.trace.emit("abort.outside", self.index, access=outside.access.value,
                             pa=outside.pa, far=far, elr=outside.pc)
         return True
+
+    def _take_watchpoint(self, hit) -> None:
+        """The guest's own watchpoint fired (guest_watchpoints.py): PC is on the access."""
+        self.count_exit("watchpoint")
+        pc = self.pc
+        if self.trace is not None:
+            self.trace.emit("debug.watchpoint", self.index, va=hit.far, pc=pc, write=hit.is_write)
+        try:
+            take_exception_to_el1(self, hit.esr, pc, hit.far)
+        except Exception as exc:                          # noqa: BLE001 - an exception loop
+            self.error = exc
+
+    def stop_for_debug_exception(self) -> None:
+        """From a memory hook: end the slice before the access; `run` takes the exception."""
+        self._native.uc_emu_stop(self.handle)
 
     def stop(self, reason: Stop, resume_pc: Optional[int] = None) -> None:
         """Stop the slice from inside a hook (a safe point); resume at `resume_pc` later.
@@ -657,6 +687,11 @@ class Core:
         try:
             self.catch_up_exceptions()
             reg = sr.SysReg.from_key(key)
+            if is_watchpoint_register(reg):
+                # Unicorn stores the value itself; its watchpoints are compiled out.
+                if is_write and el >= 1:
+                    self.watchpoints.observe(reg, value)
+                return SYSREG_NOT_HANDLED
             answer = self.host.sysreg(self, reg, el, bool(is_write), value)
             if answer is None:
                 return SYSREG_NOT_HANDLED

@@ -207,6 +207,17 @@ def esr_sp_alignment() -> int:
     return _esr(EC_SP_ALIGN)
 
 
+# DFSC of a debug exception (D17.2.37, "ISS encoding for an exception from a
+# Watchpoint exception": DFSC 0b100010, Debug exception).
+FSC_DEBUG = 0b100010
+
+
+def esr_watchpoint(same_el: bool, is_write: bool) -> int:
+    """Watchpoint exception: WnR says a store, CM (cache maintenance) is not modelled."""
+    return _esr(EC_WATCHPT_CUR if same_el else EC_WATCHPT_LOWER,
+                (ISS_DA_WNR if is_write else 0) | FSC_DEBUG)
+
+
 def esr_bti(btype: int) -> int:
     """Branch target exception: ISS[1:0] = PSTATE.BTYPE at the time of the fault."""
     return _esr(EC_BTI, btype & 0b11)
