@@ -76,12 +76,12 @@ EXPECTED_FAILURES = {
 UNRUNNABLE_GROUPS = {"migration": "live migration (the runner's two-QEMU migration) is "
                                   "not modelled by armvisor"}
 NOT_RUN_MIGRATION = "not run (migration)"
-# armvisor options a test needs beyond the machine's. micro-bench's ipi test
-# is a ping-pong of 65536 IPIs in which each CPU spins until the other one
-# answers: a round trip costs two scheduling slices, about 1.7 ms with the
-# default 50000 instructions (110 s in all, over the cfg's 90 s), about
-# 0.1 ms with 2000.
-ARMVISOR_OPTIONS = {"micro-bench": ["--slice", "2000"]}
+# armvisor options a test needs beyond the machine's (none now). micro-bench's
+# ipi test is a ping-pong of 65536 IPIs in which each CPU spins (YIELD) until
+# the other one answers; it once needed `--slice 2000` (a round trip cost two
+# whole slices), and runs with the default since a spinning CPU gives its
+# slice up (patches/unicorn/0006): about 60 us a round trip bare, 100 us in a VM.
+ARMVISOR_OPTIONS: Dict[str, List[str]] = {}
 # The same test on QEMU's default multi-threaded TCG has two vCPU threads
 # spinning on this 2-core host: measured 4 s idle, 49 s and over the 90 s
 # timeout with the host busy. One TCG thread runs it in about 4 s.

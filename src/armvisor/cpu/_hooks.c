@@ -122,6 +122,12 @@ typedef struct armv_core {
     uint32_t exceptions_keep_all;  /* stop the slice when the ring is full (a trace wants all) */
     uint32_t exceptions_full;  /* set when it did */
     armv_exception exceptions[ARMV_EXCEPTION_RING];
+    /* WFE and YIELD (patches/unicorn/0006 reports them to armv_intr_hook): the
+     * guest spins. With yield_stops set (another CPU could run) the slice ends
+     * right after the instruction and `yielded` says why. */
+    uint32_t yield_stops;
+    uint32_t yielded;
+    uint64_t yield_count;
 } armv_core;
 
 /*
@@ -503,9 +509,20 @@ static int deliver_natively(uc_engine *uc, armv_core *core, uint32_t intno)
  * to EL2 such as WFI under HCR_EL2.TWI or ID registers under TID3) goes to
  * Python, which models EL2 and EL3.
  */
+/* QEMU's EXCP_YIELD (include/exec/cpu-all.h): not an exception, a WFE or YIELD. */
+#define ARMV_EXCP_YIELD 0x10004
+
 void armv_intr_hook(uc_engine *uc, uint32_t intno, void *user_data)
 {
     armv_core *core = (armv_core *)user_data;
+    if (intno == ARMV_EXCP_YIELD) {
+        core->yield_count++;
+        if (core->yield_stops) {
+            core->yielded = 1;
+            core->stop(uc);
+        }
+        return;
+    }
     if (core->deliver != NULL && deliver_natively(uc, core, intno))
         return;
     core->intr(intno);

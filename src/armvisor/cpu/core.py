@@ -155,6 +155,10 @@ class Core:
         self.watchpoints = GuestWatchpoints(self, ((dfr0 >> WRPS_SHIFT) & 0xF) + 1)
         # On a stock Unicorn a hook's stop comes after the access (patches/unicorn/0005).
         self._stops_after_access = "hooked-pages" not in (self._native.patches or "")
+        # WFE and YIELD reach the C interrupt hook (patches/unicorn/0006), which
+        # ends the slice there while another CPU could run (yield_to_others).
+        if self._native.uc_armvisor_set_yield_reports is not None:
+            self._native.uc_armvisor_set_yield_reports(self.handle, True)
 
     # -- setup -------------------------------------------------------------
 
@@ -431,6 +435,13 @@ class Core:
                     return Stop.MACHINE
                 begin = self.pc
                 continue
+            if state.yielded:
+                # A WFE or YIELD while another CPU could run: the guest spins
+                # waiting for something another CPU will do, so the rest of
+                # this slice goes to them.
+                state.yielded = 0
+                self.count_exit("yield")
+                return Stop.BUDGET
             if state.exceptions_full:
                 # The C hook stopped at an exception for Python to read its
                 # records (catch_up_exceptions): the slice goes on.
@@ -478,6 +489,15 @@ class Core:
             take_exception_to_el1(self, hit.esr, pc, hit.far)
         except Exception as exc:                          # noqa: BLE001 - an exception loop
             self.error = exc
+
+    def yield_to_others(self, others_can_run: bool) -> None:
+        """Whether a WFE or YIELD in the next slice ends it (between slices)."""
+        self._budget.yield_stops = int(others_can_run)
+
+    @property
+    def yields(self) -> int:
+        """WFE and YIELD instructions run so far (0 on a Unicorn without patch 0006)."""
+        return self._budget.yield_count
 
     def stop_for_debug_exception(self) -> None:
         """From a memory hook: end the slice before the access; `run` takes the exception."""

@@ -110,6 +110,9 @@ class ArmvCore(ctypes.Structure):
         ("exceptions_keep_all", ctypes.c_uint32),
         ("exceptions_full", ctypes.c_uint32),
         ("exceptions", ArmvException * EXCEPTION_RING),
+        ("yield_stops", ctypes.c_uint32),
+        ("yielded", ctypes.c_uint32),
+        ("yield_count", ctypes.c_uint64),
     ]
 
 
@@ -166,10 +169,15 @@ class Native:
         # armvisor's patches to Unicorn (patches/unicorn): None on a stock build.
         self.patches = _patch_level(lib)
         self.uc_armvisor_set_exit_checks = None
+        self.uc_armvisor_set_yield_reports = None
         if self.patches is not None:
             self.uc_armvisor_set_exit_checks = lib.uc_armvisor_set_exit_checks
             self.uc_armvisor_set_exit_checks.argtypes = [p, ctypes.c_bool]
             self.uc_armvisor_set_exit_checks.restype = None
+            if "yield-reports" in self.patches:
+                self.uc_armvisor_set_yield_reports = lib.uc_armvisor_set_yield_reports
+                self.uc_armvisor_set_yield_reports.argtypes = [p, ctypes.c_bool]
+                self.uc_armvisor_set_yield_reports.restype = None
 
         hooks = ctypes.CDLL(_hooks_library_path())
         self.block_hook_address = ctypes.cast(hooks.armv_block_hook, ctypes.c_void_p).value

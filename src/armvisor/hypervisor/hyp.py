@@ -337,6 +337,10 @@ class Hypervisor:
         pcpu.state = PcpuState.ONLINE
         vcpu = self.vms[ref.vm].vcpus[ref.vcpu]
         self._enter(pcpu, vcpu, resumed)
+        # A vCPU that spins (WFE, YIELD) gives its pCPU's turn up while another
+        # pCPU has a vCPU to run (KVM: a WFE trap, kvm_vcpu_on_spin).
+        vcpu.core.yield_to_others(any(other is not pcpu and other.state is PcpuState.ONLINE
+                                      for other in self.pcpus))
         self.clock.enter(vcpu.core)
         reason = vcpu.core.run(vcpu.vm.sysregs.slice_budget(vcpu.core, budget))
         self.clock.leave(vcpu.core)

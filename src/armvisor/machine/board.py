@@ -369,6 +369,8 @@ class BareBoard:
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
         self.current = lane
+        core.yield_to_others(any(other is not lane and other.state is LaneState.RUNNING
+                                 for other in self.lanes))
         self.clock.enter(core)
         reason = core.run(self.sysregs.slice_budget(core, budget))
         self.clock.leave(core)
