@@ -123,10 +123,12 @@ typedef struct armv_core {
     uint32_t exceptions_full;  /* set when it did */
     armv_exception exceptions[ARMV_EXCEPTION_RING];
     /* WFE and YIELD (patches/unicorn/0006 reports them to armv_intr_hook): the
-     * guest spins. With yield_stops set (another CPU could run) the slice ends
-     * right after the instruction and `yielded` says why. */
-    uint32_t yield_stops;
+     * guest spins. Once `executed` reaches yield_from (another CPU could run,
+     * and this one has spun long enough, like KVM's pause-loop exiting) the
+     * slice ends right after the instruction and `yielded` says why. */
+    uint64_t yield_from;
     uint32_t yielded;
+    uint32_t yield_pad;
     uint64_t yield_count;
 } armv_core;
 
@@ -517,7 +519,7 @@ void armv_intr_hook(uc_engine *uc, uint32_t intno, void *user_data)
     armv_core *core = (armv_core *)user_data;
     if (intno == ARMV_EXCP_YIELD) {
         core->yield_count++;
-        if (core->yield_stops) {
+        if (core->executed >= core->yield_from) {
             core->yielded = 1;
             core->stop(uc);
         }

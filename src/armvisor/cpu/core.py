@@ -39,6 +39,10 @@ from armvisor.cpu.native_exceptions import native_delivery
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
 
 UC_PROT_EXEC = 4
+# Instructions a slice runs before a WFE or YIELD may end it (yield_to_others):
+# KVM's pause-loop exiting waits 4096 cycles of PAUSE loop the same way.
+YIELD_WINDOW = 2000
+NEVER = 0xFFFF_FFFF_FFFF_FFFF
 # `until` for uc_emu_start: Unicorn implements it as a fake WFI at until-4, so
 # give it an address no guest executes (UNICORN-FACTS.md).
 NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
@@ -103,6 +107,7 @@ class Core:
         for region in mmio:
             self._map_mmio(region)
         self._budget = ArmvCore()
+        self._budget.yield_from = NEVER             # until yield_to_others says otherwise
         self._budget.stop = self._native.emu_stop_address
         self._budget.vector_loop_limit = VECTOR_LOOP_LIMIT
         # The block hook must be the only one and must exist before any translation.
@@ -491,8 +496,12 @@ class Core:
             self.error = exc
 
     def yield_to_others(self, others_can_run: bool) -> None:
-        """Whether a WFE or YIELD in the next slice ends it (between slices)."""
-        self._budget.yield_stops = int(others_can_run)
+        """Whether a WFE or YIELD in the next slice ends it (between slices): only while
+        another CPU could run, and after YIELD_WINDOW instructions of the slice, so
+        that CPUs spinning against each other (a deadlock, a contended lock) do not
+        switch every few instructions at Python's cost."""
+        state = self._budget
+        state.yield_from = state.executed + YIELD_WINDOW if others_can_run else NEVER
 
     @property
     def yields(self) -> int:

@@ -110,8 +110,9 @@ class ArmvCore(ctypes.Structure):
         ("exceptions_keep_all", ctypes.c_uint32),
         ("exceptions_full", ctypes.c_uint32),
         ("exceptions", ArmvException * EXCEPTION_RING),
-        ("yield_stops", ctypes.c_uint32),
+        ("yield_from", ctypes.c_uint64),
         ("yielded", ctypes.c_uint32),
+        ("yield_pad", ctypes.c_uint32),
         ("yield_count", ctypes.c_uint64),
     ]
 
