@@ -63,7 +63,6 @@ SLACK_S = 15
 ISSUE = "issue 12"
 # Tests that fail on armvisor because a feature is missing, and which one.
 EXPECTED_FAILURES = {
-    "its-introspection": f"{ISSUE} ITS: armvisor has no GICv3 ITS (no LPIs, no MSIs)",
     # debug-bp passes since the guest's exceptions are taken natively: QEMU
     # delivers a hardware breakpoint with its breakpoint syndrome (EC 0x31).
     # debug-sstep passes since patches/unicorn/0004 rebuilds the cached flags on
