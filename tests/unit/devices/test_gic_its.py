@@ -8,6 +8,7 @@ LPIs acknowledged through ICC_IAR1_EL1.
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import msgpack
 import pytest
@@ -77,8 +78,10 @@ class Rig:
         self.write_pos = (self.write_pos + 32) % 0x1_0000
         self.its_wr(g.GITS_CWRITER, self.write_pos)
 
-    def mapd(self, device: int, valid: bool = True, size: int = 7) -> None:
-        self.command(g.CMD_MAPD | device << 32, size, (ITT + device * 0x1000) | valid << 63)
+    def mapd(self, device: int, valid: bool = True, size: int = 7,
+             itt: Optional[int] = None) -> None:
+        itt = ITT + device * 0x1000 if itt is None else itt
+        self.command(g.CMD_MAPD | device << 32, size, itt | valid << 63)
 
     def mapc(self, icid: int, pe: int, valid: bool = True) -> None:
         self.command(g.CMD_MAPC, 0, icid | pe << 16 | valid << 63)
@@ -162,7 +165,7 @@ def test_baser_types_and_read_only_fields():
     rig.its_wr(g.GITS_BASER, 0xFFFF_FFFF_FFFF_FFFF)
     value = rig.its_rd(g.GITS_BASER)
     assert (value >> 56) & 7 == 1 and (value >> 48) & 0x1F == 7   # Type, Entry_Size RO
-    assert not value & g.BASER_INDIRECT                           # flat tables only
+    assert value & g.BASER_INDIRECT                               # two-level tables too
     assert value & g.BASER_VALID
     # Halves: a 32-bit write of the high word keeps the low word.
     rig.its_wr(g.GITS_BASER + 4, 0, 4)
@@ -224,6 +227,31 @@ def test_its_trigger_sequence_as_kvm_unit_tests():
     rig.event(g.CMD_INT, 2, 20)
     assert not rig.gic.irq_pending(3)
     assert rig.its_rd(g.GITS_CREADR) == rig.write_pos
+
+
+def test_two_level_device_table_as_linux_uses_it():
+    rig = Rig()
+    level1 = DEVICE_TABLE
+    level2 = DEVICE_TABLE + 0x1_0000
+    rig.its_wr(g.GITS_BASER, rig.its_rd(g.GITS_BASER) | level1 | g.BASER_INDIRECT
+               | g.BASER_VALID)
+    rig.setup()                      # keeps BASER0's address and Indirect
+    assert rig.its_rd(g.GITS_BASER) & g.BASER_INDIRECT
+    per_page = 0x1_0000 // 8
+    device = per_page + 5            # in the second level-2 page
+    rig.config(8195, LPI_DEFAULT)
+    rig.mapc(0, 0)
+    rig.mapd(device, itt=ITT)        # its level-1 entry is not valid: no effect
+    rig.mapti(device, 0, 8195, 0)
+    rig.event(g.CMD_INT, device, 0)
+    assert not rig.gic.irq_pending(0)
+    rig.ram.write(level1 + 8, (level2 | g.L1_VALID).to_bytes(8, "little"))
+    rig.mapd(device, itt=ITT)
+    assert rig.its_rd(g.GITS_CREADR) == rig.write_pos
+    assert rig.ram.read(level2 + 5 * 8, 8)[0] & g.DTE_VALID
+    rig.mapti(device, 0, 8195, 0)
+    rig.event(g.CMD_INT, device, 0)
+    assert rig.ack(0) == 8195
 
 
 def test_translater_write_is_device_0():

@@ -10,7 +10,7 @@ without GICv4:
 - GITS_TYPER: physical LPIs, 12-byte ITT entries, 16 EventID, DeviceID and
   collection ID bits (CIL = 1), PTA = 0 (a collection targets a PE number).
 - GITS_BASER0 is the device table and GITS_BASER1 the collection table,
-  8-byte entries and 64 KiB pages at reset, flat only (Indirect is RAZ/WI);
+  8-byte entries and 64 KiB pages at reset, flat or two-level (Indirect);
   BASER2-7 are unimplemented (RAZ/WI). BASER<n> and CBASER take writes only
   while the ITS is disabled (an IMPLEMENTATION DEFINED choice QEMU makes).
 - The table entry formats are IMPLEMENTATION DEFINED; QEMU's are used:
@@ -75,7 +75,10 @@ BASER_PAGE_SIZE_SHIFT = 8
 BASER_SIZE_MASK = 0xFF               # pages - 1
 BASER_TYPE_DEVICE = 1
 BASER_TYPE_COLLECTION = 4
-BASER_READ_ONLY = BASER_TYPE_MASK | BASER_ENTRY_SIZE_MASK | BASER_INDIRECT
+BASER_READ_ONLY = BASER_TYPE_MASK | BASER_ENTRY_SIZE_MASK
+L1_ENTRY_SIZE = 8                    # two-level tables (IHI0069 5.2.1): level-1 entries
+L1_VALID = 1 << 63
+L1_ADDRESS_MASK = 0x000F_FFFF_FFFF_F000
 PAGE_SIZES = (0x1000, 0x4000, 0x1_0000, 0x1_0000)   # Page_Size 0b11 is reserved: 64 KiB
 DTE_SIZE = 8
 CTE_SIZE = 8
@@ -423,8 +426,8 @@ class Its:
             raise _Ignored(f"collection {icid} targets PE {target}, which does not exist")
         return target
 
-    def _table(self, kind: int) -> Optional[Tuple[int, int, int]]:
-        """(base address, entry size, entries) of a valid flat table, or None."""
+    def _table(self, kind: int) -> Optional[Tuple[int, int, int, int, bool]]:
+        """(base address, entry size, entries, page size, indirect) of a valid table, or None."""
         index = 0 if kind == BASER_TYPE_DEVICE else 1
         baser = self.baser[index]
         if not baser & BASER_VALID:
@@ -435,27 +438,46 @@ class Its:
         else:
             base = baser & 0x0000_FFFF_FFFF_F000
         entry = ((baser & BASER_ENTRY_SIZE_MASK) >> BASER_ENTRY_SIZE_SHIFT) + 1
-        return base, entry, ((baser & BASER_SIZE_MASK) + 1) * page // entry
+        size = ((baser & BASER_SIZE_MASK) + 1) * page
+        if baser & BASER_INDIRECT:
+            # Level 1: 8-byte entries, each naming one page of level-2 entries.
+            return base, entry, size // L1_ENTRY_SIZE * (page // entry), page, True
+        return base, entry, size // entry, page, False
 
     def _table_entries(self, kind: int) -> int:
         table = self._table(kind)
         return 0 if table is None else table[2]
 
-    def _read_entry(self, kind: int, index: int) -> int:
-        table = self._table(kind)
-        if table is None or index >= table[2]:
-            return 0                  # no table, or past its end: not mapped
-        base, entry, _count = table
-        return self._read_words(base + index * entry, 1)[0]
+    def _entry_address(self, kind: int, index: int) -> Optional[int]:
+        """Where entry `index` is; None if no table or level-2 page holds it (not mapped).
 
-    def _write_entry(self, kind: int, index: int, value: int) -> None:
+        An index past the table is _Ignored; a level-1 entry that cannot be read stalls.
+        """
         table = self._table(kind)
         if table is None:
-            return                    # as QEMU: a map without a table has no effect
-        base, entry, count = table
+            return None
+        base, entry, count, page, indirect = table
         if index >= count:
             raise _Ignored(f"ID {index} past the {count}-entry table")
-        self._store(base + index * entry, value.to_bytes(8, "little"))
+        if not indirect:
+            return base + index * entry
+        per_page = page // entry
+        level1 = self._read_words(base + index // per_page * L1_ENTRY_SIZE, 1)[0]
+        if not level1 & L1_VALID:
+            return None
+        return (level1 & L1_ADDRESS_MASK) + index % per_page * entry
+
+    def _read_entry(self, kind: int, index: int) -> int:
+        try:
+            address = self._entry_address(kind, index)
+        except _Ignored:
+            return 0                  # past the table's end: not mapped
+        return 0 if address is None else self._read_words(address, 1)[0]
+
+    def _write_entry(self, kind: int, index: int, value: int) -> None:
+        address = self._entry_address(kind, index)
+        if address is not None:       # as QEMU: no table (or level-2 page), no effect
+            self._store(address, value.to_bytes(8, "little"))
 
     def _read_ite(self, dte: int, event: int) -> Optional[Tuple[int, int]]:
         address = ((dte >> 6) << 8) + event * ITT_ENTRY_SIZE
