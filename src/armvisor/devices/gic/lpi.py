@@ -123,7 +123,8 @@ class LpiState:
         return bool(targets)
 
     def best(self) -> Optional[Tuple[int, int]]:
-        """The pending, enabled LPI to signal: (intid, priority); lowest priority value, then INTID."""
+        """The pending, enabled LPI to signal, as (intid, priority): the lowest priority
+        value, then the lowest INTID."""
         if not self.enabled or not self.pending:
             return None
         best = None
