@@ -27,7 +27,8 @@ from armvisor.errors import ArmvisorError
 # the entries armvisor has; the callers grep for these names).
 MACHINES = "Supported machines are:\nvirt                 QEMU 7.2 ARM Virtual Machine (armvisor)\n"
 MACHINE_PROPERTIES = ("virt-7.2 options:\n  gic-version=<string>  - Set GIC version. Valid "
-                      "values are 3 and max\n  highmem=<bool>\n")
+                      "values are 3 and max\n  highmem=<bool>\n  its=<bool>             - Set on/off to "
+                      "enable/disable ITS instantiation\n")
 DEVICES = ('Misc devices:\nname "virtio-serial-device", bus virtio-bus\n'
            'name "virtconsole", bus virtio-serial-bus\n'
            'name "virtio-blk-device", bus virtio-bus\n')
@@ -102,6 +103,8 @@ class Translation:
                 continue
             elif key in ("highmem", "accel") and setting in ("on", "off", "tcg", ""):
                 continue
+            elif key == "its" and setting in ("on", "true", ""):
+                continue                     # the ITS is always there, as QEMU's default
             else:
                 raise ArmvisorError(f"unsupported machine property {key}={setting} "
                                     "(armvisor has a GICv3, no EL2/EL3 guest code yet)")

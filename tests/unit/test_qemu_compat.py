@@ -28,6 +28,7 @@ def test_queries(args, query):
 
 @pytest.mark.parametrize("args, words", [
     (["-machine", "virt,secure=on"], "secure=on"), (["-M", "sbsa-ref"], "sbsa-ref"),
+    (["-M", "virt,its=off"], "its=off"),
     (["-device", "pci-testdev"], "pci-testdev"), (["-serial", "pty"], "pty"),
     (["-kernel"], "needs a value"), (["stray"], "stray"), (["-smp", "x"], "number of CPUs"),
 ])
@@ -50,3 +51,8 @@ def test_qemu_own_complaints_whatever_the_flags_around_them(tmp_path):
     assert _qemu_errors(translate(["-no-reboot", "-kernel", missing])) == \
         f"could not load kernel '{missing}'"
     assert "Invalid SMP CPUs 128" in _qemu_errors(translate(["-s", "-smp", "128"]))
+
+
+def test_its_on_is_the_board_as_it_is():
+    assert translate(["-M", "virt,gic-version=3,its=on"]).query is None
+    assert "its=<bool>" in translate(["-M", "virt,?"]).query

@@ -59,6 +59,9 @@ class Monitor:
                 bank = gic._redist[cpu].bank
                 routed = gic._routed[cpu]
                 pending = _bits(bank.pending()) + _bits(spi_pending & routed)
+                lpi = gic._redist[cpu].lpi
+                if lpi is not None and lpi.enabled:        # enabled pending LPIs
+                    pending += sorted(i for i, config in lpi.pending.items() if config & 1)
                 active = _bits(bank.active) + _bits(spi_active & routed)
                 label = f"{name}/vcpu{cpu}" if name else f"cpu{cpu}"
                 lines.append(f"{label:12s} pending={pending or '-'} active={active or '-'} "

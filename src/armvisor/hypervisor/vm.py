@@ -73,7 +73,8 @@ class Vm:
         self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.vgic = GicV3(config.smp, memmap.mpidr_affinity, trace,
-                          on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]))
+                          on_change=lambda vcpu: hyp.virtual_interrupt_changed(self.vcpus[vcpu]),
+                          memory=self.ram)
         # Device interrupts go straight to the VM's distributor state: no
         # device-layer lock is taken again (the deadlock this design avoids).
         drives = tuple(DriveSpec(path, read_only=path in config.readonly_drives)

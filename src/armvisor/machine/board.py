@@ -119,7 +119,8 @@ class BareBoard:
         self.ram = Ram(memmap.RAM_BASE, config.memory)
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
-        self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed)
+        self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed,
+                         memory=self.ram)
         self.devices = VirtDevices.build(Wiring(
             gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
             cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console,

@@ -73,6 +73,7 @@ class BoardDescription:
     bootargs: str = ""
     initrd: Optional[tuple[int, int]] = None       # (start, end), end exclusive
     gic: bool = True
+    its: bool = True                               # the GICv3 ITS (QEMU's its=on), with gic
     timer: bool = True
     virtio_slots: int = memmap.VIRTIO_MMIO_SLOTS
     rng_seed: Optional[bytes] = None
@@ -202,6 +203,7 @@ class _Phandles:
         self.apb_pclk = PHANDLE_BASE
         self._cpu_count = desc.cpu_count
         self.gic = PHANDLE_BASE + desc.cpu_count + 1
+        self.its = self.gic + 1
 
     def cpu(self, index: int) -> int:
         # QEMU's cpu-map loop walks the CPUs from the last to the first.
@@ -323,6 +325,9 @@ def _pcie_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
         PCI_SPACE_MEM64, *_cells64(memmap.PCIE_MMIO_HIGH_BASE, memmap.PCIE_MMIO_HIGH_BASE,
                                    memmap.PCIE_MMIO_HIGH_SIZE)))
     node.append(_reg(memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE))
+    if desc.gic and desc.its:
+        # Requester ID r of the root bus is DeviceID r at the ITS, for all 64 Ki IDs.
+        node.append(fdt.PropWords("msi-map", 0, phandles.its, 0, 0x10000))
     node.append(fdt.Property("dma-coherent"))
     # One bus per MiB of ECAM (PCIe Base 6.0 section 7.2.2).
     node.append(fdt.PropWords("bus-range", 0, (memmap.PCIE_ECAM_HIGH_SIZE >> 20) - 1))
@@ -383,6 +388,19 @@ def _gic_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
     node.append(fdt.PropWords("#address-cells", 2))
     node.append(fdt.Property("interrupt-controller"))
     node.append(fdt.PropWords("#interrupt-cells", 3))
+    if desc.its:
+        node.append(_its_node(phandles))
+    return node
+
+
+def _its_node(phandles: _Phandles) -> fdt.Node:
+    """The arm,gic-v3-its binding: the ITS as an MSI controller, one cell of DeviceID."""
+    node = fdt.Node(f"its@{memmap.GITS_BASE:x}")
+    node.append(fdt.PropWords("phandle", phandles.its))
+    node.append(_reg(memmap.GITS_BASE, memmap.GITS_SIZE))
+    node.append(fdt.PropWords("#msi-cells", 1))
+    node.append(fdt.Property("msi-controller"))
+    node.append(fdt.PropStrings("compatible", "arm,gic-v3-its"))
     return node
 
 

@@ -24,12 +24,17 @@ def per_device(device) -> tuple:
 
 
 def gic_windows(gic, cpu_count: int) -> list:
-    """The GICv3 distributor and the redistributor frames of `cpu_count` CPUs."""
+    """The GICv3 distributor, its ITS if it has one, and the redistributor frames of
+    `cpu_count` CPUs."""
     from armvisor.machine import memmap
-    return [MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, gic.distributor_read,
-                       gic.distributor_write),
-            MmioWindow("gicr", memmap.GICR_BASE, cpu_count * memmap.GICR_STRIDE,
-                       gic.redistributor_read, gic.redistributor_write)]
+    windows = [MmioWindow("gicd", memmap.GICD_BASE, memmap.GICD_SIZE, gic.distributor_read,
+                          gic.distributor_write)]
+    if getattr(gic, "its", None) is not None:
+        windows.append(MmioWindow("gits", memmap.GITS_BASE, memmap.GITS_SIZE, gic.its_read,
+                                  gic.its_write))
+    windows.append(MmioWindow("gicr", memmap.GICR_BASE, cpu_count * memmap.GICR_STRIDE,
+                              gic.redistributor_read, gic.redistributor_write))
+    return windows
 
 
 def watched(window: MmioWindow, before: Callable[[int], None]) -> MmioWindow:

@@ -114,7 +114,18 @@ def test_gic_timer_and_devices():
     assert tree.exist_property("interrupt-controller", gic)
     assert tree.exist_property("ranges", gic)
     assert not tree.exist_property("interrupts", gic)
-    assert not tree.get_node(gic).nodes            # no ITS child
+    its = gic + "/its@8080000"                     # the ITS, QEMU's its=on
+    assert [n.name for n in tree.get_node(gic).nodes] == ["its@8080000"]
+    assert strings(tree, its, "compatible") == ["arm,gic-v3-its"]
+    assert words(tree, its, "reg") == [0, memmap.GITS_BASE, 0, memmap.GITS_SIZE]
+    assert words(tree, its, "#msi-cells") == [1]
+    assert tree.exist_property("msi-controller", its)
+    assert words(tree, its, "phandle") == [words(tree, gic, "phandle")[0] + 1]
+    assert words(tree, "/pcie@10000000", "msi-map") == [0, words(tree, its, "phandle")[0],
+                                                        0, 0x10000]
+    no_its = parse(board(its=False))
+    assert not no_its.get_node(gic).nodes
+    assert not no_its.exist_property("msi-map", "/pcie@10000000")
     assert words(tree, "/timer", "interrupts") == [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]
     assert tree.exist_property("always-on", "/timer")
     uart = "/pl011@9000000"
@@ -182,7 +193,7 @@ def test_flash_pcie_fw_cfg_and_platform_bus():
         0x1000000, 0, 0, 0, 0x3EFF0000, 0, 0x10000,
         0x2000000, 0, 0x10000000, 0, 0x10000000, 0, 0x2EFF0000,
         0x3000000, 0x80, 0, 0x80, 0, 0x80, 0]
-    assert not tree.exist_property("msi-map", pcie)
+    assert words(tree, pcie, "msi-map") == [0, gic + 1, 0, 0x10000]    # the ITS
     imap = words(tree, pcie, "interrupt-map")
     assert len(imap) == 16 * 10
     entries = [imap[i:i + 10] for i in range(0, len(imap), 10)]
@@ -275,8 +286,8 @@ QEMU_ONLY_NODES = ("/pl061@", "/gpio-keys")
 @pytest.mark.skipif(not qemu.available(), reason="QEMU not installed")
 @pytest.mark.parametrize("count,virt", [(4, False), (20, True)])
 def test_same_nodes_as_qemu(tmp_path, count, virt):
-    # its=off: armvisor has no ITS, and with one QEMU also adds msi-map to pcie.
-    machine = "virt,gic-version=3,its=off" + (",virtualization=on" if virt else "")
+    # QEMU's default its=on: the ITS under the GIC node, msi-map on pcie.
+    machine = "virt,gic-version=3" + (",virtualization=on" if virt else "")
     qemu_dtb = tmp_path / "qemu.dtb"
     subprocess.run(qemu.virt_command(machine=f"{machine},dumpdtb={qemu_dtb}", smp=count),
                    capture_output=True, timeout=60, check=True)

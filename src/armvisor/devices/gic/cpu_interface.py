@@ -155,7 +155,7 @@ class CpuInterface:
 
     def _end_of_interrupt(self, group: int, value: int) -> None:
         intid = value & r.ICC_INTID_MASK
-        if intid >= r.MAX_SPI_LIMIT:
+        if r.MAX_SPI_LIMIT <= intid < r.LPI_BASE:
             return                          # special INTIDs: the write is ignored
         ap0, ap1 = self.apr
         active = ap0 | ap1
@@ -176,7 +176,7 @@ class CpuInterface:
     def _write_dir(self, value: int) -> None:
         # With EOImode == 0 a DIR write is UNPREDICTABLE; ignore it, as QEMU does.
         intid = value & r.ICC_INTID_MASK
-        if self.ctlr & r.ICC_CTLR_EOIMODE and intid < r.MAX_SPI_LIMIT:
+        if self.ctlr & r.ICC_CTLR_EOIMODE and not r.MAX_SPI_LIMIT <= intid < r.LPI_BASE:
             self._listener.deactivate(self.cpu, intid)
 
     def _write_pmr(self, value: int) -> None:

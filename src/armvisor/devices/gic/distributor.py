@@ -31,14 +31,16 @@ class DistributorListener(Protocol):
 
 
 class Distributor:
-    def __init__(self, num_irqs: int, listener: DistributorListener):
+    def __init__(self, num_irqs: int, listener: DistributorListener, lpis: bool = False):
         self.num_irqs = num_irqs
         self._listener = listener
         self.spi = IrqBank(num_irqs, ((1 << num_irqs) - 1) & ~WORD_MASK)
         self.irouter = [0] * num_irqs      # indexed by INTID; only SPIs are used
         self.enabled_groups = 0            # GICD_CTLR.EnableGrp0 | EnableGrp1
+        # With LPIs, IDbits (16 INTID bits) bounds them and num_LPIs is 0 (12.9 GICD_TYPER).
         self.typer = ((num_irqs // 32 - 1)
                       | r.GICD_TYPER_MBIS
+                      | (r.GICD_TYPER_LPIS if lpis else 0)
                       | ((r.INTID_BITS - 1) << r.GICD_TYPER_IDBITS_SHIFT)
                       | r.GICD_TYPER_A3V)
 

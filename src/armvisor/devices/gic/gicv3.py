@@ -1,8 +1,11 @@
 """GicV3: Distributor, Redistributors and CPU interfaces wired together.
 
 The model is QEMU's `-M virt,gic-version=3` GIC without Security extensions:
-one Security state (GICD_CTLR.DS = 1), affinity routing always on, no LPIs
-or ITS, 5 priority bits in the CPU interface. The parts keep the state; this
+one Security state (GICD_CTLR.DS = 1), affinity routing always on, 5
+priority bits in the CPU interface. Given the guest's memory, it also has
+LPIs (lpi.py, one table set per Redistributor) and an ITS (its.py) at
+GITS_BASE, as QEMU's virt has by default (its=on); without memory it has
+neither, as with QEMU's its=off. The parts keep the state; this
 class routes SPIs, delivers SGIs, works out each PE's highest priority
 pending interrupt (HPPI) and drives the IRQ/FIQ outputs.
 
@@ -26,6 +29,8 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from armvisor.devices.gic import registers as r
 from armvisor.devices.gic.cpu_interface import CpuInterface
 from armvisor.devices.gic.distributor import Distributor
+from armvisor.devices.gic.its import Its
+from armvisor.devices.gic.lpi import GuestMemory, LpiState
 from armvisor.devices.gic.redistributor import Redistributor
 
 if TYPE_CHECKING:
@@ -50,7 +55,8 @@ _SGI_GROUP = {r.ICC_SGI0R_EL1: r.GROUP0, r.ICC_SGI1R_EL1: r.GROUP1, r.ICC_ASGI1R
 class GicV3:
     def __init__(self, cpu_count: int, mpidr_of: Callable[[int], int],
                  trace: Optional["TraceBus"] = None,
-                 num_irqs: int = 288, on_change: Optional[Callable[[int], None]] = None):
+                 num_irqs: int = 288, on_change: Optional[Callable[[int], None]] = None,
+                 memory: Optional[GuestMemory] = None):
         if cpu_count < 1:
             raise ValueError(f"GICv3 needs at least one CPU, not {cpu_count}")
         if num_irqs % 32 or not r.SPI_BASE < num_irqs <= r.MAX_SPI_LIMIT:
@@ -59,7 +65,8 @@ class GicV3:
         self.num_irqs = num_irqs
         self._trace = trace
         self._on_change = on_change
-        self._dist = Distributor(num_irqs, self)
+        self.lpis = memory is not None
+        self._dist = Distributor(num_irqs, self, lpis=self.lpis)
         self._redist: List[Redistributor] = []
         self._cif: List[CpuInterface] = []
         self._cpu_by_affinity: Dict[int, int] = {}
@@ -73,7 +80,8 @@ class GicV3:
             self._cpu_by_affinity[affinity] = cpu
             self._sgi_clusters.setdefault(affinity & _SGI_CLUSTER_MASK, []).append(
                 (affinity & 0xFF, cpu))
-            self._redist.append(Redistributor(cpu, mpidr, cpu == cpu_count - 1, self))
+            self._redist.append(Redistributor(cpu, mpidr, cpu == cpu_count - 1, self,
+                                              LpiState(memory) if memory is not None else None))
             self._cif.append(CpuInterface(cpu, self))
         self._spi_target: List[Optional[int]] = [None] * num_irqs
         self._routed = [0] * cpu_count          # SPIs currently routed to each PE
@@ -83,6 +91,7 @@ class GicV3:
         self._fiq = [False] * cpu_count
         self._dirty: set = set()
         self._changed: List[int] = []
+        self.its: Optional[Its] = Its(memory, self, trace) if memory is not None else None
         self.reset()
 
     def reset(self) -> None:
@@ -91,6 +100,8 @@ class GicV3:
             part.reset()
         for cif in self._cif:
             cif.reset()
+        if self.its is not None:
+            self.its.reset()
         self._irm_spis = 0
         self._spi_target = [None] * self.num_irqs
         self._routed = [0] * self.cpu_count
@@ -105,7 +116,7 @@ class GicV3:
 
         SPI targets and HPPIs are not saved: they follow from the registers.
         """
-        return {
+        state = {
             "cpu_count": self.cpu_count,
             "num_irqs": self.num_irqs,
             "distributor": self._dist.save_state(),
@@ -114,6 +125,9 @@ class GicV3:
             "irq": list(self._irq),
             "fiq": list(self._fiq),
         }
+        if self.its is not None:
+            state["its"] = self.its.save_state()
+        return state
 
     def restore_state(self, state: dict) -> None:
         if state["cpu_count"] != self.cpu_count:
@@ -127,6 +141,11 @@ class GicV3:
             part.restore_state(saved)
         for cif, saved in zip(self._cif, state["cpu_interfaces"]):
             cif.restore_state(saved)
+        if self.its is not None:
+            if "its" in state:
+                self.its.restore_state(state["its"])
+            else:
+                self.its.reset()          # a snapshot from before the ITS
         # SPI targets from IROUTER, WAKER and IGRPEN, as reset works them out.
         self._irm_spis = 0
         self._spi_target = [None] * self.num_irqs
@@ -171,6 +190,21 @@ class GicV3:
             within, size, value & ((1 << (8 * size)) - 1))
         if not ok:
             self._bad_access("GICR", offset, size, True, cpu)
+        if self._dirty or self._changed:
+            self._flush()
+
+    def its_read(self, offset: int, size: int, cpu: int) -> int:
+        value = self.its.read(offset, size, cpu) if self.its is not None else None
+        if value is None:
+            self._bad_access("GITS", offset, size, False, cpu)
+            return 0
+        return value
+
+    def its_write(self, offset: int, size: int, value: int, cpu: int) -> None:
+        ok = self.its is not None and self.its.write(offset, size,
+                                                     value & ((1 << (8 * size)) - 1), cpu)
+        if not ok:
+            self._bad_access("GITS", offset, size, True, cpu)
         if self._dirty or self._changed:
             self._flush()
 
@@ -257,6 +291,42 @@ class GicV3:
     def waker_changed(self, cpu: int) -> None:
         self.spis_rerouted(self._irm_spis)
 
+    def lpis_changed(self, cpu: int) -> None:
+        self._dirty.add(cpu)
+
+    # ------------------------------------------------ callbacks from the ITS
+    # Each is a whole operation: the outputs are reported before it returns.
+    def lpi_set_pending(self, cpu: int, intid: int, pending: bool) -> None:
+        """An ITS translation (pending) or CLEAR/DISCARD (not) for `intid` on `cpu`."""
+        if self._redist[cpu].lpi.set_pending(intid, pending):
+            if pending and self._trace is not None:
+                self._trace.emit("irq.pending", cpu, intid=intid)
+            self._dirty.add(cpu)
+            self._flush()
+
+    def lpi_move(self, source: int, target: int, intid: int) -> None:
+        """MOVI: a pending `intid` moves from one Redistributor to another (IHI0069 5.3.13)."""
+        if self._redist[source].lpi.take_pending(intid):
+            self._redist[target].lpi.set_pending(intid, True)
+            self._dirty.update((source, target))
+            self._flush()
+
+    def lpi_move_all(self, source: int, target: int) -> None:
+        """MOVALL: every pending LPI of `source` becomes pending on `target`."""
+        moving = list(self._redist[source].lpi.pending)
+        for intid in moving:
+            self._redist[source].lpi.take_pending(intid)
+            self._redist[target].lpi.set_pending(intid, True)
+        if moving:
+            self._dirty.update((source, target))
+            self._flush()
+
+    def lpi_invalidate(self, cpu: int, intid: Optional[int]) -> None:
+        """INV (one LPI) or INVALL (intid None): `cpu` reads LPI configuration again."""
+        if self._redist[cpu].lpi.invalidate(intid):
+            self._dirty.add(cpu)
+            self._flush()
+
     # ----------------------------------- callbacks from the CPU interfaces
     def hppi(self, cpu: int) -> Optional[Tuple[int, int, int]]:
         if cpu in self._dirty:
@@ -264,6 +334,13 @@ class GicV3:
         return self._hppi[cpu]
 
     def activate(self, cpu: int, intid: int) -> None:
+        if intid >= r.LPI_BASE:
+            # An LPI has no active state: acknowledging it clears its pending bit (5.1).
+            self._redist[cpu].lpi.set_pending(intid, False)
+            self._dirty.add(cpu)
+            if self._trace is not None:
+                self._trace.emit("gic.ack", cpu, intid=intid)
+            return
         bit = 1 << intid
         if intid < r.PRIVATE_COUNT:
             bank = self._redist[cpu].bank
@@ -384,6 +461,12 @@ class GicV3:
                         allowed |= ~group1
                     candidates &= allowed
                     best = self._highest(candidates, bank.priority, spi.priority, group1)
+                lpi = self._redist[cpu].lpi
+                if lpi is not None and lpi.pending and grp1_on and cif.igrpen[1]:
+                    # LPIs are Group 1; on equal priority the lower INTID (never the LPI) wins.
+                    best_lpi = lpi.best()
+                    if best_lpi is not None and (best is None or best_lpi[1] < best[1]):
+                        best = (best_lpi[0], best_lpi[1], 1)
                 self._hppi[cpu] = best
                 irq = fiq = False
                 if best is not None and cif.can_signal(best[1], best[2]):

@@ -1,10 +1,13 @@
 """One GICv3 Redistributor (GICR_*): a PE's SGIs and PPIs, its identity and power.
 
 Each PE has a 128 KiB frame pair: RD_base (control, GICR_TYPER, GICR_WAKER)
-then SGI_base (+64 KiB) with the SGI/PPI registers (IHI0069 12.10). There
-are no LPIs, so the LPI registers (PROPBASER, PENDBASER, SETLPIR, ...) are
-RAZ/WI and GICR_CTLR is all zero. With DS = 1, GICR_IGRPMODR0 and
-GICR_NSACR are RAZ/WI (12.11).
+then SGI_base (+64 KiB) with the SGI/PPI registers (IHI0069 12.10). Given
+an `LpiState` (a GIC with guest memory to keep LPI tables in), it supports
+LPIs as QEMU's does with an ITS: GICR_TYPER.PLPIS = 1, GICR_CTLR.EnableLPIs,
+GICR_PROPBASER and GICR_PENDBASER (lpi.py); without one, those are RAZ/WI.
+Either way there is no direct LPI interface (SETLPIR, CLRLPIR, INVLPIR,
+INVALLR, SYNCR are RAZ/WI; GICR_TYPER.DirectLPI = 0). With DS = 1,
+GICR_IGRPMODR0 and GICR_NSACR are RAZ/WI (12.11).
 
 GICR_WAKER: ProcessorSleep resets to 1 and ChildrenAsleep follows it at
 once, the handshake a power controller with nothing to quiesce would give.
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Optional, Protocol
 
 from armvisor.devices.gic import registers as r
+from armvisor.devices.gic.lpi import LpiState
 from armvisor.devices.gic.state import (BITMAP_FAMILIES, IrqBank, WORD_MASK, gather_icfgr,
                                         read_bitmap, spread_icfgr, write_bitmap)
 
@@ -27,6 +31,7 @@ _PRIVATE_MASK = (1 << r.PRIVATE_COUNT) - 1
 class RedistributorListener(Protocol):
     def private_changed(self, cpu: int, mask: int) -> None: ...
     def waker_changed(self, cpu: int) -> None: ...
+    def lpis_changed(self, cpu: int) -> None: ...
 
 
 def affinity_value(mpidr: int) -> int:
@@ -35,25 +40,38 @@ def affinity_value(mpidr: int) -> int:
 
 
 class Redistributor:
-    def __init__(self, cpu: int, mpidr: int, last: bool, listener: RedistributorListener):
+    def __init__(self, cpu: int, mpidr: int, last: bool, listener: RedistributorListener,
+                 lpi: Optional[LpiState] = None):
         self.cpu = cpu
         self._listener = listener
         self.bank = IrqBank(r.PRIVATE_COUNT, _PRIVATE_MASK, fixed_edge=_SGI_MASK)
+        self.lpi = lpi
         self.typer = ((affinity_value(mpidr) << r.GICR_TYPER_AFFINITY_SHIFT)
                       | (cpu << r.GICR_TYPER_PROCESSOR_NUMBER_SHIFT)
-                      | (r.GICR_TYPER_LAST if last else 0))
+                      | (r.GICR_TYPER_LAST if last else 0)
+                      | (r.GICR_TYPER_PLPIS if lpi is not None else 0))
         self.processor_sleep = True
 
     def reset(self) -> None:
         self.bank.reset()
         self.processor_sleep = True
+        if self.lpi is not None:
+            self.lpi.reset()
 
     def save_state(self) -> dict:
-        return {"bank": self.bank.save_state(), "processor_sleep": self.processor_sleep}
+        state = {"bank": self.bank.save_state(), "processor_sleep": self.processor_sleep}
+        if self.lpi is not None:
+            state["lpi"] = self.lpi.save_state()
+        return state
 
     def restore_state(self, state: dict) -> None:
         self.bank.restore_state(state["bank"])
         self.processor_sleep = state["processor_sleep"]
+        if self.lpi is not None:
+            if "lpi" in state:
+                self.lpi.restore_state(state["lpi"])
+            else:
+                self.lpi.reset()        # a snapshot from before LPIs: none enabled
 
     # ------------------------------------------------------------------ reads
     def read(self, offset: int, size: int) -> Optional[int]:
@@ -71,6 +89,15 @@ class Redistributor:
         if offset == r.GICR_WAKER:
             return (r.GICR_WAKER_PROCESSOR_SLEEP | r.GICR_WAKER_CHILDREN_ASLEEP
                     if self.processor_sleep else 0)
+        lpi = self.lpi
+        if lpi is not None:
+            if offset == r.GICR_CTLR:
+                return r.GICR_CTLR_ENABLE_LPIS if lpi.enabled else 0
+            if offset & ~7 in (r.GICR_PROPBASER, r.GICR_PENDBASER):
+                value = lpi.propbaser if offset & ~7 == r.GICR_PROPBASER else lpi.pendbaser
+                if size == 4:
+                    value = value >> 32 if offset & 4 else value & WORD_MASK
+                return value
         if offset >= r.ID_REGS_BASE:
             return r.REDIST_ID_BYTES[(offset - r.ID_REGS_BASE) // 4]
         return 0    # CTLR, STATUSR, the LPI registers, SYNCR (never busy)
@@ -101,6 +128,25 @@ class Redistributor:
             if sleep != self.processor_sleep:
                 self.processor_sleep = sleep
                 self._listener.waker_changed(self.cpu)
+        lpi = self.lpi
+        if lpi is None:
+            return True
+        if offset == r.GICR_CTLR:
+            if lpi.set_enabled(bool(value & r.GICR_CTLR_ENABLE_LPIS)):
+                self._listener.lpis_changed(self.cpu)
+        elif offset & ~7 in (r.GICR_PROPBASER, r.GICR_PENDBASER):
+            base = offset & ~7
+            old = lpi.propbaser if base == r.GICR_PROPBASER else lpi.pendbaser
+            if size == 8:
+                new = value
+            elif offset & 4:
+                new = (old & WORD_MASK) | (value << 32)
+            else:
+                new = (old & ~WORD_MASK) | value
+            if base == r.GICR_PROPBASER:
+                lpi.write_propbaser(new)
+            else:
+                lpi.write_pendbaser(new)
         return True     # everything else in RD_base is read-only or RAZ/WI here
 
     def _write_sgi(self, offset: int, size: int, value: int) -> bool:

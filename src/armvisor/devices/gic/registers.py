@@ -17,6 +17,7 @@ PRIVATE_COUNT = 32                 # SGIs + PPIs: banked per PE in the Redistrib
 SPI_BASE = 32
 MAX_SPI_LIMIT = 1020               # first special INTID
 INTID_SPURIOUS = 1023              # IHI0069 2.2.1: "no pending interrupt" from IAR/HPPIR
+LPI_BASE = 8192                    # IHI0069 2.2.1: LPIs are INTIDs 8192 and up
 
 # Priority (IHI0069 4.8): the CPU interface implements 5 bits as QEMU's TCG
 # GICv3 does for a Cortex-A57 (cpu->gic_pribits = 5), so 5 preemption bits,
@@ -133,6 +134,19 @@ GICR_TYPER_PLPIS = 1 << 0
 GICR_TYPER_LAST = 1 << 4           # the highest-addressed Redistributor of the region
 GICR_TYPER_PROCESSOR_NUMBER_SHIFT = 8    # [23:8]
 GICR_TYPER_AFFINITY_SHIFT = 32     # [63:32] = Aff3.Aff2.Aff1.Aff0
+
+# GICR_CTLR (12.11, GICR_CTLR): only EnableLPIs is implemented; RWP and UWP read 0.
+GICR_CTLR_ENABLE_LPIS = 1 << 0
+
+# GICR_PROPBASER / GICR_PENDBASER (12.11): the LPI configuration table (one
+# byte per LPI, from INTID 8192) and the PE's pending table (one bit per INTID).
+PROPBASER_IDBITS_MASK = 0x1F               # [4:0] = INTID bits - 1
+PROPBASER_ADDRESS_MASK = 0x000F_FFFF_FFFF_F000    # [51:12]
+PENDBASER_ADDRESS_MASK = 0x000F_FFFF_FFFF_0000    # [51:16]
+PENDBASER_PTZ = 1 << 62                    # write-only: the table is all zero
+LPI_CONFIG_ENABLE = 1 << 0                 # LPI configuration byte (IHI0069 5.1.1)
+LPI_CONFIG_PRIORITY_MASK = 0xFC            # priority [7:2]; bit 1 RES1
+MIN_LPI_INTID_BITS = 14                    # fewer: the largest INTID is below 8192, no LPIs
 
 # GICR_WAKER (12.11, GICR_WAKER).
 GICR_WAKER_PROCESSOR_SLEEP = 1 << 1
