@@ -191,6 +191,11 @@ class VirtualCpuInterface:
         if reg == ICH_HCR_EL2:
             return self.hcr
         if reg == ICH_VTR_EL2:
+            # What a hypervisor learns of the interface when it probes it (once per boot
+            # for KVM): traced, unlike the reads of a world switch.
+            if self._trace is not None:
+                self._trace("gic.ich_probe", reg="ICH_VTR_EL2", value=ICH_VTR_VALUE,
+                            list_registers=LIST_REGISTERS)
             return ICH_VTR_VALUE
         if reg == ICH_MISR_EL2:
             return self.misr()
