@@ -1,0 +1,185 @@
+"""--virtualization: bare-metal programs that own EL2, as on QEMU's virt with virtualization=on.
+
+Each program starts at EL2h, uses the GIC's virtualization interface or the
+EL2 timer, and prints what it sees on the UART; PSCI SYSTEM_OFF goes over
+SMC from EL2 to armvisor's EL3 firmware.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from armvisor.devtools.cross import PRINT_HEX
+from tests.machine.tinyguest import build, enable_ppi
+
+
+def armvisor(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "armvisor", "run", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_el2(tmp_path, body: str, name: str, *extra) -> list:
+    elf = build(tmp_path, body + PRINT_HEX, name)
+    proc = armvisor("--kernel", elf, "--virtualization", "--timeout", "30", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_starts_at_el2_with_the_registers_el2_code_reads(tmp_path):
+    lines = run_el2(tmp_path, """
+    mrs x0, CurrentEL
+    bl print_hex
+    mrs x0, mpidr_el1
+    bl print_hex
+    mrs x0, s3_4_c12_c11_1        // ICH_VTR_EL2
+    bl print_hex
+    mrs x0, s3_4_c12_c9_5         // ICC_SRE_EL2
+    bl print_hex
+    mrs x0, id_aa64mmfr1_el1
+    ubfx x0, x0, #8, #4           // VH
+    bl print_hex
+    mrs x0, id_aa64pfr0_el1
+    ubfx x0, x0, #8, #8           // EL2, EL3
+    bl print_hex
+    system_off                    // SMC from EL2
+""", "at_el2", "--smp", "2")
+    assert [int(x, 16) for x in lines] == [2 << 2, 1 << 31, 0x90A8_0003, 0xF, 0, 0x11]
+
+
+def test_a_list_register_interrupts_el1_through_the_icv_registers(tmp_path):
+    """EL2 puts vINTID 42 in LR0 and routes IRQs to itself (HCR_EL2.IMO); EL1 takes the
+    virtual IRQ, acknowledges and ends it through ICC_* (ICV_* now), then HVCs to EL2,
+    which sees the LR consumed and raises the underflow maintenance interrupt (PPI 25)."""
+    lines = run_el2(tmp_path, """
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    adr x0, el1_vectors
+    msr vbar_el1, x0
+    ldr x0, =0x80000018           // HCR_EL2: RW, IMO, FMO
+    msr hcr_el2, x0
+    mov x0, #1
+    msr s3_4_c12_c11_0, x0        // ICH_HCR_EL2.En
+    ldr x0, =0x508000000000002a   // LR: pending, group 1, priority 0x80, vINTID 42
+    msr s3_4_c12_c12_0, x0        // ICH_LR0_EL2
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5                // EL1h, DAIF masked
+    msr spsr_el2, x0
+    ldr x0, =0x40200000
+    msr sp_el1, x0
+    isb
+    eret
+el1_entry:
+    mov x0, #0xff
+    msr s3_0_c4_c6_0, x0          // ICV_PMR_EL1
+    mov x0, #1
+    msr s3_0_c12_c12_7, x0        // ICV_IGRPEN1_EL1
+    isb
+    msr daifclr, #2
+1:  b 1b
+
+el1_irq:
+    mrs x0, s3_0_c12_c12_0        // ICV_IAR1_EL1
+    mov x19, x0
+    bl print_hex
+    msr s3_0_c12_c12_1, x19       // ICV_EOIR1_EL1
+    hvc #0x33
+
+el2_sync_lower:
+    mrs x0, esr_el2
+    bl print_hex
+    mrs x0, s3_4_c12_c12_0        // ICH_LR0_EL2
+    bl print_hex
+    mrs x0, s3_4_c12_c11_5        // ICH_ELRSR_EL2
+    bl print_hex
+    mov x0, #3                    // ICH_HCR_EL2: En, UIE
+    msr s3_4_c12_c11_0, x0
+    mrs x0, s3_4_c12_c11_2        // ICH_MISR_EL2
+    bl print_hex
+    ldr x1, =0x080b0200           // GICR_ISPENDR0 of CPU 0
+    ldr w0, [x1]
+    ubfx x0, x0, #25, #1          // the maintenance interrupt, PPI 25
+    bl print_hex
+    system_off
+hang:
+    b hang
+
+    .balign 2048
+el1_vectors:
+    .skip 0x280
+    b el1_irq
+    .balign 2048
+el2_vectors:
+    .skip 0x400
+    b el2_sync_lower
+""", "icv")
+    assert [int(x, 16) for x in lines] == [
+        42,                                   # ICV_IAR1_EL1
+        (0x16 << 26) | (1 << 25) | 0x33,      # ESR_EL2: HVC #0x33 from EL1, taken natively
+        0x1080_0000_0000_002A,                # LR0: invalid now (group and priority kept)
+        0xF,                                  # every LR free
+        0x2,                                  # MISR.U
+        1]
+
+
+def test_the_el2_timer_interrupts_el2(tmp_path):
+    """CNTHP_* (PPI 26) with HCR_EL2.IMO: the physical IRQ is taken at EL2 after a WFI."""
+    lines = run_el2(tmp_path, f"""
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    ldr x0, =0x80000010           // HCR_EL2: RW, IMO
+    msr hcr_el2, x0
+    {enable_ppi(26)}
+    mov x0, #0x100000             // about 17 ms of the 62.5 MHz counter
+    msr s3_4_c14_c2_0, x0         // CNTHP_TVAL_EL2
+    mov x0, #1
+    msr s3_4_c14_c2_1, x0         // CNTHP_CTL_EL2: enabled
+    mrs x0, s3_4_c14_c2_1
+    bl print_hex                  // ISTATUS not yet
+    msr daifclr, #2
+1:  wfi
+    b 1b
+
+el2_irq:
+    mrs x0, s3_0_c12_c12_0        // ICC_IAR1_EL1 (physical at EL2)
+    bl print_hex
+    mrs x0, s3_4_c14_c2_1         // CNTHP_CTL_EL2
+    bl print_hex
+    system_off
+
+    .balign 2048
+el2_vectors:
+    .skip 0x280
+    b el2_irq
+""", "cnthp")
+    assert [int(x, 16) for x in lines] == [1, 26, 0b101]
+
+
+def test_virtualization_and_hyp_exclude_each_other(tmp_path):
+    elf = build(tmp_path, "    system_off\n", "off")
+    proc = armvisor("--kernel", elf, "--virtualization", "--hyp")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--virtualization" in lines[0] and "--hyp" in lines[0], proc.stderr
+
+
+def test_psci_over_hvc_is_refused_with_virtualization(tmp_path):
+    elf = build(tmp_path, "    system_off\n", "off")
+    proc = armvisor("--kernel", elf, "--virtualization", "--psci-conduit", "hvc")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "SMC" in proc.stderr
+
+
+def test_the_dtb_is_qemus_for_virtualization_on(tmp_path):
+    """PSCI over SMC and the GIC's maintenance interrupt (PPI 9), as QEMU 7.2 dumps it
+    (tests/unit/machine/test_dtb.py compares the whole description with QEMU's)."""
+    import fdt
+    elf = build(tmp_path, "    system_off\n", "off")
+    plain, virt = tmp_path / "plain.dtb", tmp_path / "virt.dtb"
+    assert armvisor("--kernel", elf, "--dumpdtb", plain).returncode == 0
+    assert armvisor("--kernel", elf, "--dumpdtb", virt, "--virtualization").returncode == 0
+    ours, theirs = (fdt.parse_dtb(p.read_bytes()) for p in (virt, plain))
+    assert list(ours.get_property("interrupts", "/intc@8000000").data) == [1, 9, 4]
+    assert theirs.get_property("interrupts", "/intc@8000000") is None
+    assert list(ours.get_property("method", "/psci").data) == ["smc"]
