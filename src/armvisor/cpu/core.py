@@ -36,7 +36,7 @@ from armvisor.cpu.native import (EXCEPTION_RING, INTR_CALLBACK, SYSREG_CALLBACK,
                                  RegBatch, native)
 from armvisor.cpu.native_exceptions import native_delivery
 from armvisor.cpu.irq_lines import (CPU_INTERRUPT_FIQ, CPU_INTERRUPT_HARD, CPU_INTERRUPT_VFIQ,
-                                    CPU_INTERRUPT_VIRQ, CpuLines)
+                                    CPU_INTERRUPT_VIRQ, CpuLines, LinesUnavailable)
 from armvisor.errors import ArmvisorError
 
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
@@ -185,8 +185,11 @@ class Core:
         self._virtual_lines = (False, False)
         if virtualization:
             self._budget.virt_regs = 1
-            self._lines = CpuLines(self._native.library_path, ctypes.c_uint64.from_address(
-                self.handle.value + delivery.uc_cpu_offset).value)
+            try:
+                self._lines = CpuLines(self._native.library_path, ctypes.c_uint64.from_address(
+                    self.handle.value + delivery.uc_cpu_offset).value)
+            except LinesUnavailable as exc:
+                raise VirtualizationUnavailable(f"--virtualization: {exc}") from None
             self._configure_el2_guest()
         else:
             self._configure_higher_els(extra_hcr)

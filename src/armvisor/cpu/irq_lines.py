@@ -107,6 +107,8 @@ class CpuLines:
     lowering is also safe inside a hook)."""
 
     def __init__(self, lib_path: str, cpu_pointer: int):
+        if not cpu_pointer:
+            raise LinesUnavailable("the instance has no CPU yet")
         self._entry = _entry(lib_path)
         self.cpu = cpu_pointer
         self._state = ctypes.c_uint32.from_address(cpu_pointer + IRQ_LINE_STATE_OFFSET)
