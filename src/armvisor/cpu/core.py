@@ -731,9 +731,13 @@ class Core:
             trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
             wanted = EXCEPTION_RING
         emit, cpu = trace.emit, self.index
-        for esr, elr, far, vector, _el, has_far in self._exception_records(total - wanted, total):
-            emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
-                 far=far if has_far else None, vector=vector)
+        for esr, elr, far, vector, el, has_far in self._exception_records(total - wanted, total):
+            if el == 1:
+                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                     far=far if has_far else None, vector=vector)
+            else:                 # taken to the guest's own EL2 (--virtualization)
+                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                     far=far if has_far else None, vector=vector, el=el)
 
     def _exception_records(self, first: int, end: int):
         """The C ring's records `first` to `end` (exclusive; at most a ring's worth), as tuples."""
