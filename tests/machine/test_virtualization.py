@@ -156,6 +156,40 @@ el2_vectors:
     assert [int(x, 16) for x in lines] == [1, 26, 0b101]
 
 
+def test_cnthctl_el2_traps_el1s_physical_timer_to_el2(tmp_path):
+    """With CNTHCTL_EL2.EL1PCEN clear (KVM's setting around a guest), EL1's CNTP_CTL_EL0
+    read is a trapped system register access taken at EL2 (EC 0x18)."""
+    lines = run_el2(tmp_path, """
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    ldr x0, =0x80000000           // HCR_EL2: RW
+    msr hcr_el2, x0
+    mov x0, #1                    // EL1PCTEN only
+    msr cnthctl_el2, x0
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5
+    msr spsr_el2, x0
+    isb
+    eret
+el1_entry:
+    mrs x3, cntp_ctl_el0
+    b .
+
+el2_sync_lower:
+    mrs x0, esr_el2
+    bl print_hex
+    system_off
+
+    .balign 2048
+el2_vectors:
+    .skip 0x400
+    b el2_sync_lower
+""", "cnthctl")
+    iss = (3 << 20) | (1 << 17) | (3 << 14) | (14 << 10) | (3 << 5) | (2 << 1) | 1
+    assert [int(x, 16) for x in lines] == [(0x18 << 26) | (1 << 25) | iss]
+
+
 def test_virtualization_and_hyp_exclude_each_other(tmp_path):
     elf = build(tmp_path, "    system_off\n", "off")
     proc = armvisor("--kernel", elf, "--virtualization", "--hyp")

@@ -39,6 +39,9 @@ MMFR1_VH_MASK = 0xF << 8
 PFR0_EL2_EL3_MASK = 0xFF << 8
 PFR0_EL2_EL3_AARCH64 = 0x11 << 8
 MPIDR_RES1 = 1 << 31
+# CNTHCTL_EL2.EL1PCEN (bit 1, without FEAT_VHE's E2H): EL1 may use CNTP_*_EL0.
+CNTHCTL_EL1PCEN = 1 << 1
+CNTP_CRM = 2                       # CNTP_* are op0=3 op1=3 CRn=14 CRm=2
 
 
 def _is_id_space(reg) -> bool:
@@ -71,6 +74,11 @@ class El2Registers:
                 return None
             return self._timer(core, reg, is_write, value)
         if GenericTimer.is_timer_register(reg):
+            if el == 1 and reg[3] == CNTP_CRM and \
+                    not core.read_sysreg(sr.CNTHCTL_EL2) & CNTHCTL_EL1PCEN:
+                # The guest's EL2 traps EL1's physical timer (KVM does, around its
+                # guests): Unicorn checks CNTHCTL_EL2 and takes the trap to EL2 itself.
+                return None
             # The virtual timer compares CNTVCT = CNTPCT - CNTVOFF_EL2 with its CVAL.
             self.timers[core.index].set_virtual_offset(core.read_sysreg(sr.CNTVOFF_EL2))
             return NOT_MINE
