@@ -190,6 +190,60 @@ el2_vectors:
     assert [int(x, 16) for x in lines] == [(0x18 << 26) | (1 << 25) | iss]
 
 
+def test_el1_sgis_trap_to_el2_under_imo(tmp_path):
+    """ICC_SGI1R_EL1 written at EL1 with HCR_EL2.IMO set is taken at EL2 (EC 0x18), where
+    KVM emulates the vCPU's SGI; the ERET goes back after it."""
+    lines = run_el2(tmp_path, """
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    ldr x0, =0x80000010           // HCR_EL2: RW, IMO
+    msr hcr_el2, x0
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5
+    msr spsr_el2, x0
+    isb
+    eret
+el1_entry:
+    mov x5, #1
+sgi:
+    msr s3_0_c12_c11_5, x5        // ICC_SGI1R_EL1
+    hvc #0
+    b .
+
+el2_sync_lower:
+    mrs x0, esr_el2
+    lsr x1, x0, #26
+    cmp x1, #0x16                 // the HVC: done
+    b.eq done
+    bl print_hex
+    mrs x0, elr_el2
+    adr x1, sgi
+    sub x0, x0, x1
+    bl print_hex
+    mrs x0, spsr_el2
+    bl print_hex
+    mrs x0, CurrentEL
+    bl print_hex
+    mrs x0, elr_el2
+    add x0, x0, #4
+    msr elr_el2, x0
+    eret
+done:
+    mov w0, #'d'
+    putc w0
+    system_off
+
+    .balign 2048
+el2_vectors:
+    .skip 0x400
+    b el2_sync_lower
+""", "sgi_trap")
+    iss = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (5 << 5) | (11 << 1) | 0
+    assert [int(x, 16) for x in lines[:4]] == [(0x18 << 26) | (1 << 25) | iss, 0, 0x3c5, 8]
+    assert lines[4] == "d"
+
+
 def test_virtualization_and_hyp_exclude_each_other(tmp_path):
     elf = build(tmp_path, "    system_off\n", "off")
     proc = armvisor("--kernel", elf, "--virtualization", "--hyp")

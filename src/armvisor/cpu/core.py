@@ -18,6 +18,7 @@ from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_HOOK_MEM
                      UC_MODE_ARM, UC_PROT_ALL, Uc, UcError)
 from unicorn import arm64_const as A
 
+from armvisor.cpu import syndrome
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop, take_exception_to_el1
@@ -63,6 +64,16 @@ SCTLR_EL2 = sr.SysReg(3, 4, 1, 0, 0)
 # struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
 _EXCEPTION_RECORD = struct.Struct("<QQQQII")
 INSN_WFI = 0xD503_207F
+
+
+# Returned by the host's sysreg handler when it took an exception instead of
+# completing the access (the PC is the vector's: the hook must not move it).
+EXCEPTION_TAKEN = object()
+VECTOR_LOWER_AARCH64_SYNC = 0x400
+ESR_EL2 = sr.SysReg(3, 4, 5, 2, 0)
+ELR_EL2 = sr.SysReg(3, 4, 4, 0, 1)
+SPSR_EL2 = sr.SysReg(3, 4, 4, 0, 0)
+VBAR_EL2 = sr.SysReg(3, 4, 12, 0, 0)
 
 
 class VirtualizationUnavailable(ArmvisorError):
@@ -533,6 +544,32 @@ class Core:
             # The guest took an abort: the rest of the slice runs its handler.
             begin = self.pc
 
+    def trap_access_to_el2(self) -> object:
+        """From an MRS/MSR hook at EL1: take the access to the guest's EL2 as a trapped
+        system register access (EC 0x18), as QEMU's access checks do for the registers
+        Unicorn lacks (ICC_SGI*R_EL1 under HCR_EL2.IMO/FMO). Returns EXCEPTION_TAKEN.
+
+        Arm ARM D1.10 (exception entry to EL2 from AArch64 EL1): ESR/ELR/SPSR_EL2, EL2h
+        with D, A, I, F masked, VBAR_EL2 + 0x400; the CP_REG write rebuilds QEMU's EL flags.
+        """
+        pc = self.pc
+        insn = self.read_insn(pc)
+        esr = syndrome.esr_sysreg_trap_for_insn(insn) if insn is not None else None
+        if esr is None:
+            raise RuntimeError(f"trapping the access at {pc:#x} to EL2: no MRS/MSR there")
+        pstate = self.pstate
+        self.write_sysreg(ESR_EL2, esr)
+        self.write_sysreg(ELR_EL2, pc)
+        self.write_sysreg(SPSR_EL2, pstate)
+        self.write_reg(A.UC_ARM64_REG_PSTATE, PSTATE_EL2H_MASKED)
+        self.write_sysreg(SPSR_EL2, pstate)            # a CP_REG write: EL flags rebuilt
+        self.set_pc(self.read_sysreg(VBAR_EL2) + VECTOR_LOWER_AARCH64_SYNC)
+        self.count_exit("trap to EL2")
+        if self.trace is not None:
+            self.trace.emit("exception", self.index, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=pc,
+                            far=None, vector=self.pc, el=EL2)
+        return EXCEPTION_TAKEN
+
     def _stopped_on_wfi(self) -> bool:
         """Whether Unicorn ended the slice by itself on a WFI: without HCR_EL2.TWI (the
         guest's EL2 owns it now) it returns quietly with PC after the WFI (UNICORN-FACTS.md)."""
@@ -808,6 +845,8 @@ class Core:
             answer = self.host.sysreg(self, reg, el, bool(is_write), value)
             if answer is None:
                 return SYSREG_NOT_HANDLED
+            if answer is EXCEPTION_TAKEN:
+                return SYSREG_DONE          # PC is the vector's already
             result[0] = answer & 0xFFFF_FFFF_FFFF_FFFF
             # Skipping a register Unicorn lacks leaves PC on the instruction.
             return SYSREG_DONE if unicorn_implements(reg) else SYSREG_DONE_ADVANCE

@@ -32,6 +32,8 @@ from armvisor.devices.gic.virtual_interface import (VirtualInterfaces, icv_routi
 from armvisor.devices.timer import GenericTimer
 
 NOT_MINE = object()
+# ICC_SGI1R_EL1, ICC_ASGI1R_EL1, ICC_SGI0R_EL1.
+SGI_REGISTERS = {(3, 0, 12, 11, 5), (3, 0, 12, 11, 6), (3, 0, 12, 11, 7)}
 
 # ID_AA64MMFR1_EL1.VH [11:8] (FEAT_VHE).
 MMFR1_VH_MASK = 0xF << 8
@@ -81,6 +83,12 @@ class El2Registers:
                 return None
             # The virtual timer compares CNTVCT = CNTPCT - CNTVOFF_EL2 with its CVAL.
             self.timers[core.index].set_virtual_offset(core.read_sysreg(sr.CNTVOFF_EL2))
+            return NOT_MINE
+        if el == 1 and tuple(reg) in SGI_REGISTERS:
+            # IHI0069 12.2.19-21: with HCR_EL2.IMO or FMO set, EL1's SGI register writes
+            # trap to EL2 (the hypervisor sends the vCPU's SGIs itself).
+            if core.read_sysreg(sr.HCR_EL2) & (sr.HCR_IMO | sr.HCR_FMO):
+                return core.trap_access_to_el2()
             return NOT_MINE
         if el == 1:
             routing = icv_routing(tuple(reg))
