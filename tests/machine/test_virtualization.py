@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from armvisor.devtools.cross import PRINT_HEX
 from tests.machine.tinyguest import build, enable_ppi
 
@@ -242,6 +244,53 @@ el2_vectors:
     iss = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (5 << 5) | (11 << 1) | 0
     assert [int(x, 16) for x in lines[:4]] == [(0x18 << 26) | (1 << 25) | iss, 0, 0x3c5, 8]
     assert lines[4] == "d"
+
+
+def test_ich_hcr_tall1_traps_el1s_group1_icv_accesses(tmp_path):
+    lines = run_el2(tmp_path, """
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    ldr x0, =0x80000010           // HCR_EL2: RW, IMO
+    msr hcr_el2, x0
+    ldr x0, =0x1001               // ICH_HCR_EL2: En, TALL1
+    msr s3_4_c12_c11_0, x0
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5
+    msr spsr_el2, x0
+    isb
+    eret
+el1_entry:
+    mrs x7, s3_0_c12_c12_0        // ICV_IAR1_EL1
+    b .
+
+el2_sync_lower:
+    mrs x0, esr_el2
+    bl print_hex
+    system_off
+
+    .balign 2048
+el2_vectors:
+    .skip 0x400
+    b el2_sync_lower
+""", "tall1")
+    iss = (3 << 20) | (0 << 17) | (0 << 14) | (12 << 10) | (7 << 5) | (12 << 1) | 1
+    assert [int(x, 16) for x in lines] == [(0x18 << 26) | (1 << 25) | iss]
+
+
+@pytest.mark.parametrize("clock", [[], ["--deterministic"]])
+def test_cntvoff_el2_offsets_the_virtual_count(tmp_path, clock):
+    lines = run_el2(tmp_path, """
+    ldr x0, =0x100000
+    msr cntvoff_el2, x0
+    isb
+    mrs x1, cntpct_el0
+    mrs x2, cntvct_el0
+    sub x0, x1, x2
+    bl print_hex
+    system_off
+""", "cntvoff", *clock)
+    assert 0x100000 - 1000 <= int(lines[0], 16) <= 0x100000
 
 
 def test_virtualization_and_hyp_exclude_each_other(tmp_path):

@@ -319,6 +319,12 @@ static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp
             result = host_ticks() + core->vclock_base;
         else
             result = core->vclock_base + (core->executed - core->vclock_origin);
+        if (core->virt_regs && (cp->op2 == 2 || cp->op2 == 6)) {
+            /* CNTVCT = CNTPCT - CNTVOFF_EL2, which the guest's EL2 sets (Arm ARM D11.2.4). */
+            uc_arm64_cp_reg cntvoff = {.crn = 14, .crm = 0, .op0 = 3, .op1 = 4, .op2 = 3};
+            core->reg_read(uc, UC_ARM64_REG_CP_REG, &cntvoff);
+            result -= cntvoff.val;
+        }
         if (reg != UC_ARM64_REG_XZR)
             core->reg_write(uc, reg, &result);
         return 1;

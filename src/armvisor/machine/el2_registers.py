@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.models import ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1, CpuModel
-from armvisor.devices.gic.virtual_interface import (VirtualInterfaces, icv_routing,
+from armvisor.devices.gic.virtual_interface import (ICV_DIR, VirtualInterfaces, icv_routing,
                                                     is_ich_register)
 from armvisor.devices.timer import GenericTimer
 
@@ -43,6 +43,8 @@ PFR0_EL2_EL3_AARCH64 = 0x11 << 8
 MPIDR_RES1 = 1 << 31
 # CNTHCTL_EL2.EL1PCEN (bit 1, without FEAT_VHE's E2H): EL1 may use CNTP_*_EL0.
 CNTHCTL_EL1PCEN = 1 << 1
+# ICH_HCR_EL2 trap bits (IHI0069 12.4.4).
+ICH_HCR_TC, ICH_HCR_TALL0, ICH_HCR_TALL1, ICH_HCR_TDIR = 1 << 10, 1 << 11, 1 << 12, 1 << 14
 CNTP_CRM = 2                       # CNTP_* are op0=3 op1=3 CRn=14 CRm=2
 
 
@@ -97,11 +99,27 @@ class El2Registers:
                 virtual = {"irq": hcr & sr.HCR_IMO, "fiq": hcr & sr.HCR_FMO,
                            "either": hcr & (sr.HCR_IMO | sr.HCR_FMO)}[routing]
                 if virtual:
+                    if self._trapped_by_ich_hcr(core, reg, routing):
+                        return core.trap_access_to_el2()
                     vif = self.vifs[core.index]
                     if is_write:
                         return 0 if vif.icv_write(reg, value) else None
                     return vif.icv_read(reg)
         return NOT_MINE
+
+    def _trapped_by_ich_hcr(self, core, reg, routing: str) -> bool:
+        """ICH_HCR_EL2.TALL1/TALL0/TC/TDIR (IHI0069 12.4.4): the hypervisor traps EL1's
+        ICV_* accesses of group 1, group 0, the common registers, or ICV_DIR_EL1."""
+        hcr = self.vifs[core.index].hcr
+        if not hcr & (ICH_HCR_TALL0 | ICH_HCR_TALL1 | ICH_HCR_TC | ICH_HCR_TDIR):
+            return False
+        if routing == "irq":
+            return bool(hcr & ICH_HCR_TALL1)
+        if routing == "fiq":
+            return bool(hcr & ICH_HCR_TALL0)
+        if tuple(reg) == ICV_DIR and hcr & ICH_HCR_TDIR:
+            return True
+        return bool(hcr & ICH_HCR_TC)
 
     def _timer(self, core, reg, is_write: bool, value: int):
         timer = self.timers[core.index]
