@@ -320,3 +320,25 @@ def test_the_dtb_is_qemus_for_virtualization_on(tmp_path):
     assert list(ours.get_property("interrupts", "/intc@8000000").data) == [1, 9, 4]
     assert theirs.get_property("interrupts", "/intc@8000000") is None
     assert list(ours.get_property("method", "/psci").data) == ["smc"]
+
+
+@pytest.mark.guest
+def test_a_snapshot_at_el2_restores_and_goes_on_the_same(tmp_path):
+    """The guest's EL2 state is in Unicorn's context; the CPU's interrupt inputs and the
+    virtualization interfaces come back with the machine."""
+    import armvisor
+    from tests.machine.test_snapshots import SMP_DEMO
+    if not SMP_DEMO.is_file():
+        pytest.skip("guests not built (make -C guests)")
+    machine = armvisor.Machine(str(SMP_DEMO), smp=4, deterministic=True, virtualization=True)
+    machine.run(until=armvisor.Instructions(250_000), timeout=60)
+    printed = len(machine.console.text)
+    machine.snapshot(str(tmp_path / "el2.avs"))
+    assert machine.run(timeout=60) == 0
+    tail = machine.console.text[printed:]
+    again = armvisor.Machine.restore(str(tmp_path / "el2.avs"))
+    assert again.board.vifs is not None and again.board.config.virtualization
+    assert again.run(timeout=60) == 0
+    assert again.console.text == tail and "RESULT: PASS" in tail
+    again.close()
+    machine.close()
