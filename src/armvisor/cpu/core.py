@@ -24,7 +24,8 @@ from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop, take_exception_to_el1
 from armvisor.cpu.guest_watchpoints import WRPS_SHIFT, GuestWatchpoints, is_watchpoint_register
 from armvisor.cpu.host import CoreHost, MmioRegion, Stop
-from armvisor.cpu.models import ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
+from armvisor.cpu.models import (ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, PMU_COUNTERS,
+                                 CpuModel)
 from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
                                   OutsideAccess, deliver_abort, hook_ranges)
 from armvisor.cpu.traps import TrapHandler
@@ -64,6 +65,10 @@ SCTLR_EL2 = sr.SysReg(3, 4, 1, 0, 0)
 # struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
 _EXCEPTION_RECORD = struct.Struct("<QQQQII")
 INSN_WFI = 0xD503_207F
+# offsetof(ARMCPU, isar.id_aa64mmfr0) in Unicorn 2.1.4 (x86-64), followed by
+# id_aa64mmfr1: checked against the values MRS reads before it is written.
+ISAR_MMFR0_OFFSET = 0xD5F0
+PARANGE_48_BITS = 5
 
 
 # Returned by the host's sysreg handler when it took an exception instead of
@@ -193,6 +198,8 @@ class Core:
         self._insn_buf = ctypes.c_uint32()
         self._traps = TrapHandler(self)
         self._lines: Optional[CpuLines] = None
+        # ID register values the guest's EL2 and EL1 read instead of Unicorn's.
+        self.id_overrides = {}
         self._virtual_lines = (False, False)
         if virtualization:
             self._budget.virt_regs = 1
@@ -349,6 +356,23 @@ class Core:
             self.write_sysreg(sr.CPTR_EL3, sr.CPTR_EL3_EZ)
             self.write_sysreg(sr.ZCR_EL3, sr.ZCR_LEN_MAX)
         self.write_sysreg(sr.MDCR_EL2, PMU_COUNTERS << sr.MDCR_HPMN_SHIFT)
+        if not self.model.trap_id_registers:
+            self._widen_parange()
+
+    def _widen_parange(self) -> None:
+        """The `max` CPU: 48-bit physical addresses, as QEMU's max offers (52 with FEAT_LPA,
+        which this QEMU lacks), instead of the 44 bits Unicorn's max reports, so a
+        hypervisor's 48-bit IPA stage 2 translates (UNICORN-FACTS.md). QEMU reads the
+        PARange it enforces from ARMCPU.isar, so that is corrected; what MRS reads comes from
+        `id_overrides` (machine/el2_registers.py). Only where the layout checks out."""
+        mmfr0 = self.read_sysreg(ID_AA64MMFR0_EL1)
+        mmfr1 = self.read_sysreg(ID_AA64MMFR1_EL1)
+        cpu = ctypes.c_uint64.from_address(self.handle.value + native_delivery().uc_cpu_offset).value
+        isar = (ctypes.c_uint64 * 2).from_address(cpu + ISAR_MMFR0_OFFSET)
+        if (isar[0], isar[1]) != (mmfr0, mmfr1) or mmfr0 & PARANGE_MASK >= PARANGE_48_BITS:
+            return
+        isar[0] = mmfr0 & ~PARANGE_MASK | PARANGE_48_BITS
+        self.id_overrides[ID_AA64MMFR0_EL1] = isar[0]
 
     # -- power -------------------------------------------------------------
 

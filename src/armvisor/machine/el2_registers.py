@@ -137,7 +137,9 @@ class El2Registers:
             return MPIDR_RES1 | self._mpidr_of(core.index) if el >= 2 else None   # EL1: VMPIDR
         if el == 1 and core.read_sysreg(sr.HCR_EL2) & sr.HCR_TID3:
             return None                  # the guest's EL2 traps it: Unicorn takes it there
-        if self.model.trap_id_registers:
+        if reg in core.id_overrides:
+            value = core.id_overrides[reg]
+        elif self.model.trap_id_registers:
             value = self.model.id_register(reg)
             if reg == ID_AA64PFR0_EL1:
                 value = value & ~PFR0_EL2_EL3_MASK | PFR0_EL2_EL3_AARCH64
