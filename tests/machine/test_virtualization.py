@@ -49,11 +49,7 @@ def test_starts_at_el2_with_the_registers_el2_code_reads(tmp_path):
     assert [int(x, 16) for x in lines] == [2 << 2, 1 << 31, 0x90A8_0003, 0xF, 0, 0x11]
 
 
-def test_a_list_register_interrupts_el1_through_the_icv_registers(tmp_path):
-    """EL2 puts vINTID 42 in LR0 and routes IRQs to itself (HCR_EL2.IMO); EL1 takes the
-    virtual IRQ, acknowledges and ends it through ICC_* (ICV_* now), then HVCs to EL2,
-    which sees the LR consumed and raises the underflow maintenance interrupt (PPI 25)."""
-    lines = run_el2(tmp_path, """
+ICV_PROGRAM = """
     adr x0, el2_vectors
     msr vbar_el2, x0
     adr x0, el1_vectors
@@ -115,7 +111,14 @@ el1_vectors:
 el2_vectors:
     .skip 0x400
     b el2_sync_lower
-""", "icv")
+"""
+
+
+def test_a_list_register_interrupts_el1_through_the_icv_registers(tmp_path):
+    """EL2 puts vINTID 42 in LR0 and routes IRQs to itself (HCR_EL2.IMO); EL1 takes the
+    virtual IRQ, acknowledges and ends it through ICC_* (ICV_* now), then HVCs to EL2,
+    which sees the LR consumed and raises the underflow maintenance interrupt (PPI 25)."""
+    lines = run_el2(tmp_path, ICV_PROGRAM, "icv")
     assert [int(x, 16) for x in lines] == [
         42,                                   # ICV_IAR1_EL1
         (0x16 << 26) | (1 << 25) | 0x33,      # ESR_EL2: HVC #0x33 from EL1, taken natively
@@ -123,6 +126,27 @@ el2_vectors:
         0xF,                                  # every LR free
         0x2,                                  # MISR.U
         1]
+
+
+def test_the_trace_says_what_el2_code_did(tmp_path):
+    """List register writes, exceptions taken to EL2, the SMC's calling EL."""
+    import json
+    trace = tmp_path / "icv.json"
+    elf = build(tmp_path, ICV_PROGRAM + PRINT_HEX, "icv_traced")
+    proc = armvisor("--kernel", elf, "--virtualization", "--trace", trace)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(trace.read_text())
+    events = [(e["name"], e["args"]) for e in (data["traceEvents"] if isinstance(data, dict)
+                                                else data) if e.get("ph") == "i"]
+    # (The trace file writes addresses, INTIDs and priorities in hex.)
+    assert ("gic.ich_lr", {"lr": 0, "vintid": "0x2a", "state": "pending", "priority": "0x80",
+                           "group": 1}) in events
+    assert ("gic.vack", {"intid": "0x2a", "lr": 0}) in events
+    assert ("gic.maintenance", {"level": True, "misr": 2}) in events
+    taken = [a for n, a in events if n == "exception" and a.get("el") == 2]
+    assert [a["ec"] for a in taken] == ["0x16"]
+    assert ("smc", {"el": 2, "imm": 0}) in events
+    assert ("cpu.start", {"pc": hex(0x4008_0000), "reason": "cold boot", "el": 2}) in events
 
 
 def test_the_el2_timer_interrupts_el2(tmp_path):

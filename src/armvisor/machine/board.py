@@ -260,7 +260,8 @@ class BareBoard:
         self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
                         kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel,
                         **firmware)
-        self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
+        self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot",
+                        **({"el": 2} if self.vifs is not None else {}))
 
     # -- snapshots (machine/snapshot.py) ---------------------------------------------
 
@@ -574,6 +575,9 @@ class BareBoard:
         return total
 
     def smc(self, core: Core, imm: int) -> None:
+        if self.vifs is not None:
+            # The guest owns EL2: say which of its levels called the firmware.
+            self.trace.emit("smc", core.index, el=core.el, imm=imm)
         results = self.firmware.smc(core.index, core.read_args())
         if results is not None:
             core.write_results(results)
@@ -621,7 +625,7 @@ class BareBoard:
         lane.start(warm=True)
         caller = None if self.current is None else self.current.index
         self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON",
-                        caller=caller)
+                        caller=caller, **({"el": 2} if self.vifs is not None else {}))
         if self.current is not None:
             # The new CPU starts once the caller has run POWER_ON_LATENCY more
             # instructions, not after the rest of a long slice: a short,
