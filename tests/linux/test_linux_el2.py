@@ -9,8 +9,15 @@ a VM exists (hardware enable is lazy in 6.1), which BusyBox cannot create.
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
+import subprocess
 import time
 
+import pytest
+
+from armvisor.devtools import qemu
 from armvisor.images.initramfs import INIT_MARKER
 from tests.linux.test_linux import BOOT_TIMEOUT, armvisor_cmd
 from tests.terminal import Terminal
@@ -49,3 +56,43 @@ def test_linux_at_el2_initialises_kvm_and_reaches_the_shell(debian_images, tmp_p
     probes = [e["args"] for e in events if e.get("name") == "gic.ich_probe"]
     assert probes and all(p["reg"] == "ICH_VTR_EL2" and p["list_registers"] == LIST_REGISTERS
                           for p in probes), probes
+
+
+def kvm_lines(console: str) -> list:
+    """KVM's boot messages without their timestamps."""
+    return re.findall(r"^\[[ 0-9.]+\] (kvm \[1\]: .*?)\r?$", console, re.M)
+
+
+def console_until(cmd: list, marker: str, timeout: float) -> str:
+    """What `cmd` prints until `marker`; then it is stopped."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while marker.encode() not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen.decode(errors="replace")
+
+
+def test_kvm_says_on_armvisor_what_it_says_on_qemu(debian_images):
+    """The same kernel and initramfs on QEMU 7.2 -M virt,virtualization=on: the same KVM
+    messages, in the same order."""
+    if not qemu.available():
+        pytest.skip("qemu-system-aarch64 not installed")
+    theirs = console_until(qemu.virt_command(
+        machine="virt,virtualization=on,gic-version=3", smp=CPUS, kernel=debian_images.kernel,
+        extra=["-initrd", str(debian_images.initramfs), "-append", "console=ttyAMA0"]),
+        INIT_MARKER, BOOT_TIMEOUT)
+    ours = console_until(armvisor_cmd(debian_images, debian_images.initramfs, CPUS, "",
+                                      "--virtualization"), INIT_MARKER, BOOT_TIMEOUT)
+    assert INIT_MARKER in theirs and INIT_MARKER in ours
+    assert kvm_lines(theirs) and kvm_lines(ours) == kvm_lines(theirs), (kvm_lines(ours),
+                                                                       kvm_lines(theirs))
