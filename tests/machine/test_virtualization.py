@@ -182,6 +182,85 @@ el2_vectors:
     assert [int(x, 16) for x in lines] == [1, 26, 0b101]
 
 
+def test_a_hardware_list_register_forwards_the_timer_as_kvm_does(tmp_path):
+    """EL1's virtual timer (PPI 27) fires at EL2 (HCR_EL2.IMO); EL2 drops its priority
+    (split EOI) and forwards it in a list register with HW = 1; EL1 takes it through
+    ICV_IAR1_EL1, and its ICV_EOIR1_EL1 also deactivates the physical PPI."""
+    lines = run_el2(tmp_path, f"""
+    adr x0, el2_vectors
+    msr vbar_el2, x0
+    adr x0, el1_vectors
+    msr vbar_el1, x0
+    ldr x0, =0x80000018           // HCR_EL2: RW, IMO, FMO
+    msr hcr_el2, x0
+    {enable_ppi(27)}
+    mov x0, #2
+    msr s3_0_c12_c12_4, x0        // ICC_CTLR_EL1.EOImode: EOIR drops priority only
+    mov x0, #1
+    msr s3_4_c12_c11_0, x0        // ICH_HCR_EL2.En
+    mov x0, #100
+    msr cntv_tval_el0, x0
+    mov x0, #1
+    msr cntv_ctl_el0, x0
+    msr daifclr, #2
+1:  wfi
+    b 1b
+
+el2_irq:
+    mrs x0, s3_0_c12_c12_0        // ICC_IAR1_EL1: the physical PPI
+    mov x19, x0
+    bl print_hex
+    msr s3_0_c12_c12_1, x19       // ICC_EOIR1_EL1: priority drop, still active
+    ldr x0, =0x7080001b0000001b   // LR: pending, HW, group 1, priority 0x80, pINTID = vINTID 27
+    msr s3_4_c12_c12_0, x0
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5
+    msr spsr_el2, x0
+    ldr x0, =0x40200000
+    msr sp_el1, x0
+    isb
+    eret
+el1_entry:
+    mov x0, #0xff
+    msr s3_0_c4_c6_0, x0          // ICV_PMR_EL1
+    mov x0, #1
+    msr s3_0_c12_c12_7, x0        // ICV_IGRPEN1_EL1
+    isb
+    msr daifclr, #2
+2:  b 2b
+
+el1_irq:
+    mrs x0, s3_0_c12_c12_0        // ICV_IAR1_EL1
+    mov x19, x0
+    bl print_hex
+    msr cntv_ctl_el0, xzr         // the timer's line falls
+    msr s3_0_c12_c12_1, x19       // ICV_EOIR1_EL1: the LR and the physical PPI deactivated
+    hvc #0
+
+el2_sync_lower:
+    ldr x1, =0x080b0300           // GICR_ISACTIVER0 of CPU 0
+    ldr w0, [x1]
+    ubfx x0, x0, #27, #1
+    bl print_hex
+    mrs x0, s3_4_c12_c12_0        // ICH_LR0_EL2
+    bl print_hex
+    system_off
+
+    .balign 2048
+el1_vectors:
+    .skip 0x280
+    b el1_irq
+    .balign 2048
+el2_vectors:
+    .skip 0x280
+    b el2_irq
+    .skip 0x400 - 0x284
+    b el2_sync_lower
+""", "hw_lr")
+    assert [int(x, 16) for x in lines] == [27, 27, 0, 0x3080_001B_0000_001B]
+
+
 def test_cnthctl_el2_traps_el1s_physical_timer_to_el2(tmp_path):
     """With CNTHCTL_EL2.EL1PCEN clear (KVM's setting around a guest), EL1's CNTP_CTL_EL0
     read is a trapped system register access taken at EL2 (EC 0x18)."""
