@@ -500,3 +500,18 @@ def test_a_snapshot_at_el2_restores_and_goes_on_the_same(tmp_path):
     assert again.console.text == tail and "RESULT: PASS" in tail
     again.close()
     machine.close()
+
+
+@pytest.mark.guest
+def test_deterministic_runs_at_el2_repeat_exactly(tmp_path):
+    from tests.machine.test_snapshots import SMP_DEMO
+    if not SMP_DEMO.is_file():
+        pytest.skip("guests not built (make -C guests)")
+    runs = []
+    for name in ("a", "b"):
+        trace = tmp_path / f"{name}.json"
+        proc = armvisor("--kernel", SMP_DEMO, "--smp", 4, "--virtualization", "--deterministic",
+                        "--trace", trace)
+        assert proc.returncode == 0, proc.stderr
+        runs.append((proc.stdout, trace.read_bytes()))
+    assert "RESULT: PASS" in runs[0][0] and runs[0] == runs[1]
