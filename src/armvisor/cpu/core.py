@@ -606,7 +606,10 @@ class Core:
             return False
         state.exception_loop = 0
         if self.error is None:
-            self.error = exception_loop(self.last_vector, self.first_fault)
+            # The C hook stopped the core before the exception: it is at the EL it loops in
+            # (EL1, or the guest's EL2 with --virtualization).
+            self.error = exception_loop(self.last_vector, self.first_fault,
+                                        el=max(self.el, 1))
         return True
 
     def _take_outside_abort(self, status: int) -> bool:
