@@ -384,6 +384,9 @@ class Core:
         gprs = RegBatch(self._native, self.handle, GPR_IDS + [A.UC_ARM64_REG_SP])
         gprs.write([x0, x1, x2, x3] + [0] * 28)
         if self.virtualization:
+            # A powered-on CPU starts from reset, as QEMU's CPU_ON resets it: no routing,
+            # trap or stage 2 left over from what its EL2 did before.
+            self.write_sysreg(sr.HCR_EL2, 0)
             self.uc.reg_write(A.UC_ARM64_REG_PSTATE, PSTATE_EL2H_MASKED)
             self.write_sysreg(SCTLR_EL2, SCTLR_EL2_RESET)
         else:

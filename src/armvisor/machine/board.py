@@ -621,6 +621,8 @@ class BareBoard:
 
     def power_on(self, cpu: int, entry: int, context_id: int) -> bool:
         lane = self.lanes[cpu]
+        if self.vifs is not None:
+            self.vifs.reset_cpu(cpu)         # the CPU interface resets with the CPU
         lane.core.reset(entry, x0=context_id)
         lane.start(warm=True)
         caller = None if self.current is None else self.current.index

@@ -135,6 +135,10 @@ def test_the_machine_side_drives_ppi_25_and_traces_list_registers():
     written = [e for e in seen if e.kind == "gic.ich_lr"]
     assert [(e.cpu, e.fields["vintid"], e.fields["state"]) for e in written] == \
         [(1, 33, "pending"), (1, 34, "pending")]
+    vifs[0].ich_write(v.ICH_HCR_EL2, v.HCR_EN | v.HCR_UIE)
+    assert ppis[-1] == (0, v.MAINTENANCE_INTID, True)
+    vifs.reset_cpu(0)                                       # CPU_ON: the line falls too
+    assert ppis[-1] == (0, v.MAINTENANCE_INTID, False) and vifs[0].hcr == 0
     state = vifs.save_state()
     vifs.reset()
     assert vifs[1].lr[0] == 0

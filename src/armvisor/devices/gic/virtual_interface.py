@@ -484,6 +484,11 @@ class VirtualInterfaces:
                                      misr=self.interfaces[cpu].misr())
         self._lines_changed(cpu)
 
+    def reset_cpu(self, cpu: int) -> None:
+        """One CPU's interface back to reset (CPU_ON), its outputs with it."""
+        self.interfaces[cpu].reset()
+        self._changed(cpu)
+
     def reset(self) -> None:
         for cpu, interface in enumerate(self.interfaces):
             interface.reset()
