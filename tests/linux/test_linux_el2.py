@@ -96,3 +96,10 @@ def test_kvm_says_on_armvisor_what_it_says_on_qemu(debian_images):
     assert INIT_MARKER in theirs and INIT_MARKER in ours
     assert kvm_lines(theirs) and kvm_lines(ours) == kvm_lines(theirs), (kvm_lines(ours),
                                                                        kvm_lines(theirs))
+
+
+def test_hotplug_virtio_and_poweroff_at_el2(debian_images, tmp_path):
+    """The bare board's whole Linux check, entered at EL2: 100 CPU_OFF/CPU_ON cycles per
+    secondary (each CPU back at EL2, through KVM's hyp stub), virtio disks and console."""
+    from tests.linux.test_linux import test_four_cpus_hotplug_virtio_and_poweroff
+    test_four_cpus_hotplug_virtio_and_poweroff(debian_images, tmp_path, ["--virtualization"])
