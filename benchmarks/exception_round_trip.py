@@ -11,6 +11,8 @@ The same tiny guest runs on:
   becomes an event in Python (kept in memory); with `--trace` also written
   as JSON; and with native delivery off;
 - `qemu-system-aarch64 -M virt` (TCG).
+Then an HVC from EL1 to the guest's own EL2 handler and ERET back, entered at
+EL2 (`--virtualization`, taken natively), against QEMU's virtualization=on.
 Each runs twice, with N and 11N SVCs: the difference divided by 10N is the
 cost of one round trip; start-up and everything else cancel. The guest
 powers off with PSCI SYSTEM_OFF over HVC, which QEMU virt without EL2
@@ -52,6 +54,29 @@ SVC_LOOP = svc_el0_loop(power_off="ldr x0, =0x84000008\n    hvc #0")
 # all again and again: its cost per exception grows with the run, so its rows
 # all use the same, smaller N.
 FAST, SLOW = 1_000_000, 20_000
+
+# Entered at EL2: a handler at VBAR_EL2 + 0x400 (lower EL, AArch64) that ERETs,
+# then EL1 loops on HVC #0; SMC from EL1 powers off (HCR_EL2.TSC is clear).
+HVC_LOOP = """
+    adr x0, 8f
+    msr vbar_el2, x0
+    ldr x0, =0x80000000        // HCR_EL2.RW
+    msr hcr_el2, x0
+    adr x0, 1f
+    msr elr_el2, x0
+    mov x0, #0x3c5             // EL1h, DAIF masked
+    msr spsr_el2, x0
+    isb
+    eret
+1:  ldr x1, ={iters}
+2:  hvc #0
+    subs x1, x1, #1
+    b.ne 2b
+    system_off
+    .balign 2048
+8:  .skip 0x400
+    eret
+"""
 
 
 def armvisor_cmd(elf: Path, *extra: str) -> list:
@@ -98,9 +123,24 @@ def board(native: bool) -> Callable[[Path], float]:
     return seconds
 
 
-def per_round_trip(work: Path, seconds: Callable[[Path], float], n: int, repeat: int) -> float:
-    small = build_program(work, SVC_LOOP.format(iters=n), f"svc_{n}")
-    large = build_program(work, SVC_LOOP.format(iters=11 * n), f"svc_{11 * n}")
+def board_at_el2() -> Callable[[Path], float]:
+    """Seconds of BareBoard.run entered at EL2 (--virtualization), nothing on the trace."""
+    def seconds(elf: Path) -> float:
+        machine = BareBoard(MachineConfig(kernel=str(elf), virtualization=True),
+                            console=lambda data: None)
+        start = time.perf_counter()
+        if machine.run(timeout=600) != 0:
+            raise SystemExit(f"{elf.name} did not power off")
+        elapsed = time.perf_counter() - start
+        machine.close()
+        return elapsed
+    return seconds
+
+
+def per_round_trip(work: Path, seconds: Callable[[Path], float], n: int, repeat: int,
+                   program: str = SVC_LOOP) -> float:
+    small = build_program(work, program.format(iters=n), f"loop_{n}")
+    large = build_program(work, program.format(iters=11 * n), f"loop_{11 * n}")
     diffs = [(seconds(large) - seconds(small)) / (10 * n) for _ in range(repeat)]
     return statistics.median(diffs)
 
@@ -109,13 +149,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per system (median)")
     parser.add_argument("--quick", action="store_true", help="10x fewer iterations")
+    parser.add_argument("--el2", action="store_true", help="only the HVC to EL2 round trip")
     args = parser.parse_args()
     if not have_cross_tools():
         print("needs Debian's binutils-aarch64-linux-gnu", file=sys.stderr)
         return 2
     scale = 10 if args.quick else 1
     saved = dict(os.environ)
-    systems = [
+    systems = [] if args.el2 else [
         ("board, native", board(True), FAST),
         ("board, Python entry", board(False), SLOW),
         ("armvisor run, native", process(armvisor_cmd), SLOW),
@@ -124,7 +165,7 @@ def main() -> int:
          SLOW),
         ("armvisor run, Python entry", process(armvisor_cmd, native=False), SLOW),
     ]
-    if qemu.available():
+    if qemu.available() and not args.el2:
         systems.append(("QEMU", process(lambda elf: qemu.virt_command(kernel=elf)), FAST))
     print("EL0 SVC -> EL1 handler -> ERET, one round trip "
           f"(difference of N and 11N, median of {args.repeat}):")
@@ -134,6 +175,17 @@ def main() -> int:
                 n //= scale
                 cost = per_round_trip(Path(tmp) / label.replace(" ", "_"), seconds, n,
                                       args.repeat)
+                print(f"  {label + ':':30s} {cost * 1e6:8.3f} us   (N = {n:,})")
+        print("EL1 HVC -> the guest's EL2 handler -> ERET, one round trip:")
+        el2 = [("board --virtualization", board_at_el2(), FAST)]
+        if qemu.available():
+            el2.append(("QEMU virtualization=on", process(lambda elf: qemu.virt_command(
+                machine="virt,virtualization=on,gic-version=3", kernel=elf)), FAST))
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, seconds, n in el2:
+                n //= scale
+                cost = per_round_trip(Path(tmp) / label.replace(" ", "_"), seconds, n,
+                                      args.repeat, HVC_LOOP)
                 print(f"  {label + ':':30s} {cost * 1e6:8.3f} us   (N = {n:,})")
     finally:
         os.environ.clear()

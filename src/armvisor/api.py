@@ -446,6 +446,11 @@ class Cpu:
 # -- the machine ----------------------------------------------------------------------------
 
 
+# --virtualization gives EL2 to the guest; --hyp puts armvisor's own hypervisor there.
+VIRTUALIZATION_WITH_HYP = ("--virtualization gives EL2 to the guest's own hypervisor; --hyp "
+                           "runs armvisor's there: choose one")
+
+
 class Machine:
     """A virt board running `kernel` on `smp` CPUs, or, with `vms`, the hypervisor."""
 
@@ -460,7 +465,7 @@ class Machine:
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
                  symbols: Optional[str] = None, disk_snapshot: bool = False,
                  plant: Sequence[str] = (), bios: Optional[str] = None,
-                 chr_testdev: bool = False):
+                 chr_testdev: bool = False, virtualization: bool = False):
         self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
@@ -482,7 +487,7 @@ class Machine:
                 no_reboot=no_reboot, drives=disks, pflash=banks,
                 virtio_console=virtio_console, deterministic=deterministic,
                 disk_snapshot=disk_snapshot, plant=check_planted(plant), bios=bios,
-                chr_testdev=chr_testdev)
+                chr_testdev=chr_testdev, virtualization=virtualization)
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
@@ -497,6 +502,8 @@ class Machine:
                 raise ArmvisorError("chr_testdev is the bare board's (QEMU's -chardev testdev)")
             if bios is not None:
                 raise ArmvisorError("bios runs firmware on the bare board, not with vms")
+            if virtualization:
+                raise ArmvisorError(VIRTUALIZATION_WITH_HYP)
             from armvisor.hypervisor.hyp import Hypervisor
             configs = [vm.config(i) if isinstance(vm, VM) else vm for i, vm in enumerate(vms)]
             if not configs:
@@ -722,6 +729,7 @@ def _spec(arguments: dict) -> dict:
         "plant": list(arguments["plant"]), "bios": path(arguments["bios"]),
         "pflash": [[path(b.path), b.unit, b.read_only] for b in banks],
         "chr_testdev": arguments["chr_testdev"],
+        **({"virtualization": True} if arguments.get("virtualization") else {}),
     }
 
 

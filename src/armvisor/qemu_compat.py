@@ -28,7 +28,9 @@ from armvisor.errors import ArmvisorError
 MACHINES = "Supported machines are:\nvirt                 QEMU 7.2 ARM Virtual Machine (armvisor)\n"
 MACHINE_PROPERTIES = ("virt-7.2 options:\n  gic-version=<string>  - Set GIC version. Valid "
                       "values are 3 and max\n  highmem=<bool>\n  its=<bool>             - Set on/off to "
-                      "enable/disable ITS instantiation\n")
+                      "enable/disable ITS instantiation\n  virtualization=<bool>  - Set "
+                      "on/off to enable/disable emulating a guest CPU which implements the ARM "
+                      "Virtualization Extensions\n")
 DEVICES = ('Misc devices:\nname "virtio-serial-device", bus virtio-bus\n'
            'name "virtconsole", bus virtio-serial-bus\n'
            'name "virtio-blk-device", bus virtio-bus\n')
@@ -105,11 +107,23 @@ class Translation:
                 continue
             elif key == "its" and setting in ("on", "true", ""):
                 continue                     # the ITS is always there, as QEMU's default
+            elif key == "virtualization" and setting in ("on", "off"):
+                self._virtualization(setting == "on")
             else:
                 raise ArmvisorError(f"unsupported machine property {key}={setting} "
-                                    "(armvisor has a GICv3, no EL2/EL3 guest code yet)")
+                                    "(armvisor has a GICv3 and virtualization=on, no "
+                                    "secure=on yet)")
 
     _M = _machine
+
+    def _virtualization(self, on: bool) -> None:
+        """virtualization=on: the guest owns EL2 and QEMU's DTB names SMC as the conduit."""
+        if "--psci-conduit" in self.run:
+            conduit = self.run.index("--psci-conduit")
+            del self.run[conduit:conduit + 2]
+        if "--virtualization" in self.run:
+            self.run.remove("--virtualization")
+        self.run += ["--virtualization"] if on else ["--psci-conduit", "hvc"]
 
     def _accel(self, value):
         if value.split(",")[0] != "tcg":

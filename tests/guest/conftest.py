@@ -104,13 +104,15 @@ def guest_build() -> Path:
 RunGuest = Callable[..., GuestRun]
 
 
-@pytest.fixture(params=["bare", "hyp"])
+@pytest.fixture(params=["bare", "hyp", "el2"])
 def run_guest(request, guest_build: Path) -> RunGuest:
     """run_guest(name, smp, conduit=None, extra_args=(), stdin=None) -> GuestRun.
 
-    On armvisor every guest test runs twice: on the bare board and as a VM
-    under the hypervisor (`--hyp`, its vCPUs pinned on as many pCPUs), with
-    the same checks. `request.param` is the mode.
+    On armvisor every guest test runs three times: on the bare board, as a VM
+    under the hypervisor (`--hyp`, its vCPUs pinned on as many pCPUs), and
+    entered at EL2 (`--virtualization`, as QEMU's virtualization=on: the
+    guests' start-up code drops to EL1), with the same checks. `request.param`
+    is the mode.
 
     stdin: bytes for the guest's UART (the runner's stdin), handed over as a
     regular file so they arrive byte for byte (the text-mode pipe of
@@ -121,7 +123,9 @@ def run_guest(request, guest_build: Path) -> RunGuest:
         pytest.skip("qemu-system-aarch64 not installed")
     if kind == "qemu" and request.param == "hyp":
         pytest.skip("the hypervisor mode is armvisor's")
-    hyp = ["--hyp"] if request.param == "hyp" else []
+    if kind == "qemu" and request.param == "el2":
+        pytest.skip("QEMU's runs already enter at EL2 unless the conduit is HVC")
+    hyp = {"hyp": ["--hyp"], "el2": ["--virtualization"]}.get(request.param, [])
     # The VM's DTB names the conduit; a program left to the default uses SMC in
     # both modes (trapped to the hypervisor by HCR_EL2.TSC in a VM, as under KVM).
 
@@ -129,6 +133,8 @@ def run_guest(request, guest_build: Path) -> RunGuest:
             extra_args: Sequence[str] = (), stdin: Optional[bytes] = None) -> GuestRun:
         elf = guest_build / f"{name}.elf"
         assert elf.is_file(), f"{elf} was not built"
+        if request.param == "el2" and conduit == "hvc":
+            pytest.skip("with --virtualization HVC is the guest's own EL2's, not PSCI's")
         if kind == "qemu":
             cmd = qemu_command(elf, smp, conduit)
         else:
@@ -160,7 +166,9 @@ def on_armvisor() -> bool:
 @pytest.fixture
 def guest_mode(request) -> str:
     """Where the guest runs: 'bare' (armvisor's board and EL3 firmware, TF-A's PSCI
-    rules), 'hyp' (a VM, KVM's PSCI rules) or 'qemu'."""
+    rules, also when entered at EL2), 'hyp' (a VM, KVM's PSCI rules) or 'qemu'."""
     if runner_kind() == "qemu":
         return "qemu"
-    return request.node.callspec.params.get("run_guest", "bare")
+    mode = request.node.callspec.params.get("run_guest", "bare")
+    # Entered at EL2, the guest still calls armvisor's EL3 firmware: the bare board's rules.
+    return "bare" if mode == "el2" else mode

@@ -1,9 +1,10 @@
 """kvm-unit-tests' arm64 suite on armvisor, bare and under --hyp, against QEMU 7.2 TCG.
 
 Every [section] of arm/unittests.cfg that applies to arm64 is one test here,
-run with its own -smp, -append and parameters, three times in sequence:
+run with its own -smp, -append and parameters, four times in sequence:
 `qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a57` (TCG), armvisor's
-bare board and armvisor --hyp, each with the environment file kvm-unit-tests'
+bare board, armvisor --hyp and armvisor --virtualization (entered at EL2, as
+QEMU's virtualization=on; PSCI over SMC), each with the environment file kvm-unit-tests'
 runner hands a TCG run as -initrd (TARGET=qemu, QEMU_ACCEL=tcg,
 ERRATA_FORCE=y). Neither side gets chr-testdev here (test_kvm_unit_tests_runner
 runs the suite's own runner, which uses it): a test prints its SUMMARY and
@@ -89,7 +90,8 @@ ARMVISOR_OPTIONS: Dict[str, List[str]] = {}
 # spinning on this 2-core host: measured 4 s idle, 49 s and over the 90 s
 # timeout with the host busy. One TCG thread runs it in about 4 s.
 QEMU_OPTIONS = {"micro-bench": ["-accel", "tcg,thread=single"]}
-MODES = {"bare": ["--psci-conduit", "hvc"], "hyp": ["--hyp"]}
+# "el2": entered at EL2, as QEMU's virtualization=on (PSCI over SMC).
+MODES = {"bare": ["--psci-conduit", "hvc"], "hyp": ["--hyp"], "el2": ["--virtualization"]}
 
 
 def _archive() -> Optional[Path]:
@@ -158,7 +160,7 @@ class Table:
 
     def render(self) -> str:
         head = ["test", f"QEMU ({self.qemu_version or 'qemu-system-aarch64'}, TCG)",
-                "armvisor bare", "armvisor --hyp"]
+                "armvisor bare", "armvisor --hyp", "armvisor --virtualization"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in self.rows.items()]
         return "\n".join(lines) + "\n"
@@ -243,7 +245,7 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
     table.qemu_version = qemu_version
     test = next(t for t in CFG if t.name == name)
     if any(group in test.groups for group in UNRUNNABLE_GROUPS):
-        table.rows[name] = [NOT_RUN_MIGRATION] * 3   # alone, such a test waits forever
+        table.rows[name] = [NOT_RUN_MIGRATION] * 4   # alone, such a test waits forever
         pytest.xfail(unrunnable_on_armvisor(test))
 
     smp = max(kut.smp_count(test, MAX_SMP), MIN_SMP.get(name, 0))
@@ -264,7 +266,7 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
                                           *QEMU_OPTIONS.get(name, [])]),
                  timeout_s)
     if machine is None:
-        table.rows[name] = [cell(theirs)] + [f"not run (no {missing})"] * 2
+        table.rows[name] = [cell(theirs)] + [f"not run (no {missing})"] * 3
         pytest.xfail(unrunnable_on_armvisor(test))
 
     results = {}
@@ -275,13 +277,24 @@ def test_kvm_unit_test(name: str, suite: Path, environment: Path, table: Table,
                              "--smp", str(smp), "-m", memory, *options,
                              *ARMVISOR_OPTIONS.get(name, []), "--timeout", f"{timeout_s:g}"],
                             timeout_s)
-    table.rows[name] = [cell(theirs), cell(results["bare"]), cell(results["hyp"])]
+    table.rows[name] = [cell(theirs)] + [cell(results[mode]) for mode in MODES]
 
     for result in results.values():
         assert "Traceback" not in result.stderr, result.describe()
     if theirs.outcome.result != "PASS":
         return                            # QEMU does not pass it: nothing to hold armvisor to
     behind = {mode: r for mode, r in results.items() if r.outcome.result != "PASS"}
+    if "el2" in behind:
+        # Entered at EL2, armvisor is held to QEMU entered at EL2 (virtualization=on).
+        at_el2 = run(qemu.virt_command(
+            machine=QEMU_MACHINE + ",virtualization=on", cpu=QEMU_CPU, smp=smp, memory=memory,
+            kernel=flat, extra=["-initrd", str(environment),
+                                *(["-append", append] if append else []),
+                                *(machine.qemu if machine else params),
+                                *QEMU_OPTIONS.get(name, [])]), timeout_s)
+        table.rows[name][-1] += f" (QEMU virtualization=on: {cell(at_el2)})"
+        if at_el2.outcome.result != "PASS":
+            del behind["el2"]
     if name in EXPECTED_FAILURES:
         assert behind, f"{name} passes now: take it out of EXPECTED_FAILURES"
         pytest.xfail(EXPECTED_FAILURES[name])

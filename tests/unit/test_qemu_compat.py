@@ -17,6 +17,16 @@ def test_kvm_unit_tests_command_line():
                           "--append", "setup smp=2 mem=256", "--chr-testdev"]
 
 
+def test_virtualization_on_is_armvisors_virtualization_with_psci_over_smc():
+    t = translate("-M virt,virtualization=on,gic-version=3 -cpu cortex-a57 -smp 4 "
+                  "-kernel Image".split())
+    assert t.finish() == ["--virtualization", "--cpu", "cortex-a57", "--smp", "4",
+                          "--kernel", "Image"]
+    assert translate("-M virt -machine virtualization=on -machine virtualization=off".split()
+                     ).finish() == ["--psci-conduit", "hvc"]
+    assert "virtualization" in translate(["-M", "virt,?"]).query
+
+
 @pytest.mark.parametrize("args, query", [(["-machine", "?"], "ARM Virtual Machine"),
                                          (["-M", "virt,?"], "gic-version"),
                                          (["-device", "help"], "virtconsole"),

@@ -130,6 +130,12 @@ typedef struct armv_core {
     uint32_t yielded;
     uint32_t yield_pad;
     uint64_t yield_count;
+    /* The guest owns EL2 (--virtualization): also pass up the EL2 GIC
+     * registers (ICC_SRE_EL2, ICH_*: op0=3 op1=4 CRn=12), the EL2 physical
+     * timer (CNTHP_*: op0=3 op1=4 CRn=14 CRm=2) and the identification
+     * registers (MIDR, MPIDR and the ID space, op0=3 op1=0 CRn=0), which
+     * Python answers as the modelled CPU (HCR_EL2.TID3 is the guest's now). */
+    uint32_t virt_regs;
 } armv_core;
 
 /*
@@ -256,12 +262,20 @@ static uint32_t sysreg_key(const uc_arm64_cp_reg *cp)
  * which Unicorn stores but never acts on. Everything else runs natively at no
  * cost beyond this test.
  */
-static int wanted(const uc_arm64_cp_reg *cp)
+static int wanted(const armv_core *core, const uc_arm64_cp_reg *cp)
 {
     if (cp->op0 == 2)
         return cp->op1 == 0 && cp->crn == 0 && (cp->op2 == 6 || cp->op2 == 7);
     if (cp->op0 != 3)
         return 0;
+    if (core->virt_regs) {
+        if (cp->op1 == 4 && cp->crn == 12)
+            return cp->crm >= 8 && cp->crm <= 13;
+        if (cp->op1 == 4 && cp->crn == 14)
+            return cp->crm == 2 && cp->op2 <= 2;
+        if (cp->op1 == 0 && cp->crn == 0)
+            return (cp->crm == 0 && (cp->op2 == 0 || cp->op2 == 5)) || cp->crm >= 1;
+    }
     if (cp->op1 == 3 && cp->crn == 14)
         return ((cp->crm == 2 || cp->crm == 3) && cp->op2 <= 2) || cp->crm >= 8;
     if (cp->op1 == 3 && cp->crn == 9)
@@ -305,11 +319,17 @@ static uint32_t sysreg_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp
             result = host_ticks() + core->vclock_base;
         else
             result = core->vclock_base + (core->executed - core->vclock_origin);
+        if (core->virt_regs && (cp->op2 == 2 || cp->op2 == 6)) {
+            /* CNTVCT = CNTPCT - CNTVOFF_EL2, which the guest's EL2 sets (Arm ARM D11.2.4). */
+            uc_arm64_cp_reg cntvoff = {.crn = 14, .crm = 0, .op0 = 3, .op1 = 4, .op2 = 3};
+            core->reg_read(uc, UC_ARM64_REG_CP_REG, &cntvoff);
+            result -= cntvoff.val;
+        }
         if (reg != UC_ARM64_REG_XZR)
             core->reg_write(uc, reg, &result);
         return 1;
     }
-    if (!core->sysreg || !wanted(cp))
+    if (!core->sysreg || !wanted(core, cp))
         return 0;
     core->reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
     /* PC is this instruction's: its place in the block makes the count exact

@@ -18,12 +18,14 @@ from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_HOOK_MEM
                      UC_MODE_ARM, UC_PROT_ALL, Uc, UcError)
 from unicorn import arm64_const as A
 
+from armvisor.cpu import syndrome
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.entry import VECTOR_LOOP_LIMIT, exception_loop, take_exception_to_el1
 from armvisor.cpu.guest_watchpoints import WRPS_SHIFT, GuestWatchpoints, is_watchpoint_register
 from armvisor.cpu.host import CoreHost, MmioRegion, Stop
-from armvisor.cpu.models import ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, PMU_COUNTERS, CpuModel
+from armvisor.cpu.models import (ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, PMU_COUNTERS,
+                                 CpuModel)
 from armvisor.cpu.outside import (HOOK_ACCESS, PARANGE_BITS, PARANGE_MASK, UNMAPPED_ERRORS,
                                   OutsideAccess, deliver_abort, hook_ranges)
 from armvisor.cpu.traps import TrapHandler
@@ -35,6 +37,9 @@ from armvisor.cpu.native import (EXCEPTION_RING, INTR_CALLBACK, SYSREG_CALLBACK,
                                  UC_HOOK_INSN, ArmvCore, ArmvException, CpReg, CpuContext,
                                  RegBatch, native)
 from armvisor.cpu.native_exceptions import native_delivery
+from armvisor.cpu.irq_lines import (CPU_INTERRUPT_FIQ, CPU_INTERRUPT_HARD, CPU_INTERRUPT_VFIQ,
+                                    CPU_INTERRUPT_VIRQ, CpuLines, LinesUnavailable)
+from armvisor.errors import ArmvisorError
 
 __all__ = ["Core", "CoreHost", "MmioRegion", "Stop"]   # the last three live in host.py
 
@@ -50,8 +55,34 @@ TARGET_PAGE_SIZE = 4096
 # The exception levels whose code is the guest's: exceptions QEMU routes there
 # are taken natively (a bit per EL, _hooks.c native_els).
 GUEST_ELS = 1 << 1
+EL2 = 2
+# PSTATE for EL2h with D, A, I and F masked: where a CPU enters the kernel when
+# the guest owns EL2 (--virtualization; Linux's booting.rst allows EL2).
+PSTATE_EL2H_MASKED = sr.PSTATE_DAIF | (EL2 << sr.PSTATE_EL_SHIFT) | sr.PSTATE_SP
+# SCTLR_EL2 with the MMU and caches off: its RES1 bits 29, 28, 23, 22, 18, 16, 11, 5, 4.
+SCTLR_EL2_RESET = 0x30C5_0830
+SCTLR_EL2 = sr.SysReg(3, 4, 1, 0, 0)
 # struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
 _EXCEPTION_RECORD = struct.Struct("<QQQQII")
+INSN_WFI = 0xD503_207F
+# offsetof(ARMCPU, isar.id_aa64mmfr0) in Unicorn 2.1.4 (x86-64), followed by
+# id_aa64mmfr1: checked against the values MRS reads before it is written.
+ISAR_MMFR0_OFFSET = 0xD5F0
+PARANGE_48_BITS = 5
+
+
+# Returned by the host's sysreg handler when it took an exception instead of
+# completing the access (the PC is the vector's: the hook must not move it).
+EXCEPTION_TAKEN = object()
+VECTOR_LOWER_AARCH64_SYNC = 0x400
+ESR_EL2 = sr.SysReg(3, 4, 5, 2, 0)
+ELR_EL2 = sr.SysReg(3, 4, 4, 0, 1)
+SPSR_EL2 = sr.SysReg(3, 4, 4, 0, 0)
+VBAR_EL2 = sr.SysReg(3, 4, 12, 0, 0)
+
+
+class VirtualizationUnavailable(ArmvisorError):
+    """--virtualization cannot work with this Unicorn build (said in one line)."""
 
 
 def unicorn_implements(reg: sr.SysReg) -> bool:
@@ -64,6 +95,10 @@ def unicorn_implements(reg: sr.SysReg) -> bool:
     if reg.op1 == 3 and reg.crn == 14 and reg.crm >= 8:
         n = ((reg.crm & 3) << 3) | reg.op2
         return n < 4 or n == 31
+    if reg.op1 == 0 and reg.crn == 0:
+        return True                 # MIDR, MPIDR and the ID space (--virtualization)
+    if reg.op1 == 4 and reg.crn == 14:
+        return True                 # CNTHP_*_EL2: present, its writes dropped
     return reg.op1 == 3 or reg.crn == 9
 
 
@@ -73,8 +108,11 @@ GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC
 class Core:
     def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
                  mmio: Sequence[MmioRegion], host: CoreHost, trace: Optional[TraceBus] = None,
-                 tcg_buffer_size: int = 0, extra_hcr: int = 0):
+                 tcg_buffer_size: int = 0, extra_hcr: int = 0, virtualization: bool = False):
         self.index = index
+        # The guest's own code runs at EL2 (and owns HCR_EL2): exceptions routed
+        # there are taken natively, interrupts come on the CPU's own inputs.
+        self.virtualization = virtualization
         self.trace = trace
         self.mpidr = mpidr
         self.model = model
@@ -134,8 +172,14 @@ class Core:
         # A model without SVE: its SVE instructions are UNDEFINED (traps.py
         # rebuilds EC 0), where QEMU's max reports an SVE access trap (EC 0x19).
         python_ecs = 0 if model.sve else 1 << EC_SVE
-        native_delivery().configure(self._budget, native_els=GUEST_ELS, pan_hidden=not model.pan,
-                                    python_ecs=python_ecs)
+        delivery = native_delivery()
+        if virtualization and not delivery.enabled:
+            raise VirtualizationUnavailable(
+                f"--virtualization needs native exception delivery, which is off "
+                f"({delivery.reason})")
+        delivery.configure(self._budget,
+                           native_els=GUEST_ELS | ((1 << EL2) if virtualization else 0),
+                           pan_hidden=not model.pan, python_ecs=python_ecs)
         self._native.add_c_hook(self.handle, UC_HOOK_INTR, self._native.intr_hook_address,
                                 ctypes.byref(self._budget))
         self._cpreg = CpReg()
@@ -153,7 +197,20 @@ class Core:
         self._x0_7 = RegBatch(self._native, self.handle, GPR_IDS[:8])
         self._insn_buf = ctypes.c_uint32()
         self._traps = TrapHandler(self)
-        self._configure_higher_els(extra_hcr)
+        self._lines: Optional[CpuLines] = None
+        # ID register values the guest's EL2 and EL1 read instead of Unicorn's.
+        self.id_overrides = {}
+        self._virtual_lines = (False, False)
+        if virtualization:
+            self._budget.virt_regs = 1
+            try:
+                self._lines = CpuLines(self._native.library_path, ctypes.c_uint64.from_address(
+                    self.handle.value + delivery.uc_cpu_offset).value)
+            except LinesUnavailable as exc:
+                raise VirtualizationUnavailable(f"--virtualization: {exc}") from None
+            self._configure_el2_guest()
+        else:
+            self._configure_higher_els(extra_hcr)
         self._hook_outside_accesses(ram_base, ram_size)
         dfr0 = (model.id_register(ID_AA64DFR0_EL1) if model.trap_id_registers
                 else self.read_sysreg(ID_AA64DFR0_EL1))
@@ -282,15 +339,58 @@ class Core:
         # belong to EL1 and EL0, and nothing traps to EL2 (TPM, TPMCR = 0).
         self.write_sysreg(sr.MDCR_EL2, PMU_COUNTERS << sr.MDCR_HPMN_SHIFT)
 
+    def _configure_el2_guest(self) -> None:
+        """Non-secure EL2 is the guest's (QEMU's virt with virtualization=on): only EL3's
+        controls are ours; EL2's registers keep their reset values for the guest to set."""
+        scr = sr.SCR_NS | sr.SCR_RW | sr.SCR_HCE
+        if self.model.pauth:
+            scr |= sr.SCR_API | sr.SCR_APK
+        self.hcr = 0
+        self.write_sysreg(sr.SCR_EL3, scr)
+        self.write_sysreg(sr.HCR_EL2, 0)
+        # Reset values as QEMU gives them: VPIDR_EL2 = MIDR, VMPIDR_EL2 = MPIDR.
+        if self.model.midr is not None:
+            self.write_sysreg(sr.VPIDR_EL2, self.model.midr)
+        self.write_sysreg(sr.VMPIDR_EL2, (1 << 31) | self.mpidr)
+        if self.model.sve:
+            self.write_sysreg(sr.CPTR_EL3, sr.CPTR_EL3_EZ)
+            self.write_sysreg(sr.ZCR_EL3, sr.ZCR_LEN_MAX)
+        self.write_sysreg(sr.MDCR_EL2, PMU_COUNTERS << sr.MDCR_HPMN_SHIFT)
+        if not self.model.trap_id_registers:
+            self._widen_parange()
+
+    def _widen_parange(self) -> None:
+        """The `max` CPU: 48-bit physical addresses, as QEMU's max offers (52 with FEAT_LPA,
+        which this QEMU lacks), instead of the 44 bits Unicorn's max reports, so a
+        hypervisor's 48-bit IPA stage 2 translates (UNICORN-FACTS.md). QEMU reads the
+        PARange it enforces from ARMCPU.isar, so that is corrected; what MRS reads comes from
+        `id_overrides` (machine/el2_registers.py). Only where the layout checks out."""
+        mmfr0 = self.read_sysreg(ID_AA64MMFR0_EL1)
+        mmfr1 = self.read_sysreg(ID_AA64MMFR1_EL1)
+        cpu = ctypes.c_uint64.from_address(self.handle.value + native_delivery().uc_cpu_offset).value
+        isar = (ctypes.c_uint64 * 2).from_address(cpu + ISAR_MMFR0_OFFSET)
+        if (isar[0], isar[1]) != (mmfr0, mmfr1) or mmfr0 & PARANGE_MASK >= PARANGE_48_BITS:
+            return
+        isar[0] = mmfr0 & ~PARANGE_MASK | PARANGE_48_BITS
+        self.id_overrides[ID_AA64MMFR0_EL1] = isar[0]
+
     # -- power -------------------------------------------------------------
 
     def reset(self, entry: int, x0: int = 0, x1: int = 0, x2: int = 0, x3: int = 0) -> None:
-        """Warm reset into EL1h at `entry`: MMU off, DAIF masked (PSCI CPU_ON, boot protocol)."""
+        """Warm reset into EL1h at `entry` (EL2h when the guest owns EL2): MMU off, DAIF
+        masked (PSCI CPU_ON, boot protocol)."""
         self._native.flush_tlb(self.handle)
         self._native.flush_tb(self.handle)
         gprs = RegBatch(self._native, self.handle, GPR_IDS + [A.UC_ARM64_REG_SP])
         gprs.write([x0, x1, x2, x3] + [0] * 28)
-        self.uc.reg_write(A.UC_ARM64_REG_PSTATE, sr.PSTATE_EL1H_MASKED)
+        if self.virtualization:
+            # A powered-on CPU starts from reset, as QEMU's CPU_ON resets it: no routing,
+            # trap or stage 2 left over from what its EL2 did before.
+            self.write_sysreg(sr.HCR_EL2, 0)
+            self.uc.reg_write(A.UC_ARM64_REG_PSTATE, PSTATE_EL2H_MASKED)
+            self.write_sysreg(SCTLR_EL2, SCTLR_EL2_RESET)
+        else:
+            self.uc.reg_write(A.UC_ARM64_REG_PSTATE, sr.PSTATE_EL1H_MASKED)
         self.write_sysreg(sr.SCTLR_EL1, sr.SCTLR_EL1_RESET)   # also rebuilds EL flags
         self._pc.write([entry])
         self._next_pc = entry
@@ -324,6 +424,7 @@ class Core:
             "context": self.registers(),
             "next_pc": self._next_pc,
             "irq_lines": list(self._irq_lines),
+            "virtual_lines": list(self._virtual_lines),
             "executed": state.executed,
             "retired": state.retired,
             "vclock": [state.vclock, state.vclock_base, state.vclock_origin],
@@ -337,6 +438,14 @@ class Core:
         self.set_registers(saved["context"])
         self._next_pc = saved["next_pc"]
         self._irq_lines = tuple(saved["irq_lines"])       # HCR_EL2.VI/VF came with the context
+        self._virtual_lines = tuple(saved.get("virtual_lines", (False, False)))
+        if self._lines is not None:
+            # The CPU's own inputs are not part of Unicorn's context: drive them again.
+            lines = self._lines
+            (lines.levels[CPU_INTERRUPT_HARD], lines.levels[CPU_INTERRUPT_FIQ]) = self._irq_lines
+            (lines.levels[CPU_INTERRUPT_VIRQ], lines.levels[CPU_INTERRUPT_VFIQ]) = \
+                self._virtual_lines
+            lines.refresh()
         state = self._budget
         state.executed = saved["executed"]
         state.retired = saved.get("retired", 0)
@@ -454,9 +563,44 @@ class Core:
                 if state.budget <= 0:
                     return Stop.BUDGET
             elif status == 0 or state.budget <= 0:
+                if self.virtualization and status == 0 and not state.budget_expired \
+                        and state.budget > 0 and self._stopped_on_wfi():
+                    self.count_exit("wfi")
+                    return Stop.WFI
                 return Stop.BUDGET
             # The guest took an abort: the rest of the slice runs its handler.
             begin = self.pc
+
+    def trap_access_to_el2(self) -> object:
+        """From an MRS/MSR hook at EL1: take the access to the guest's EL2 as a trapped
+        system register access (EC 0x18), as QEMU's access checks do for the registers
+        Unicorn lacks (ICC_SGI*R_EL1 under HCR_EL2.IMO/FMO). Returns EXCEPTION_TAKEN.
+
+        Arm ARM D1.10 (exception entry to EL2 from AArch64 EL1): ESR/ELR/SPSR_EL2, EL2h
+        with D, A, I, F masked, VBAR_EL2 + 0x400; the CP_REG write rebuilds QEMU's EL flags.
+        """
+        pc = self.pc
+        insn = self.read_insn(pc)
+        esr = syndrome.esr_sysreg_trap_for_insn(insn) if insn is not None else None
+        if esr is None:
+            raise RuntimeError(f"trapping the access at {pc:#x} to EL2: no MRS/MSR there")
+        pstate = self.pstate
+        self.write_sysreg(ESR_EL2, esr)
+        self.write_sysreg(ELR_EL2, pc)
+        self.write_sysreg(SPSR_EL2, pstate)
+        self.write_reg(A.UC_ARM64_REG_PSTATE, PSTATE_EL2H_MASKED)
+        self.write_sysreg(SPSR_EL2, pstate)            # a CP_REG write: EL flags rebuilt
+        self.set_pc(self.read_sysreg(VBAR_EL2) + VECTOR_LOWER_AARCH64_SYNC)
+        self.count_exit("trap to EL2")
+        if self.trace is not None:
+            self.trace.emit("exception", self.index, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=pc,
+                            far=None, vector=self.pc, el=EL2)
+        return EXCEPTION_TAKEN
+
+    def _stopped_on_wfi(self) -> bool:
+        """Whether Unicorn ended the slice by itself on a WFI: without HCR_EL2.TWI (the
+        guest's EL2 owns it now) it returns quietly with PC after the WFI (UNICORN-FACTS.md)."""
+        return self.read_insn(self.pc - 4) == INSN_WFI
 
     def _take_exception_loop(self) -> bool:
         """After a slice: whether the C hook found the guest looping on a vector."""
@@ -465,7 +609,10 @@ class Core:
             return False
         state.exception_loop = 0
         if self.error is None:
-            self.error = exception_loop(self.last_vector, self.first_fault)
+            # The C hook stopped the core before the exception: it is at the EL it loops in
+            # (EL1, or the guest's EL2 with --virtualization).
+            self.error = exception_loop(self.last_vector, self.first_fault,
+                                        el=max(self.el, 1))
         return True
 
     def _take_outside_abort(self, status: int) -> bool:
@@ -651,9 +798,13 @@ class Core:
             trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
             wanted = EXCEPTION_RING
         emit, cpu = trace.emit, self.index
-        for esr, elr, far, vector, _el, has_far in self._exception_records(total - wanted, total):
-            emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
-                 far=far if has_far else None, vector=vector)
+        for esr, elr, far, vector, el, has_far in self._exception_records(total - wanted, total):
+            if el == 1:
+                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                     far=far if has_far else None, vector=vector)
+            else:                 # taken to the guest's own EL2 (--virtualization)
+                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                     far=far if has_far else None, vector=vector, el=el)
 
     def _exception_records(self, first: int, end: int):
         """The C ring's records `first` to `end` (exclusive; at most a ring's worth), as tuples."""
@@ -724,6 +875,8 @@ class Core:
             answer = self.host.sysreg(self, reg, el, bool(is_write), value)
             if answer is None:
                 return SYSREG_NOT_HANDLED
+            if answer is EXCEPTION_TAKEN:
+                return SYSREG_DONE          # PC is the vector's already
             result[0] = answer & 0xFFFF_FFFF_FFFF_FFFF
             # Skipping a register Unicorn lacks leaves PC on the instruction.
             return SYSREG_DONE if unicorn_implements(reg) else SYSREG_DONE_ADVANCE
@@ -738,7 +891,8 @@ class Core:
         return self._irq_lines
 
     def set_irq_lines(self, irq: bool, fiq: bool) -> None:
-        """Drive the virtual IRQ/FIQ inputs (HCR_EL2.VI/VF), which the guest takes natively.
+        """Drive the virtual IRQ/FIQ inputs (HCR_EL2.VI/VF), which the guest takes natively;
+        when the guest owns EL2, the CPU's physical IRQ/FIQ inputs (QEMU routes them).
 
         Raising a line from inside a block (an MMIO or MSR callback) makes
         Unicorn re-execute half-done instructions: callers raise only at safe
@@ -747,7 +901,32 @@ class Core:
         if (irq, fiq) == self._irq_lines:
             return
         self._irq_lines = (irq, fiq)
+        if self._lines is not None:
+            self._lines.set(CPU_INTERRUPT_HARD, irq)
+            self._lines.set(CPU_INTERRUPT_FIQ, fiq)
+            return
         self.write_sysreg(sr.HCR_EL2, self.hcr | (sr.HCR_VI if irq else 0) | (sr.HCR_VF if fiq else 0))
+
+    @property
+    def virtual_lines(self) -> Tuple[bool, bool]:
+        return self._virtual_lines
+
+    def set_virtual_lines(self, virq: bool, vfiq: bool) -> None:
+        """The GIC virtualization interface's virtual IRQ/FIQ inputs (--virtualization only),
+        which QEMU ORs with the guest's HCR_EL2.VI/VF. Raised at safe points only."""
+        if (virq, vfiq) == self._virtual_lines or self._lines is None:
+            return
+        self._virtual_lines = (virq, vfiq)
+        self._lines.set(CPU_INTERRUPT_VIRQ, virq)
+        self._lines.set(CPU_INTERRUPT_VFIQ, vfiq)
+
+    def virtual_lines_changed_in_slice(self, virq: bool, vfiq: bool) -> None:
+        """As irq_lines_changed_in_slice, for the virtual inputs."""
+        old_virq, old_vfiq = self._virtual_lines
+        if (virq and not old_virq) or (vfiq and not old_vfiq):
+            self.shorten_slice(0)
+        else:
+            self.set_virtual_lines(virq, vfiq)
 
     def irq_lines_changed_in_slice(self, irq: bool, fiq: bool) -> None:
         """New line levels decided while this core runs (from an MMIO or MSR callback).

@@ -86,14 +86,15 @@ class ExceptionLoop(RuntimeError):
     pass
 
 
-def exception_loop(vector: int, first: Optional[Tuple[int, int, Optional[int]]]) -> ExceptionLoop:
-    """The error for a core whose vector at `vector` keeps faulting on itself.
+def exception_loop(vector: int, first: Optional[Tuple[int, int, Optional[int]]],
+                   el: int = 1) -> ExceptionLoop:
+    """The error for a core whose vector at `vector` (of EL `el`) keeps faulting on itself.
 
     The loop's own exceptions say little; the one that first sent the core to
     this vector (`first`: ESR, ELR, FAR) is what the guest did wrong.
     """
-    return ExceptionLoop(f"exception loop: the EL1 vector at {vector:#x} takes an "
-                         f"exception on its first instruction (is VBAR_EL1 set?); "
+    return ExceptionLoop(f"exception loop: the EL{el} vector at {vector:#x} takes an "
+                         f"exception on its first instruction (is VBAR_EL{el} set?); "
                          f"the first exception: "
                          f"{describe_exception(*first) if first else 'unknown'}")
 

@@ -114,6 +114,7 @@ class ArmvCore(ctypes.Structure):
         ("yielded", ctypes.c_uint32),
         ("yield_pad", ctypes.c_uint32),
         ("yield_count", ctypes.c_uint64),
+        ("virt_regs", ctypes.c_uint32),
     ]
 
 

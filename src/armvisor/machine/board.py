@@ -33,6 +33,8 @@ from armvisor.machine.loader import (LoadedImage, place_images, read_dtb_file, r
 from armvisor.machine.report import machine_report
 from armvisor.machine.symbols import KernelSymbols
 from armvisor.machine.sysreg_router import SysregRouter
+from armvisor.machine.el2_registers import El2Registers
+from armvisor.devices.gic.virtual_interface import VirtualInterfaces
 from armvisor.machine.virt import VirtDevices, Wiring
 from armvisor.machine.runloop import Condition, HostIO, RunLoop
 from armvisor.machine.planted import UnlockedWindows
@@ -154,7 +156,17 @@ class BareBoard:
         self._cpu_deadlines: List[int] = [NO_DEADLINE] * config.smp
         self.pmus = [Pmu(self._pmu_line(cpu), trace=self.trace, cpu=cpu)
                      for cpu in range(config.smp)]
-        self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written, self.pmus)
+        # --virtualization: the guest owns EL2; its GIC virtualization interface
+        # and EL2 registers (machine/el2_registers.py).
+        self.vifs: Optional[VirtualInterfaces] = None
+        el2 = None
+        if config.virtualization:
+            self.vifs = VirtualInterfaces(config.smp, self.gic.set_ppi_level,
+                                          self.gic.deactivate, self._virtual_lines_changed,
+                                          trace=self.trace)
+            el2 = El2Registers(self.model, self.vifs, self.timers, self._timer_written,
+                               memmap.mpidr_affinity)
+        self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written, self.pmus, el2=el2)
         self.windows = [watched(w, lambda cpu: self.schedule.at_sync(self.lanes[cpu].core, "mmio"))
                         for w in self.devices.windows]
         self.firmware = Firmware(self, self.trace)
@@ -162,7 +174,8 @@ class BareBoard:
         for index in range(config.smp):
             core = Core(index, memmap.mpidr_affinity(index), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
-                        trace=self.trace, tcg_buffer_size=tcg_buffer)
+                        trace=self.trace, tcg_buffer_size=tcg_buffer,
+                        virtualization=config.virtualization)
             for bank in self.flash:
                 bank.map_into(core)
             self.lanes.append(Lane(index, core))
@@ -193,7 +206,8 @@ class BareBoard:
         return build_dtb(BoardDescription(
             cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
             psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible,
-            bootargs=self.config.append, initrd=initrd, **self.devices.dtb_nodes()))
+            bootargs=self.config.append, initrd=initrd,
+            gic_maintenance_irq=self.config.virtualization, **self.devices.dtb_nodes()))
 
     def load(self) -> None:
         """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
@@ -235,6 +249,8 @@ class BareBoard:
             timer.reset()
         self._cpu_deadlines = [NO_DEADLINE] * len(self.timers)
         self.gic.reset()
+        if self.vifs is not None:
+            self.vifs.reset()
         for lane, pmu in zip(self.lanes, self.pmus):
             pmu.reset(now=lane.core.executed)
         self._timer_deadline = None
@@ -251,7 +267,8 @@ class BareBoard:
         self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
                         kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel,
                         **firmware)
-        self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot")
+        self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot",
+                        **({"el": 2} if self.vifs is not None else {}))
 
     # -- snapshots (machine/snapshot.py) ---------------------------------------------
 
@@ -270,6 +287,7 @@ class BareBoard:
             "ram": self.ram.save_state(),
             "devices": self.devices.save_state(),
             "gic": self.gic.save_state(),
+            **({} if self.vifs is None else {"vifs": self.vifs.save_state()}),
             "flash": [{"device": bank.device.save_state(),
                        "mapped_as_memory": bank.mapped_as_memory,
                        "array_reads": bank.array_reads} for bank in self.flash],
@@ -298,6 +316,8 @@ class BareBoard:
         self.ram.restore_state(state["ram"])
         self.devices.restore_state(state["devices"])
         self.gic.restore_state(state["gic"])
+        if self.vifs is not None and "vifs" in state:
+            self.vifs.restore_state(state["vifs"])
         for bank, saved in zip(self.flash, state["flash"]):
             bank.device.restore_state(saved["device"])
             bank.array_reads = saved.get("array_reads", 0)
@@ -377,6 +397,9 @@ class BareBoard:
             self.firmware.warm_boot_finished(index)
         # Interrupt lines are raised only here, between slices (a safe point).
         core.set_irq_lines(self.gic.irq_pending(index), self.gic.fiq_pending(index))
+        if self.vifs is not None:
+            vif = self.vifs[index]
+            core.set_virtual_lines(vif.virq(), vif.vfiq())
         self.current = lane
         core.yield_to_others(any(other is not lane and other.state is LaneState.RUNNING
                                  for other in self.lanes))
@@ -403,6 +426,8 @@ class BareBoard:
         """WFI: the lane sleeps until an interrupt is pending for it (one may be already)."""
         if self.gic.wake_pending(lane.index):
             return
+        if self.vifs is not None and (self.vifs[lane.index].virq() or self.vifs[lane.index].vfiq()):
+            return                   # a virtual interrupt wakes a WFI at EL1 too
         lane.state = LaneState.WFI
         self.trace.emit("cpu.wfi", lane.index)
 
@@ -507,6 +532,17 @@ class BareBoard:
             self.current.core.shorten_slice(
                 self.schedule.decide("kick", 0, cpu=self.current.index, target=cpu))
 
+    def _virtual_lines_changed(self, cpu: int) -> None:
+        """The virtualization interface's virtual IRQ/FIQ for `cpu` may have changed (from
+        inside the core's own ICH/ICV accesses, or between slices)."""
+        lane = self.lanes[cpu]
+        vif = self.vifs[cpu]
+        virq, vfiq = vif.virq(), vif.vfiq()
+        if lane is self.current:
+            lane.core.virtual_lines_changed_in_slice(virq, vfiq)
+        elif not (virq or vfiq):
+            lane.core.set_virtual_lines(False, False)
+
     def _wake(self, lane: Lane) -> None:
         cpu = lane.index
         if lane.state is LaneState.POWERDOWN:
@@ -551,6 +587,9 @@ class BareBoard:
         return total
 
     def smc(self, core: Core, imm: int) -> None:
+        if self.vifs is not None:
+            # The guest owns EL2: say which of its levels called the firmware.
+            self.trace.emit("smc", core.index, el=core.el, imm=imm)
         results = self.firmware.smc(core.index, core.read_args())
         if results is not None:
             core.write_results(results)
@@ -594,11 +633,13 @@ class BareBoard:
 
     def power_on(self, cpu: int, entry: int, context_id: int) -> bool:
         lane = self.lanes[cpu]
+        if self.vifs is not None:
+            self.vifs.reset_cpu(cpu)         # the CPU interface resets with the CPU
         lane.core.reset(entry, x0=context_id)
         lane.start(warm=True)
         caller = None if self.current is None else self.current.index
         self.trace.emit("cpu.start", cpu, pc=entry, context_id=context_id, reason="CPU_ON",
-                        caller=caller)
+                        caller=caller, **({"el": 2} if self.vifs is not None else {}))
         if self.current is not None:
             # The new CPU starts once the caller has run POWER_ON_LATENCY more
             # instructions, not after the rest of a long slice: a short,

@@ -196,6 +196,9 @@ class MachineConfig:
     # QEMU's -bios: a firmware image copied into flash bank 0, run from its base.
     bios: Optional[str] = None
     pflash: Tuple[PflashSpec, ...] = ()   # files behind the flash banks (-drive if=pflash)
+    # QEMU's virtualization=on: the CPUs start at EL2, which the guest owns
+    # (its hypervisor, KVM); PSCI over SMC to armvisor's EL3 firmware.
+    virtualization: bool = False
 
     def __post_init__(self) -> None:
         check_whole_number("--smp", self.smp)
@@ -209,7 +212,11 @@ class MachineConfig:
         if self.memory % (64 << 10):
             raise ArmvisorError("--memory must be a multiple of 64K")
         if self.psci_conduit is None:
-            object.__setattr__(self, "psci_conduit", "hvc" if self.runs_firmware else "smc")
+            object.__setattr__(self, "psci_conduit", "smc" if self.virtualization else
+                               "hvc" if self.runs_firmware else "smc")
+        if self.virtualization and self.psci_conduit != "smc":
+            raise ArmvisorError("--psci-conduit hvc: with --virtualization HVC belongs to the "
+                                "guest's own EL2; PSCI goes over SMC")
         if self.psci_conduit not in ("smc", "hvc"):
             raise ArmvisorError(f"--psci-conduit must be smc or hvc, not {self.psci_conduit!r}")
         if self.cpu not in CPU_MODELS:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 
+from armvisor.cpu.sysregs import SysReg
 from armvisor.machine.symbols import EMPTY, SymbolTable
 
 if TYPE_CHECKING:
@@ -109,9 +110,12 @@ def diagnose(name: str, core, esr: int, elr: int, far: Optional[int],
     try:
         lr = core.read_x(LR)
         vbar = core.exception_state()[3]            # (PSTATE, SP, SP_EL1, VBAR_EL1)
+        vbar_name = "VBAR_EL1"
+        if getattr(core, "virtualization", False) and core.el == 2:
+            vbar, vbar_name = core.read_sysreg(SysReg(3, 4, 12, 0, 0)), "VBAR_EL2"
         looping = core.vector_faults > 0
     except Exception:                                    # noqa: BLE001 - a report must not fail
-        lr, vbar, looping = None, None, False
+        lr, vbar, looping, vbar_name = None, None, False, "VBAR_EL1"
     if ec in (EC_IABT_LOWER, EC_IABT_SAME) and far == elr:
         what = f"{name} jumped to {elr:#x}"
         what += ", where nothing is mapped" if core.read_insn(elr) is None else \
@@ -127,7 +131,7 @@ def diagnose(name: str, core, esr: int, elr: int, far: Optional[int],
         what = f"{name} took an exception ({EC_NAMES.get(ec, f'EC {ec:#x}')}) at " \
                f"{symbols.describe(elr)}"
     if looping and vbar is not None:
-        what += f"; its vector (VBAR_EL1 = {vbar:#x}) faults as well, so it never recovers"
+        what += f"; its vector ({vbar_name} = {vbar:#x}) faults as well, so it never recovers"
     return what
 
 

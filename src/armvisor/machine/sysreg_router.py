@@ -14,16 +14,19 @@ from typing import Callable, Optional, Sequence
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.pmu import Pmu, is_pmu_register
 from armvisor.devices.timer import GenericTimer
+from armvisor.machine.el2_registers import NOT_MINE
 
 
 class SysregRouter:
     def __init__(self, gic, timers: Sequence[GenericTimer],
-                 timer_written: Callable[[object], None], pmus: Sequence[Pmu]):
-        """`timer_written(core)` runs after a write to `core`'s timer: new deadlines."""
+                 timer_written: Callable[[object], None], pmus: Sequence[Pmu], el2=None):
+        """`timer_written(core)` runs after a write to `core`'s timer: new deadlines.
+        `el2` (machine/el2_registers.py) answers first when the guest owns EL2."""
         self.gic = gic
         self.timers = timers
         self._timer_written = timer_written
         self.pmus = pmus
+        self.el2 = el2
 
     def access(self, core, reg: SysReg, el: int, is_write: bool, value: int) -> Optional[int]:
         """The value read (0 for a write), or None when the access is UNDEFINED."""
@@ -31,6 +34,10 @@ class SysregRouter:
             return self._pmu_access(core, reg, el, is_write, value)
         if el == 0:
             return None              # EL1 registers; Unicorn raises the EL0 trap itself
+        if self.el2 is not None:
+            answer = self.el2.access(core, reg, el, is_write, value)
+            if answer is not NOT_MINE:
+                return answer
         cpu = core.index
         if GenericTimer.is_timer_register(reg):
             timer = self.timers[cpu]
