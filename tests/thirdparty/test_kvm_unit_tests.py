@@ -368,7 +368,13 @@ MIGRATION_PROMPT = "Now migrate the VM"
 ITS_MIGRATION_TESTS = [t.name for t in CFG if t.name.startswith("its-") and "migration" in t.groups]
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# Not entered at EL2: there its-trigger itself fails on QEMU (virtualization=on:
+# 4 of 6 checks) and times out on armvisor, so a migration of it has nothing
+# to be held to.
+ITS_MIGRATION_MODES = [mode for mode in MODES if mode != "el2"]
+
+
+@pytest.mark.parametrize("mode", ITS_MIGRATION_MODES)
 @pytest.mark.parametrize("name", ITS_MIGRATION_TESTS or ["(no archive)"])
 def test_its_migration_through_a_snapshot(name: str, mode: str, suite: Path, environment: Path,
                                           tmp_path: Path):
