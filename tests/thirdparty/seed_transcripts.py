@@ -114,6 +114,7 @@ class Run:
     stderr: str = ""
     seconds: float = 0.0
     stopped_by: str = ""            # "quiet", "limit" or "exit N"
+    last_output_s: float = 0.0      # when its console printed last, from the start
     lines: List[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -159,4 +160,5 @@ def run_until_quiet(command: List[str], *, quiet_s: float, limit_s: float, env=N
         reader.join(timeout=5)
     stdout = b"".join(out).decode(errors="replace")
     return Run(command, stdout, b"".join(err).decode(errors="replace"),
-               time.monotonic() - start, stopped_by, transcript(stdout))
+               time.monotonic() - start, stopped_by, (last[0] or start) - start,
+               transcript(stdout))
