@@ -209,6 +209,12 @@ class Translation:
     def _nographic(self, value):
         pass                               # no display; the serial port is stdio
 
+    def _nic(self, value):
+        # QEMU installed without recommends has no efi-virtio.rom for its default
+        # network card, so its command lines carry `-nic none`; armvisor has no card.
+        if value != "none":
+            raise ArmvisorError(f"unsupported network card {value!r} (armvisor has none: -nic none)")
+
     def _display(self, value):
         if value != "none":
             raise ArmvisorError(f"unsupported display {value!r} (armvisor has none)")

@@ -451,6 +451,35 @@ def test_max_has_48_bit_physical_addresses_for_a_48_bit_stage_2(tmp_path):
     assert lines == ["0000000000000005", "s", f"{(0x16 << 26) | (1 << 25) | 1:016x}"]
 
 
+@pytest.mark.parametrize("cpu", ["max", "cortex-a57"])
+def test_pfr0_says_the_gicv3_system_registers_are_there(tmp_path, cpu):
+    """ID_AA64PFR0_EL1.GIC = 1, as QEMU's with gic-version=3 (the seed hypervisor falls back
+    to GICv2 on 0); Unicorn's `max` says 0."""
+    lines = run_el2(tmp_path, """
+    mrs x0, id_aa64pfr0_el1
+    ubfx x0, x0, #24, #4          // GIC
+    bl print_hex
+    system_off
+""", "pfr0_gic", "--cpu", cpu)
+    assert [int(x, 16) for x in lines] == [1]
+
+
+def test_an_elf_finds_x0_zero_and_the_dtb_at_ram_base(tmp_path):
+    """QEMU enters an ELF (not the Linux protocol) with x0 = 0 and its DTB at RAM base, so
+    the seed hypervisor prints "Parsing host DTB at 0x0...": so does armvisor."""
+    lines = run_el2(tmp_path, """
+    mov x19, x0
+    bl print_hex
+    mov x0, x19
+    ldr x1, =0x40000000
+    ldr w0, [x1]                  // the DTB's magic, big-endian
+    rev w0, w0
+    bl print_hex
+    system_off
+""", "elf_x0")
+    assert [int(x, 16) for x in lines] == [0, 0xD00DFEED]
+
+
 def test_virtualization_and_hyp_exclude_each_other(tmp_path):
     elf = build(tmp_path, "    system_off\n", "off")
     proc = armvisor("--kernel", elf, "--virtualization", "--hyp")

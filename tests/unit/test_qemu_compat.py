@@ -27,6 +27,15 @@ def test_virtualization_on_is_armvisors_virtualization_with_psci_over_smc():
     assert "virtualization" in translate(["-M", "virt,?"]).query
 
 
+def test_the_seed_hypervisors_command_line_with_no_network_card():
+    """Its author's QEMU command (-nographic), with the `-nic none` a QEMU installed
+    without recommends needs (tests/thirdparty/test_seed_hypervisor.py runs both)."""
+    t = translate("-M virt,virtualization=on,gic-version=3 -cpu max -smp 4 -m 2G -nographic "
+                  "-nic none -kernel hypervisor".split())
+    assert t.finish() == ["--virtualization", "--cpu", "max", "--smp", "4", "--memory", "2G",
+                          "--kernel", "hypervisor"]
+
+
 @pytest.mark.parametrize("args, query", [(["-machine", "?"], "ARM Virtual Machine"),
                                          (["-M", "virt,?"], "gic-version"),
                                          (["-device", "help"], "virtconsole"),
@@ -40,6 +49,7 @@ def test_queries(args, query):
     (["-machine", "virt,secure=on"], "secure=on"), (["-M", "sbsa-ref"], "sbsa-ref"),
     (["-M", "virt,its=off"], "its=off"),
     (["-device", "pci-testdev"], "pci-testdev"), (["-serial", "pty"], "pty"),
+    (["-nic", "user"], "network card"),
     (["-kernel"], "needs a value"), (["stray"], "stray"), (["-smp", "x"], "number of CPUs"),
 ])
 def test_what_armvisor_cannot_be_is_refused_by_name(args, words):

@@ -235,8 +235,15 @@ class BareBoard:
 
     @property
     def boot_x0(self) -> int:
-        """What the boot CPU finds in x0: the DTB for a kernel, 0 for firmware (as QEMU)."""
-        return FIRMWARE_BOOT_X0 if self.image.kind == "firmware" else self.dtb_address
+        """What the boot CPU finds in x0, as QEMU: the DTB for a kernel booted with the Linux
+        protocol (Image, raw), 0 for firmware and for an ELF whose DTB is at RAM base (QEMU
+        enters an ELF at its entry with the registers as reset left them, the DTB at RAM
+        base). An ELF covering RAM base, which QEMU gives no DTB, gets ours in x0."""
+        if self.image.kind == "firmware":
+            return FIRMWARE_BOOT_X0
+        if self.image.kind == "elf" and self.dtb_address == self.ram.base:
+            return FIRMWARE_BOOT_X0
+        return self.dtb_address
 
     def boot(self) -> None:
         """Cold boot: the boot CPU starts at the kernel entry, every other CPU is off."""

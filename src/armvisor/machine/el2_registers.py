@@ -40,6 +40,9 @@ MMFR1_VH_MASK = 0xF << 8
 # ID_AA64PFR0_EL1.EL2 [11:8], EL3 [15:12]: 1 = implemented, AArch64 only.
 PFR0_EL2_EL3_MASK = 0xFF << 8
 PFR0_EL2_EL3_AARCH64 = 0x11 << 8
+# ID_AA64PFR0_EL1.GIC [27:24]: 1 = GICv3/v4 CPU interface system registers.
+PFR0_GIC_MASK = 0xF << 24
+PFR0_GIC_SYSREGS = 1 << 24
 MPIDR_RES1 = 1 << 31
 # CNTHCTL_EL2.EL1PCEN (bit 1, without FEAT_VHE's E2H): EL1 may use CNTP_*_EL0.
 CNTHCTL_EL1PCEN = 1 << 1
@@ -147,4 +150,8 @@ class El2Registers:
             value = core.read_sysreg(reg)
         if reg == ID_AA64MMFR1_EL1:
             value &= ~MMFR1_VH_MASK
+        if reg == ID_AA64PFR0_EL1:
+            # The GICv3 CPU interface's system registers are there (this module), as
+            # QEMU's PFR0 says with gic-version=3; Unicorn's `max` says none.
+            value = value & ~PFR0_GIC_MASK | PFR0_GIC_SYSREGS
         return value
