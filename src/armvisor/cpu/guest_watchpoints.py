@@ -25,16 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
+from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
 
 from armvisor.cpu import syndrome as syn
-from armvisor.cpu.decode import decode_memory_access
 from armvisor.cpu.sysregs import SysReg
-
-PAGE = 0x1000
-# The widest single access (a 16-byte pair or Q register) may start this far
-# before the watched bytes and still touch them.
-WIDEST_ACCESS = 16
+from armvisor.cpu.watch_hooks import access_direction, hook_range, page_pieces
 
 # D19.3: op0=2 op1=0 CRn=0 CRm=n, op2 6 (DBGWVR<n>_EL1) and 7 (DBGWCR<n>_EL1).
 WVR_OP2, WCR_OP2 = 6, 7
@@ -149,16 +144,13 @@ class GuestWatchpoints:
             watch = decode(self.wvr[n], self.wcr[n])
             if watch is None:
                 continue
-            address, end = watch.va, watch.va + watch.length
-            while address < end:
-                chunk = min(end, (address & ~(PAGE - 1)) + PAGE) - address
+            for address, chunk in page_pieces(watch.va, watch.length):
                 pa = self.core.translate(address)
                 if pa is not None:
                     self._hooks.append(uc.hook_add(
                         UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
                         self._callback(watch, pa, chunk, address), None,
-                        max(0, pa - WIDEST_ACCESS + 1), pa + chunk - 1))
-                address += chunk
+                        *hook_range(pa, chunk)))
 
     def _enabled(self, el: int) -> bool:
         """Whether a watchpoint debug exception is taken from `el` now (D2.4, D2.9)."""
@@ -184,14 +176,7 @@ class GuestWatchpoints:
                 el = core.el
                 if not watch.matches_el(el):
                     return
-                is_write = access == UC_MEM_WRITE
-                is_read = not is_write
-                if not is_write:                 # an exclusive store reads first (compare-and-swap)
-                    pc = core.pc
-                    insn = core.read_insn(pc)
-                    decoded = decode_memory_access(insn, core.read_x, pc=pc) if insn else None
-                    if decoded is not None and decoded.is_write:
-                        is_write, is_read = True, decoded.is_read
+                is_read, is_write = access_direction(core, access)
                 if not ((watch.loads and is_read) or (watch.stores and is_write)):
                     return
                 if not self._enabled(el):

@@ -36,17 +36,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
-from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
+from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
 from unicorn import arm64_const as A
 
 from armvisor.cpu.core import Stop
-from armvisor.cpu.decode import decode_memory_access
+from armvisor.cpu.watch_hooks import access_direction, hook_range, page_pieces
 
 SW_BREAK, HW_BREAK, WRITE_WATCH, READ_WATCH, ACCESS_WATCH = range(5)
-PAGE = 0x1000
-# The widest single access (a 16-byte pair or Q register) may start this far
-# before the watched bytes and still touch them.
-WIDEST_ACCESS = 16
 SP_ID = 31
 
 
@@ -125,21 +121,17 @@ class Watchpoints:
         if key in self.watches:
             return True
         pieces = []
-        address, end = va, va + length
-        while address < end:
-            chunk = min(end, (address & ~(PAGE - 1)) + PAGE) - address
+        for address, chunk in page_pieces(va, length):
             pa = cpu.translate(address)
             if pa is None:
                 return False
             pieces.append((pa, chunk, address))
-            address += chunk
         watch = Watch(kind, va, length, pieces)
         for other in self._group(cpu):
             for pa, chunk, piece_va in pieces:
                 callback = self._callback(other, watch, pa, chunk, piece_va)
                 handle = other.core.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, callback,
-                                                None, max(0, pa - WIDEST_ACCESS + 1),
-                                                pa + chunk - 1)
+                                                None, *hook_range(pa, chunk))
                 watch.hooks.append((other.core, handle))
             _retranslate(other.core)
         self.watches[key] = watch
@@ -170,14 +162,7 @@ class Watchpoints:
                     return
                 if address + size <= pa or address >= pa + length:
                     return                       # the widened range caught a neighbour
-                pc = core.pc                     # Unicorn syncs PC before memory hooks
-                is_write = access == UC_MEM_WRITE
-                is_read = not is_write
-                if not is_write:
-                    insn = core.read_insn(pc)
-                    decoded = decode_memory_access(insn, core.read_x, pc=pc) if insn else None
-                    if decoded is not None and decoded.is_write:
-                        is_write, is_read = True, decoded.is_read
+                is_read, is_write = access_direction(core, access)
                 wanted = {WRITE_WATCH: is_write, READ_WATCH: is_read and not is_write,
                           ACCESS_WATCH: True}[watch.kind]
                 if not wanted:
