@@ -24,7 +24,6 @@ import argparse
 import os
 import select
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from linux_boot import armvisor_cmd  # noqa: E402
 
+from armvisor.devtools.ports import free_port, listening  # noqa: E402
 from armvisor.errors import ArmvisorError  # noqa: E402
 from armvisor.images.debian import cached_images  # noqa: E402
 from armvisor.images.initramfs import INIT_MARKER  # noqa: E402
@@ -54,17 +54,6 @@ POINTS = {
     "+ hbreak (cold)": [f"hbreak *{COLD_CODE:#x}"],
     "+ watch (cold page)": [f"watch *(long *){COLD_DATA:#x}"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with open("/proc/net/tcp") as table:
-        return any(f":{port:04X} " in line and line.split()[3] == "0A" for line in table)
 
 
 def boot(cmd: list, gdb_commands=None, timeout: float = 300) -> float:

@@ -40,6 +40,12 @@ def time_to_marker(cmd: list, timeout: float = 300, marker: bytes = INIT_MARKER.
                    stdin=subprocess.DEVNULL) -> float:
     """Seconds from starting `cmd` (input from `stdin`) until `marker` appears on its
     output; then kill it."""
+    return run_to_marker(cmd, timeout, marker, stdin)[0]
+
+
+def run_to_marker(cmd: list, timeout: float = 300, marker: bytes = INIT_MARKER.encode(),
+                  stdin=subprocess.DEVNULL) -> tuple:
+    """time_to_marker's seconds, and the output up to the marker."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = b""
@@ -53,7 +59,7 @@ def time_to_marker(cmd: list, timeout: float = 300, marker: bytes = INIT_MARKER.
                 if not chunk:
                     raise SystemExit(f"{cmd[0]} ended before the marker:\n{seen[-1500:].decode()}")
                 seen += chunk
-        return time.perf_counter() - start
+        return time.perf_counter() - start, seen
     finally:
         proc.kill()
         proc.wait()

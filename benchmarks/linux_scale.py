@@ -13,18 +13,14 @@ Usage: .venv/bin/python benchmarks/linux_scale.py [--cpus 1,4,16,64] [--runs N]
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import select
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from linux_boot import armvisor_cmd, qemu_cmd  # noqa: E402
+from linux_boot import armvisor_cmd, qemu_cmd, run_to_marker  # noqa: E402
 
 from armvisor.devtools import qemu  # noqa: E402
 from armvisor.errors import ArmvisorError  # noqa: E402
@@ -36,26 +32,9 @@ BROUGHT_UP = re.compile(rb"smp: Brought up \d+ nodes?, (\d+) CPUs?")
 
 def boot(cmd: list, timeout: float) -> tuple:
     """(seconds to the marker, CPUs brought up) for one boot."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    seen = b""
-    try:
-        while INIT_MARKER.encode() not in seen:
-            if time.perf_counter() - start > timeout:
-                raise SystemExit(f"no marker within {timeout} s from: {' '.join(cmd[:4])} ...")
-            ready, _, _ = select.select([proc.stdout], [], [], 1)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise SystemExit(f"{cmd[0]} ended before the marker:\n{seen[-1500:].decode()}")
-                seen += chunk
-        elapsed = time.perf_counter() - start
-        found = BROUGHT_UP.search(seen)
-        return elapsed, int(found.group(1)) if found else 1
-    finally:
-        proc.kill()
-        proc.wait()
+    elapsed, seen = run_to_marker(cmd, timeout)
+    found = BROUGHT_UP.search(seen)
+    return elapsed, int(found.group(1)) if found else 1
 
 
 def median_boot(cmd: list, runs: int, timeout: float) -> tuple:

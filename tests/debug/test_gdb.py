@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import armvisor
+from armvisor.devtools.ports import free_port, listening
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "guests" / "build" / "smp_demo.elf"
@@ -21,17 +21,6 @@ TIMEOUT = 120
 
 pytestmark = pytest.mark.skipif(GDB is None or not DEMO.exists(),
                                 reason="needs gdb-multiarch and the guest programs")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with open("/proc/net/tcp") as table:
-        return any(f":{port:04X} " in line and line.split()[3] == "0A" for line in table)
 
 
 def run_gdb(commands, extra=(), interrupt_after=None):

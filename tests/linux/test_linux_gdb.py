@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.debug.test_gdb import free_port, listening
+from armvisor.devtools.ports import free_port, listening
 from tests.linux.test_linux import BOOT_TIMEOUT, armvisor_cmd, script_initramfs
 
 GDB = shutil.which("gdb-multiarch")
