@@ -4,13 +4,11 @@ the CPU it waits for runs now rather than after the rest of a long slice."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import armvisor
 from armvisor.cpu.core import YIELD_WINDOW
-from armvisor.cpu.native import native
+from tests.machine.test_unicorn_patches import require_patch
 from tests.machine.tinyguest import build
 
 SLICE = 1_000_000
@@ -52,10 +50,7 @@ flags: .word 0, 0, 0
 
 
 def _patched():
-    if native().uc_armvisor_set_yield_reports is None:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI runs on a Unicorn without patches/unicorn/0006: {native().patches}")
-        pytest.skip("needs patches/unicorn/0006 (run scripts/setup)")
+    require_patch("yield-reports", "0006")
 
 
 @pytest.mark.parametrize("hint", ["wfe", "yield"])

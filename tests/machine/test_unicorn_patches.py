@@ -69,11 +69,17 @@ def _store_loop(iterations: int):
     return uc
 
 
-def _patched():
-    if native().patches is None or "hooked-pages" not in native().patches:
+def require_patch(feature: str, patch: str) -> None:
+    """Skip unless the loaded Unicorn says it has `feature` (uc_armvisor_patches), from
+    patches/unicorn/`patch`; in CI, which must run on the patched build, fail."""
+    if native().patches is None or feature not in native().patches.split():
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI runs on a Unicorn without patches/unicorn/0005: {native().patches}")
-        pytest.skip("needs patches/unicorn/0005 (run scripts/setup)")
+            pytest.fail(f"CI runs on a Unicorn without patches/unicorn/{patch}: {native().patches}")
+        pytest.skip(f"needs patches/unicorn/{patch} (run scripts/setup)")
+
+
+def _patched():
+    require_patch("hooked-pages", "0005")
 
 
 def test_a_memory_hook_added_after_the_code_ran_sees_its_stores():
