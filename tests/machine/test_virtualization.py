@@ -28,6 +28,31 @@ def run_el2(tmp_path, body: str, name: str, *extra) -> list:
     return proc.stdout.split()
 
 
+# ERET to EL1h at el1_entry (the code that follows), DAIF masked.
+ENTER_EL1 = """
+    adr x0, el1_entry
+    msr elr_el2, x0
+    mov x0, #0x3c5
+    msr spsr_el2, x0
+    isb
+    eret
+el1_entry:
+"""
+# EL2's vectors (VBAR_EL2 = el2_vectors): a synchronous exception from EL1 prints
+# ESR_EL2 and powers off.
+REPORT_EL2_SYNC = """
+el2_sync_lower:
+    mrs x0, esr_el2
+    bl print_hex
+    system_off
+
+    .balign 2048
+el2_vectors:
+    .skip 0x400
+    b el2_sync_lower
+"""
+
+
 def test_starts_at_el2_with_the_registers_el2_code_reads(tmp_path):
     lines = run_el2(tmp_path, """
     mrs x0, CurrentEL
@@ -271,26 +296,10 @@ def test_cnthctl_el2_traps_el1s_physical_timer_to_el2(tmp_path):
     msr hcr_el2, x0
     mov x0, #1                    // EL1PCTEN only
     msr cnthctl_el2, x0
-    adr x0, el1_entry
-    msr elr_el2, x0
-    mov x0, #0x3c5
-    msr spsr_el2, x0
-    isb
-    eret
-el1_entry:
+""" + ENTER_EL1 + """
     mrs x3, cntp_ctl_el0
     b .
-
-el2_sync_lower:
-    mrs x0, esr_el2
-    bl print_hex
-    system_off
-
-    .balign 2048
-el2_vectors:
-    .skip 0x400
-    b el2_sync_lower
-""", "cnthctl")
+""" + REPORT_EL2_SYNC, "cnthctl")
     iss = (3 << 20) | (1 << 17) | (3 << 14) | (14 << 10) | (3 << 5) | (2 << 1) | 1
     assert [int(x, 16) for x in lines] == [(0x18 << 26) | (1 << 25) | iss]
 
@@ -303,13 +312,7 @@ def test_el1_sgis_trap_to_el2_under_imo(tmp_path):
     msr vbar_el2, x0
     ldr x0, =0x80000010           // HCR_EL2: RW, IMO
     msr hcr_el2, x0
-    adr x0, el1_entry
-    msr elr_el2, x0
-    mov x0, #0x3c5
-    msr spsr_el2, x0
-    isb
-    eret
-el1_entry:
+""" + ENTER_EL1 + """
     mov x5, #1
 sgi:
     msr s3_0_c12_c11_5, x5        // ICC_SGI1R_EL1
@@ -357,26 +360,10 @@ def test_ich_hcr_tall1_traps_el1s_group1_icv_accesses(tmp_path):
     msr hcr_el2, x0
     ldr x0, =0x1001               // ICH_HCR_EL2: En, TALL1
     msr s3_4_c12_c11_0, x0
-    adr x0, el1_entry
-    msr elr_el2, x0
-    mov x0, #0x3c5
-    msr spsr_el2, x0
-    isb
-    eret
-el1_entry:
+""" + ENTER_EL1 + """
     mrs x7, s3_0_c12_c12_0        // ICV_IAR1_EL1
     b .
-
-el2_sync_lower:
-    mrs x0, esr_el2
-    bl print_hex
-    system_off
-
-    .balign 2048
-el2_vectors:
-    .skip 0x400
-    b el2_sync_lower
-""", "tall1")
+""" + REPORT_EL2_SYNC, "tall1")
     iss = (3 << 20) | (0 << 17) | (0 << 14) | (12 << 10) | (7 << 5) | (12 << 1) | 1
     assert [int(x, 16) for x in lines] == [(0x18 << 26) | (1 << 25) | iss]
 
@@ -419,29 +406,13 @@ STAGE2_48_BIT_IPA = """
     mrs x0, id_aa64mmfr0_el1
     and x0, x0, #0xf              // PARange
     bl print_hex
-    adr x0, el1_entry
-    msr elr_el2, x0
-    mov x0, #0x3c5
-    msr spsr_el2, x0
-    isb
-    eret
-el1_entry:
+""" + ENTER_EL1 + """
     mov w1, #'s'                  // through stage 2 to the UART
     putc w1
     mov w1, #'\\n'
     putc w1
     hvc #1
-
-el2_sync_lower:
-    mrs x0, esr_el2
-    bl print_hex
-    system_off
-
-    .balign 2048
-el2_vectors:
-    .skip 0x400
-    b el2_sync_lower
-"""
+""" + REPORT_EL2_SYNC
 
 
 def test_max_has_48_bit_physical_addresses_for_a_48_bit_stage_2(tmp_path):
