@@ -114,12 +114,7 @@ def board(native: bool) -> Callable[[Path], float]:
             machine = BareBoard(MachineConfig(kernel=str(elf), psci_conduit="hvc"),
                                 console=lambda data: None)
         assert machine.lanes[0].core.native_exceptions == native
-        start = time.perf_counter()
-        if machine.run(timeout=600) != 0:
-            raise SystemExit(f"{elf.name} did not power off")
-        elapsed = time.perf_counter() - start
-        machine.close()
-        return elapsed
+        return timed_run(machine, elf)
     return seconds
 
 
@@ -128,13 +123,18 @@ def board_at_el2() -> Callable[[Path], float]:
     def seconds(elf: Path) -> float:
         machine = BareBoard(MachineConfig(kernel=str(elf), virtualization=True),
                             console=lambda data: None)
-        start = time.perf_counter()
-        if machine.run(timeout=600) != 0:
-            raise SystemExit(f"{elf.name} did not power off")
-        elapsed = time.perf_counter() - start
-        machine.close()
-        return elapsed
+        return timed_run(machine, elf)
     return seconds
+
+
+def timed_run(machine: BareBoard, elf: Path) -> float:
+    """Seconds of `machine.run` until the guest powers off; the machine is closed after."""
+    start = time.perf_counter()
+    if machine.run(timeout=600) != 0:
+        raise SystemExit(f"{elf.name} did not power off")
+    elapsed = time.perf_counter() - start
+    machine.close()
+    return elapsed
 
 
 def per_round_trip(work: Path, seconds: Callable[[Path], float], n: int, repeat: int,
