@@ -103,13 +103,18 @@ def process(command: Callable[[Path], list], native: bool = True) -> Callable[[P
     return seconds
 
 
+def use_native_delivery(native: bool) -> None:
+    """This process's boards deliver exceptions natively or not from now on."""
+    wanted = environment(native)
+    os.environ.clear()
+    os.environ.update(wanted)
+    native_exceptions.native_delivery.cache_clear()     # the self-test reads the switch
+
+
 def board(native: bool) -> Callable[[Path], float]:
     """Seconds of BareBoard.run in this process, with nothing subscribed to the trace."""
     def seconds(elf: Path) -> float:
-        wanted = environment(native)
-        os.environ.clear()
-        os.environ.update(wanted)
-        native_exceptions.native_delivery.cache_clear()     # the self-test reads the switch
+        use_native_delivery(native)
         with contextlib.redirect_stderr(io.StringIO()):     # "native delivery is off": we know
             machine = BareBoard(MachineConfig(kernel=str(elf), psci_conduit="hvc"),
                                 console=lambda data: None)
@@ -121,6 +126,7 @@ def board(native: bool) -> Callable[[Path], float]:
 def board_at_el2() -> Callable[[Path], float]:
     """Seconds of BareBoard.run entered at EL2 (--virtualization), nothing on the trace."""
     def seconds(elf: Path) -> float:
+        use_native_delivery(True)           # an earlier measure may have switched it off
         machine = BareBoard(MachineConfig(kernel=str(elf), virtualization=True),
                             console=lambda data: None)
         return timed_run(machine, elf)
