@@ -451,6 +451,11 @@ VIRTUALIZATION_WITH_HYP = ("--virtualization gives EL2 to the guest's own hyperv
                            "runs armvisor's there: choose one")
 
 
+# --secure gives EL3 to the guest's firmware; --hyp needs armvisor's EL3 under its EL2.
+SECURE_WITH_HYP = ("--secure runs the guest's own firmware at EL3; --hyp runs armvisor's "
+                   "hypervisor on armvisor's EL3: choose one")
+
+
 class Machine:
     """A virt board running `kernel` on `smp` CPUs, or, with `vms`, the hypervisor."""
 
@@ -465,7 +470,8 @@ class Machine:
                  console: Optional[Callable[[bytes], None]] = None, keep_trace: bool = True,
                  symbols: Optional[str] = None, disk_snapshot: bool = False,
                  plant: Sequence[str] = (), bios: Optional[str] = None,
-                 chr_testdev: bool = False, virtualization: bool = False):
+                 chr_testdev: bool = False, virtualization: bool = False,
+                 secure: bool = False):
         self._spec = _spec(locals())
         self.console = ConsoleLog(console)
         bus = trace or TraceBus()
@@ -487,7 +493,7 @@ class Machine:
                 no_reboot=no_reboot, drives=disks, pflash=banks,
                 virtio_console=virtio_console, deterministic=deterministic,
                 disk_snapshot=disk_snapshot, plant=check_planted(plant), bios=bios,
-                chr_testdev=chr_testdev, virtualization=virtualization)
+                chr_testdev=chr_testdev, virtualization=virtualization, secure=secure)
             self.board = BareBoard(config, trace=bus, console=self.console.write)
             self.hypervisor = None
             self.cpus = [Cpu(self, lane.index, f"cpu{lane.index}", lane.core,
@@ -504,6 +510,8 @@ class Machine:
                 raise ArmvisorError("bios runs firmware on the bare board, not with vms")
             if virtualization:
                 raise ArmvisorError(VIRTUALIZATION_WITH_HYP)
+            if secure:
+                raise ArmvisorError(SECURE_WITH_HYP)
             from armvisor.hypervisor.hyp import Hypervisor
             configs = [vm.config(i) if isinstance(vm, VM) else vm for i, vm in enumerate(vms)]
             if not configs:
@@ -730,6 +738,7 @@ def _spec(arguments: dict) -> dict:
         "pflash": [[path(b.path), b.unit, b.read_only] for b in banks],
         "chr_testdev": arguments["chr_testdev"],
         **({"virtualization": True} if arguments.get("virtualization") else {}),
+        **({"secure": True} if arguments.get("secure") else {}),
     }
 
 

@@ -122,6 +122,9 @@ def main(argv: Optional[list] = None) -> None:
 @click.option("--virtualization", "virtualization", is_flag=True,
               help="Start the CPUs at EL2 for the guest's own hypervisor (KVM), with the GIC "
                    "virtualization interface and EL2 timers, as QEMU's virtualization=on.")
+@click.option("--secure", "secure", is_flag=True,
+              help="Run the -bios firmware at EL3 from the reset vector on every CPU, with the "
+                   "Secure world's RAM, UART and GPIO, as QEMU's secure=on (e.g. TF-A's BL1).")
 @click.option("--hyp", is_flag=True,
               help="Run the EL2 hypervisor: the guest(s) become VMs (PSCI over HVC).")
 @click.option("--pcpus", type=int, help="Physical CPUs for --hyp (default: what the VMs need).")
@@ -166,7 +169,7 @@ def run(kernel, bios, smp, memory, initrd, append, dtb, dumpdtb, psci_conduit, c
         timeline_path, trace_report, symbols, quiet, timeout, no_reboot, drives, virtio_console, deterministic, hyp, pcpus, vm_specs, vm_file,
         slice_budget, gdb_spec, gdb_default, gdb_wait, disk_snapshot, snapshot_at, snapshot_out,
         restore_path, record_path, replay_path, plant, schedule_path, chr_testdev,
-        reverse, virtualization) -> None:
+        reverse, virtualization, secure) -> None:
     """Boot KERNEL (or firmware from flash0) on the virt board; CPUs other than 0 wait for
     PSCI CPU_ON."""
     context = click.get_current_context()
@@ -275,7 +278,7 @@ _NOT_WITH_RESTORE = {"bios": "-bios", "initrd": "--initrd", "append": "--append"
                      "pcpus": "--pcpus", "vm_specs": "--vm", "vm_file": "--config",
                      "psci_conduit": "--psci-conduit", "cpu_model": "--cpu",
                      "dumpdtb": "--dumpdtb", "disk_snapshot": "--snapshot",
-                     "virtualization": "--virtualization",
+                     "virtualization": "--virtualization", "secure": "--secure",
                      "plant": "--plant-bug"}
 
 
@@ -374,6 +377,9 @@ def machine_arguments(options: dict) -> dict:
     if hyp and options.get("virtualization"):
         from armvisor.api import VIRTUALIZATION_WITH_HYP
         raise ArmvisorError(VIRTUALIZATION_WITH_HYP)
+    if hyp and options.get("secure"):
+        from armvisor.api import SECURE_WITH_HYP
+        raise ArmvisorError(SECURE_WITH_HYP)
     if hyp and options.get("chr_testdev"):
         raise ArmvisorError("--chr-testdev is for the bare board")
     if not hyp:
@@ -394,7 +400,8 @@ def machine_arguments(options: dict) -> dict:
             drives=disks + banks, bios=options.get("bios"),
             virtio_console=options["virtio_console"],
             chr_testdev=options.get("chr_testdev", False),
-            virtualization=options.get("virtualization", False), **common)
+            virtualization=options.get("virtualization", False),
+            secure=options.get("secure", False), **common)
     if options.get("bios"):
         raise ArmvisorError("-bios runs firmware on the bare board, not under --hyp")
     pcpus = options["pcpus"]

@@ -30,7 +30,8 @@ MACHINE_PROPERTIES = ("virt-7.2 options:\n  gic-version=<string>  - Set GIC vers
                       "values are 3 and max\n  highmem=<bool>\n  its=<bool>             - Set on/off to "
                       "enable/disable ITS instantiation\n  virtualization=<bool>  - Set "
                       "on/off to enable/disable emulating a guest CPU which implements the ARM "
-                      "Virtualization Extensions\n")
+                      "Virtualization Extensions\n  secure=<bool>          - Set on/off to enable/disable the ARM "
+                      "Security Extensions (TrustZone)\n")
 DEVICES = ('Misc devices:\nname "virtio-serial-device", bus virtio-bus\n'
            'name "virtconsole", bus virtio-serial-bus\n'
            'name "virtio-blk-device", bus virtio-bus\n')
@@ -109,10 +110,13 @@ class Translation:
                 continue                     # the ITS is always there, as QEMU's default
             elif key == "virtualization" and setting in ("on", "off"):
                 self._virtualization(setting == "on")
+            elif key == "secure" and setting in ("on", "off"):
+                if "--secure" in self.run:
+                    self.run.remove("--secure")
+                self.run += ["--secure"] if setting == "on" else []
             else:
                 raise ArmvisorError(f"unsupported machine property {key}={setting} "
-                                    "(armvisor has a GICv3 and virtualization=on, no "
-                                    "secure=on yet)")
+                                    "(armvisor has a GICv3, virtualization=on and secure=on)")
 
     _M = _machine
 

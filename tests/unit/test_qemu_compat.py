@@ -27,6 +27,16 @@ def test_virtualization_on_is_armvisors_virtualization_with_psci_over_smc():
     assert "virtualization" in translate(["-M", "virt,?"]).query
 
 
+def test_secure_on_is_armvisors_secure():
+    """TF-A's QEMU command line (tests/thirdparty/test_tfa.py runs both)."""
+    t = translate("-M virt,secure=on,virtualization=on,gic-version=3 -cpu max -smp 4 "
+                  "-bios flash.bin".split())
+    assert t.finish() == ["--secure", "--virtualization", "--cpu", "max", "--smp", "4",
+                          "--bios", "flash.bin"]
+    assert "--secure" not in translate("-M virt,secure=on -M virt,secure=off".split()).finish()
+    assert "secure" in translate(["-M", "virt,?"]).query
+
+
 def test_the_seed_hypervisors_command_line_with_no_network_card():
     """Its author's QEMU command (-nographic), with the `-nic none` a QEMU installed
     without recommends needs (tests/thirdparty/test_seed_hypervisor.py runs both)."""
@@ -46,7 +56,7 @@ def test_queries(args, query):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["-machine", "virt,secure=on"], "secure=on"), (["-M", "sbsa-ref"], "sbsa-ref"),
+    (["-machine", "virt,secure=maybe"], "secure=maybe"), (["-M", "sbsa-ref"], "sbsa-ref"),
     (["-M", "virt,its=off"], "its=off"),
     (["-device", "pci-testdev"], "pci-testdev"), (["-serial", "pty"], "pty"),
     (["-nic", "user"], "network card"),

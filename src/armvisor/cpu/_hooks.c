@@ -271,6 +271,10 @@ static int wanted(const armv_core *core, const uc_arm64_cp_reg *cp)
     if (core->virt_regs) {
         if (cp->op1 == 4 && cp->crn == 12)
             return cp->crm >= 8 && cp->crm <= 13;
+        /* ICC_CTLR_EL3, ICC_SRE_EL3, ICC_IGRPEN1_EL3 (op1=6 CRn=12 CRm=12): only
+         * EL3 code reaches them, which is the guest's with --secure. */
+        if (cp->op1 == 6 && cp->crn == 12)
+            return cp->crm == 12;
         if (cp->op1 == 4 && cp->crn == 14)
             return cp->crm == 2 && cp->op2 <= 2;
         if (cp->op1 == 0 && cp->crn == 0)

@@ -56,12 +56,18 @@ TARGET_PAGE_SIZE = 4096
 # are taken natively (a bit per EL, _hooks.c native_els).
 GUEST_ELS = 1 << 1
 EL2 = 2
+EL3 = 3
 # PSTATE for EL2h with D, A, I and F masked: where a CPU enters the kernel when
 # the guest owns EL2 (--virtualization; Linux's booting.rst allows EL2).
 PSTATE_EL2H_MASKED = sr.PSTATE_DAIF | (EL2 << sr.PSTATE_EL_SHIFT) | sr.PSTATE_SP
 # SCTLR_EL2 with the MMU and caches off: its RES1 bits 29, 28, 23, 22, 18, 16, 11, 5, 4.
 SCTLR_EL2_RESET = 0x30C5_0830
 SCTLR_EL2 = sr.SysReg(3, 4, 1, 0, 0)
+# EL3h with D, A, I and F masked, SCTLR_EL3 as QEMU resets it (its RES1 bits, the
+# MMU and caches off): where every CPU starts when the guest owns EL3 (--secure).
+PSTATE_EL3H_MASKED = sr.PSTATE_DAIF | (EL3 << sr.PSTATE_EL_SHIFT) | sr.PSTATE_SP
+SCTLR_EL3_RESET = 0x30C5_0830
+SCTLR_EL3 = sr.SysReg(3, 6, 1, 0, 0)
 # struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
 _EXCEPTION_RECORD = struct.Struct("<QQQQII")
 INSN_WFI = 0xD503_207F
@@ -108,10 +114,15 @@ GPR_IDS = [A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC
 class Core:
     def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
                  mmio: Sequence[MmioRegion], host: CoreHost, trace: Optional[TraceBus] = None,
-                 tcg_buffer_size: int = 0, extra_hcr: int = 0, virtualization: bool = False):
+                 tcg_buffer_size: int = 0, extra_hcr: int = 0, virtualization: bool = False,
+                 secure: bool = False):
         self.index = index
         # The guest's own code runs at EL2 (and owns HCR_EL2): exceptions routed
         # there are taken natively, interrupts come on the CPU's own inputs.
+        # With `secure` it owns EL3 as well (its firmware starts at the reset
+        # vector), which takes EL2's place here even when EL2 is hidden from it.
+        self.secure = secure
+        virtualization = virtualization or secure
         self.virtualization = virtualization
         self.trace = trace
         self.mpidr = mpidr
@@ -175,10 +186,11 @@ class Core:
         delivery = native_delivery()
         if virtualization and not delivery.enabled:
             raise VirtualizationUnavailable(
-                f"--virtualization needs native exception delivery, which is off "
-                f"({delivery.reason})")
+                f"{'--secure' if secure else '--virtualization'} needs native exception "
+                f"delivery, which is off ({delivery.reason})")
         delivery.configure(self._budget,
-                           native_els=GUEST_ELS | ((1 << EL2) if virtualization else 0),
+                           native_els=GUEST_ELS | ((1 << EL2) if virtualization else 0) |
+                           ((1 << EL3) if secure else 0),
                            pan_hidden=not model.pan, python_ecs=python_ecs)
         self._native.add_c_hook(self.handle, UC_HOOK_INTR, self._native.intr_hook_address,
                                 ctypes.byref(self._budget))
@@ -383,7 +395,15 @@ class Core:
         self._native.flush_tb(self.handle)
         gprs = RegBatch(self._native, self.handle, GPR_IDS + [A.UC_ARM64_REG_SP])
         gprs.write([x0, x1, x2, x3] + [0] * 28)
-        if self.virtualization:
+        if self.secure:
+            # A CPU reset (the machine's): the firmware at EL3 finds EL3's controls at
+            # their reset values, not what it set before a SYSTEM_RESET.
+            self.write_sysreg(sr.SCR_EL3, 0)
+            self.write_sysreg(sr.HCR_EL2, 0)
+            self.write_sysreg(SCTLR_EL2, SCTLR_EL2_RESET)
+            self.write_sysreg(SCTLR_EL3, SCTLR_EL3_RESET)
+            self.uc.reg_write(A.UC_ARM64_REG_PSTATE, PSTATE_EL3H_MASKED)
+        elif self.virtualization:
             # A powered-on CPU starts from reset, as QEMU's CPU_ON resets it: no routing,
             # trap or stage 2 left over from what its EL2 did before.
             self.write_sysreg(sr.HCR_EL2, 0)

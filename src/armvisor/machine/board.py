@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from unicorn import UC_PROT_EXEC, UC_PROT_READ
+from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
 
 from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.host import SliceEnd, sort_stop
@@ -121,6 +121,11 @@ class BareBoard:
         self.user_dtb = read_dtb_file(config.dtb, config.memory) if config.dtb else None
         self.symbols = KernelSymbols(config.kernel)     # the API replaces it for --symbols
         self.ram = Ram(memmap.RAM_BASE, config.memory)
+        # --secure: the Secure world's RAM (virt.c VIRT_SECURE_MEM), where TF-A runs
+        # BL1's data, BL2 and BL31. Unicorn has one address space, so Non-secure code
+        # could reach it too (QEMU's is in the secure address space only).
+        self.secure_ram = Ram(memmap.SECURE_RAM_BASE, memmap.SECURE_RAM_SIZE) \
+            if config.secure else None
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed,
@@ -129,7 +134,9 @@ class BareBoard:
             gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
             cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console,
             testdev_exit=self._testdev_exit if config.chr_testdev else None,
-            disk_snapshot=config.disk_snapshot),
+            disk_snapshot=config.disk_snapshot, secure=config.secure,
+            power_off=lambda: self._end(0, reset=False),
+            reset=lambda: self._end(0, reset=True)),
             physical=True)
         self.uart, self.rtc, self.virtio = self.devices.uart, self.devices.rtc, self.devices.virtio
         self.disks = self.devices.disks
@@ -157,15 +164,16 @@ class BareBoard:
         self.pmus = [Pmu(self._pmu_line(cpu), trace=self.trace, cpu=cpu)
                      for cpu in range(config.smp)]
         # --virtualization: the guest owns EL2; its GIC virtualization interface
-        # and EL2 registers (machine/el2_registers.py).
+        # and EL2 registers (machine/el2_registers.py). --secure: it owns EL3, and
+        # EL2 too (which its ID registers hide without --virtualization).
         self.vifs: Optional[VirtualInterfaces] = None
         el2 = None
-        if config.virtualization:
+        if config.virtualization or config.secure:
             self.vifs = VirtualInterfaces(config.smp, self.gic.set_ppi_level,
                                           self.gic.deactivate, self._virtual_lines_changed,
                                           trace=self.trace)
             el2 = El2Registers(self.model, self.vifs, self.timers, self._timer_written,
-                               memmap.mpidr_affinity)
+                               memmap.mpidr_affinity, el2=config.virtualization)
         self.sysregs = SysregRouter(self.gic, self.timers, self._timer_written, self.pmus, el2=el2)
         self.windows = [watched(w, lambda cpu: self.schedule.at_sync(self.lanes[cpu].core, "mmio"))
                         for w in self.devices.windows]
@@ -175,9 +183,12 @@ class BareBoard:
             core = Core(index, memmap.mpidr_affinity(index), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
                         trace=self.trace, tcg_buffer_size=tcg_buffer,
-                        virtualization=config.virtualization)
+                        virtualization=config.virtualization, secure=config.secure)
             for bank in self.flash:
                 bank.map_into(core)
+            if self.secure_ram is not None:
+                core.map_memory(self.secure_ram.base, self.secure_ram.size,
+                                self.secure_ram.pointer, UC_PROT_ALL)
             self.lanes.append(Lane(index, core))
         self.exit_status: Optional[int] = None        # set by SYSTEM_OFF / SYSTEM_RESET
         self._testdev_ended = False                   # chr-testdev's 'q' ended the run
@@ -207,12 +218,15 @@ class BareBoard:
             cpu_count=self.config.smp, ram_base=self.ram.base, ram_size=self.ram.size,
             psci_conduit=self.config.psci_conduit, cpu_compatible=self.model.compatible,
             bootargs=self.config.append, initrd=initrd,
-            gic_maintenance_irq=self.config.virtualization, **self.devices.dtb_nodes()))
+            gic_maintenance_irq=self.config.virtualization, secure=self.config.secure,
+            **self.devices.dtb_nodes()))
 
     def load(self) -> None:
         """Put the kernel, initrd and DTB in RAM as QEMU's hw/arm/boot.c does."""
         if self.boots:                    # a fresh mapping is already zero
             self.ram.clear()
+            if self.secure_ram is not None:
+                self.secure_ram.clear()
         for bank in self.flash:
             bank.device.reset()
         if self.config.runs_firmware:
@@ -266,14 +280,26 @@ class BareBoard:
                 self._remap_flash(bank, as_memory=True)
         for lane in self.lanes:
             lane.power_off()
+        firmware = {"bios": self.config.bios} if self.config.bios else {}
+        if self.config.secure:
+            firmware["secure"] = True
+        self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
+                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel,
+                        **firmware)
+        if self.config.secure:
+            # The firmware owns EL3 and power: every CPU leaves reset at its reset
+            # vector (TF-A's BL1 sends the secondaries to its holding pen), as
+            # QEMU's secure=on starts them all.
+            for lane in self.lanes:
+                lane.core.reset(self.image.entry, x0=self.boot_x0)
+                lane.start(warm=False)
+                self.trace.emit("cpu.start", lane.index, pc=self.image.entry,
+                                reason="cold boot", el=3)
+            return
         self.firmware.cold_boot(0)
         boot = self.lanes[0]
         boot.core.reset(self.image.entry, x0=self.boot_x0)
         boot.start(warm=False)
-        firmware = {"bios": self.config.bios} if self.config.bios else {}
-        self.trace.emit("machine.boot", None, entry=self.image.entry, dtb=self.dtb_address,
-                        kind=self.image.kind, cpus=self.config.smp, kernel=self.config.kernel,
-                        **firmware)
         self.trace.emit("cpu.start", 0, pc=self.image.entry, reason="cold boot",
                         **({"el": 2} if self.vifs is not None else {}))
 
@@ -292,6 +318,7 @@ class BareBoard:
             "reset_requested": self._reset_requested, "image": image,
             "dtb_address": self.dtb_address,
             "ram": self.ram.save_state(),
+            **({} if self.secure_ram is None else {"secure_ram": self.secure_ram.save_state()}),
             "devices": self.devices.save_state(),
             "gic": self.gic.save_state(),
             **({} if self.vifs is None else {"vifs": self.vifs.save_state()}),
@@ -321,6 +348,8 @@ class BareBoard:
             segments=[tuple(s) for s in image["segments"]])
         self.dtb_address = state["dtb_address"]
         self.ram.restore_state(state["ram"])
+        if self.secure_ram is not None:
+            self.secure_ram.restore_state(state["secure_ram"])
         self.devices.restore_state(state["devices"])
         self.gic.restore_state(state["gic"])
         if self.vifs is not None and "vifs" in state:

@@ -199,6 +199,10 @@ class MachineConfig:
     # QEMU's virtualization=on: the CPUs start at EL2, which the guest owns
     # (its hypervisor, KVM); PSCI over SMC to armvisor's EL3 firmware.
     virtualization: bool = False
+    # QEMU's secure=on: the firmware in flash0 owns EL3 (TF-A's BL1 at the reset
+    # vector, every CPU starting there), with the Secure world's RAM, UART and
+    # GPIO; armvisor's own EL3 firmware stands aside.
+    secure: bool = False
 
     def __post_init__(self) -> None:
         check_whole_number("--smp", self.smp)
@@ -236,6 +240,10 @@ class MachineConfig:
                                 "not both")
         if not self.kernel and not self.runs_firmware:
             raise ArmvisorError("--kernel is required (or -bios, or -drive if=pflash,unit=0)")
+        if self.secure and not self.runs_firmware:
+            raise ArmvisorError("--secure runs firmware at EL3: give it with -bios or "
+                                "-drive if=pflash,unit=0 (a --kernel then goes to it "
+                                "through fw_cfg)")
 
     def pflash_read_only(self, unit: int) -> bool:
         return any(bank.unit == unit and bank.read_only for bank in self.pflash)

@@ -9,9 +9,15 @@ the older ones, so its blob lists them in reverse creation order; we write the
 blob order directly.
 
 Nodes QEMU has that we leave out because the board does not model them:
-pl061 + gpio-keys and the GICv3 ITS (its@8080000; the tree matches
-QEMU's with `its=off`, so pcie has no msi-map). Leaving a node out makes the
+the non-secure pl061@9030000 and its gpio-keys. Leaving a node out makes the
 guest skip the device instead of probing registers that would fault.
+
+With `secure` (QEMU's secure=on, firmware at EL3) the tree is QEMU's for
+that machine (hw/arm/virt.c create_secure_ram, create_uart for the secure
+UART, create_gpio_devices for the secure GPIO, virt_flash_fdt): the secure
+devices are there with status "disabled" and secure-status "okay", flash0
+becomes secflash@0, and there is no psci node, since PSCI is the EL3
+firmware's to describe (TF-A's BL2 adds the node before it starts BL33).
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ APB_PCLK_HZ = 24_000_000           # QEMU virt create_fdt: fixed 24 MHz APB cloc
 RNG_SEED_BYTES = 32                # QEMU fills /chosen/rng-seed with 32 random bytes
 
 FLASH_BANK_WIDTH = 4               # virt.c: each bank is two x16 chips side by side
+# The secure PL061's lines (virt.c create_secure_gpio_pwr; TF-A plat/qemu
+# SECURE_GPIO_POWEROFF and SECURE_GPIO_RESET).
+SECURE_GPIO_POWEROFF = 0
+SECURE_GPIO_RESET = 1
 
 DTB_VERSION = 17                   # devicetree spec 5.2: version 17, compatible with 16
 DTB_LAST_COMP_VERSION = 16
@@ -85,6 +95,7 @@ class BoardDescription:
     fw_cfg: bool = True                            # fw-cfg@9020000
     platform_bus: bool = True                      # platform-bus@c000000, always empty
     pmu: bool = True                               # pmu: PMUv3 overflow interrupt, PPI 7
+    secure: bool = False                           # QEMU's secure=on (see the module doc)
 
 
 def check_bootargs(text: str, what: str = "bootargs") -> None:
@@ -169,7 +180,8 @@ def build_dtb(desc: BoardDescription) -> bytes:
     root.append(fdt.PropWords("#address-cells", 2))
     root.append(fdt.PropStrings("compatible", "linux,dummy-virt"))
 
-    root.append(_psci_node(desc))
+    if not desc.secure:
+        root.append(_psci_node(desc))
     root.append(_memory_node(desc))
     if desc.platform_bus:
         root.append(_platform_bus_node(desc, phandles))
@@ -177,20 +189,30 @@ def build_dtb(desc: BoardDescription) -> bytes:
         root.append(_fw_cfg_node())
     for slot in range(desc.virtio_slots):
         root.append(_virtio_node(desc, slot))
+    if desc.secure:
+        for node in _secure_gpio_nodes(desc, phandles):
+            root.append(node)
     if desc.pcie:
         root.append(_pcie_node(desc, phandles))
     root.append(_pl031_node(desc, phandles))
+    if desc.secure:
+        root.append(_pl011_node(desc, phandles, memmap.SECURE_UART_BASE,
+                                memmap.SECURE_UART_SPI, secure=True))
+        root.append(_secure_ram_node())
     root.append(_pl011_node(desc, phandles))
     if desc.pmu:
         root.append(_pmu_node(desc))
     if desc.gic:
         root.append(_gic_node(desc, phandles))
     if desc.flash:
-        root.append(_flash_node())
+        for node in _flash_nodes(desc.secure):
+            root.append(node)
     root.append(_cpus_node(desc, phandles))
     if desc.timer:
         root.append(_timer_node(desc))
     root.append(_apb_pclk_node(phandles))
+    if desc.secure:
+        root.append(_secure_chosen_node(desc))
     root.append(_chosen_node(desc))
     return tree.to_dtb(version=DTB_VERSION, last_comp_version=DTB_LAST_COMP_VERSION,
                        boot_cpuid_phys=0)
@@ -204,6 +226,8 @@ class _Phandles:
         self._cpu_count = desc.cpu_count
         self.gic = PHANDLE_BASE + desc.cpu_count + 1
         self.its = self.gic + 1
+        # QEMU's non-secure pl061 (not modelled here) takes the next one.
+        self.secure_gpio = self.gic + 3
 
     def cpu(self, index: int) -> int:
         # QEMU's cpu-map loop walks the CPUs from the last to the first.
@@ -339,14 +363,64 @@ def _pcie_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
     return node
 
 
-def _flash_node() -> fdt.Node:
+def _flash_nodes(secure: bool) -> list:
+    """One node for both banks, or with `secure` flash1 alone and flash0 as secflash@0
+    (virt.c virt_flash_fdt)."""
     bank = memmap.FLASH_BANK_SIZE
-    node = fdt.Node(f"flash@{memmap.FLASH_BASE:x}")
+    if not secure:
+        return [_flash_node("flash", memmap.FLASH_BASE, memmap.FLASH_BASE, bank,
+                            memmap.FLASH_BASE + bank, bank)]
+    flash1 = memmap.FLASH_BASE + bank
+    return [_flash_node("flash", flash1, flash1, bank),
+            _flash_node("secflash", memmap.FLASH_BASE, memmap.FLASH_BASE, bank, secure=True)]
+
+
+def _flash_node(name: str, base: int, *banks: int, secure: bool = False) -> fdt.Node:
+    node = _node(f"{name}@{base:x}", secure)
     node.append(fdt.PropWords("bank-width", FLASH_BANK_WIDTH))
-    node.append(fdt.PropWords("reg", *_cells64(memmap.FLASH_BASE, bank,
-                                               memmap.FLASH_BASE + bank, bank)))
+    node.append(fdt.PropWords("reg", *_cells64(*banks)))
     node.append(fdt.PropStrings("compatible", "cfi-flash"))
     return node
+
+
+def _node(name: str, secure: bool = False) -> fdt.Node:
+    """A new node; with `secure` one only the Secure world may use (the devicetree
+    binding's secure-status, as virt.c marks its secure devices)."""
+    node = fdt.Node(name)
+    if secure:
+        node.append(fdt.PropStrings("secure-status", "okay"))
+        node.append(fdt.PropStrings("status", "disabled"))
+    return node
+
+
+def _secure_ram_node() -> fdt.Node:
+    node = _node(f"secram@{memmap.SECURE_RAM_BASE:x}", secure=True)
+    node.append(_reg(memmap.SECURE_RAM_BASE, memmap.SECURE_RAM_SIZE))
+    node.append(fdt.PropStrings("device_type", "memory"))
+    return node
+
+
+def _secure_gpio_nodes(desc: BoardDescription, phandles: _Phandles) -> list:
+    """virt.c create_gpio_devices for the secure PL061 and create_secure_gpio_pwr: line 0
+    powers the machine off, line 1 resets it."""
+    restart = _node("gpio-restart", secure=True)
+    restart.append(fdt.PropWords("gpios", phandles.secure_gpio, SECURE_GPIO_RESET, 0))
+    restart.append(fdt.PropStrings("compatible", "gpio-restart"))
+    poweroff = _node("gpio-poweroff", secure=True)
+    poweroff.append(fdt.PropWords("gpios", phandles.secure_gpio, SECURE_GPIO_POWEROFF, 0))
+    poweroff.append(fdt.PropStrings("compatible", "gpio-poweroff"))
+    gpio = _node(f"pl061@{memmap.SECURE_GPIO_BASE:x}", secure=True)
+    gpio.append(fdt.PropWords("phandle", phandles.secure_gpio))
+    gpio.append(fdt.PropStrings("clock-names", "apb_pclk"))
+    gpio.append(fdt.PropWords("clocks", phandles.apb_pclk))
+    if desc.gic:
+        gpio.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, memmap.SECURE_GPIO_SPI,
+                                 IRQ_TYPE_LEVEL_HIGH)))
+    gpio.append(fdt.Property("gpio-controller"))
+    gpio.append(fdt.PropWords("#gpio-cells", 2))
+    gpio.append(fdt.PropStrings("compatible", "arm,pl061", "arm,primecell"))
+    gpio.append(_reg(memmap.SECURE_GPIO_BASE, memmap.SECURE_GPIO_SIZE))
+    return [restart, poweroff, gpio]
 
 
 def _pl031_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
@@ -360,13 +434,14 @@ def _pl031_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
     return node
 
 
-def _pl011_node(desc: BoardDescription, phandles: _Phandles) -> fdt.Node:
-    node = fdt.Node(f"pl011@{memmap.UART0_BASE:x}")
+def _pl011_node(desc: BoardDescription, phandles: _Phandles, base: int = memmap.UART0_BASE,
+                spi: int = memmap.UART0_SPI, secure: bool = False) -> fdt.Node:
+    node = _node(f"pl011@{base:x}", secure)
     node.append(fdt.PropStrings("clock-names", "uartclk", "apb_pclk"))
     node.append(fdt.PropWords("clocks", phandles.apb_pclk, phandles.apb_pclk))
     if desc.gic:
-        node.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, memmap.UART0_SPI, IRQ_TYPE_LEVEL_HIGH)))
-    node.append(_reg(memmap.UART0_BASE, memmap.UART0_SIZE))
+        node.append(_interrupts((GIC_FDT_IRQ_TYPE_SPI, spi, IRQ_TYPE_LEVEL_HIGH)))
+    node.append(_reg(base, memmap.UART0_SIZE))
     node.append(fdt.PropStrings("compatible", "arm,pl011", "arm,primecell"))
     return node
 
@@ -487,6 +562,17 @@ def _bootargs(text: str) -> fdt.Property:
     if text.isascii():
         return fdt.PropStrings("bootargs", text)
     return fdt.PropBytes("bootargs", data=text.encode("utf-8") + b"\0")
+
+
+def _secure_chosen_node(desc: BoardDescription) -> fdt.Node:
+    """The Secure world's /chosen: its console is the secure UART; QEMU gives it seeds too."""
+    node = fdt.Node("secure-chosen")
+    node.append(fdt.PropStrings("stdout-path", f"/pl011@{memmap.SECURE_UART_BASE:x}"))
+    if desc.rng_seed is not None:
+        node.append(fdt.PropBytes("rng-seed", data=bytes(desc.rng_seed)))
+    if desc.kaslr_seed is not None:
+        node.append(fdt.PropWords("kaslr-seed", *_cells64(desc.kaslr_seed & 0xFFFF_FFFF_FFFF_FFFF)))
+    return node
 
 
 def _chosen_node(desc: BoardDescription) -> fdt.Node:

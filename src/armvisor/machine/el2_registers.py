@@ -38,6 +38,7 @@ SGI_REGISTERS = {(3, 0, 12, 11, 5), (3, 0, 12, 11, 6), (3, 0, 12, 11, 7)}
 # ID_AA64MMFR1_EL1.VH [11:8] (FEAT_VHE).
 MMFR1_VH_MASK = 0xF << 8
 # ID_AA64PFR0_EL1.EL2 [11:8], EL3 [15:12]: 1 = implemented, AArch64 only.
+PFR0_EL2_MASK = 0xF << 8
 PFR0_EL2_EL3_MASK = 0xFF << 8
 PFR0_EL2_EL3_AARCH64 = 0x11 << 8
 # ID_AA64PFR0_EL1.GIC [27:24]: 1 = GICv3/v4 CPU interface system registers.
@@ -57,7 +58,12 @@ def _is_id_space(reg) -> bool:
 
 class El2Registers:
     def __init__(self, model: CpuModel, vifs: VirtualInterfaces, timers: Sequence[GenericTimer],
-                 timer_written: Callable[[object], None], mpidr_of: Callable[[int], int]):
+                 timer_written: Callable[[object], None], mpidr_of: Callable[[int], int],
+                 el2: bool = True):
+        """`el2` False: the firmware at EL3 (--secure without --virtualization) is told
+        there is no EL2, as QEMU's secure=on alone has none; Unicorn's CPU keeps it, but
+        nothing enters it when the ID registers say it is absent."""
+        self.el2 = el2
         self.model = model
         self.vifs = vifs
         self.timers = timers
@@ -154,4 +160,6 @@ class El2Registers:
             # The GICv3 CPU interface's system registers are there (this module), as
             # QEMU's PFR0 says with gic-version=3; Unicorn's `max` says none.
             value = value & ~PFR0_GIC_MASK | PFR0_GIC_SYSREGS
+            if not self.el2:
+                value &= ~PFR0_EL2_MASK
         return value

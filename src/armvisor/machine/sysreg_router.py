@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from armvisor.cpu.sysregs import SysReg
+from armvisor.devices.gic.registers import EL3_ICC_REGISTERS
 from armvisor.devices.pmu import Pmu, is_pmu_register
 from armvisor.devices.timer import GenericTimer
 from armvisor.machine.el2_registers import NOT_MINE
@@ -46,6 +47,8 @@ class SysregRouter:
                 self._timer_written(core)
                 return 0
             return timer.read(reg)
+        if tuple(reg) in EL3_ICC_REGISTERS and el < 3:
+            return None
         if is_write:
             return 0 if self.gic.icc_write(cpu, reg, value) else None
         return self.gic.icc_read(cpu, reg)

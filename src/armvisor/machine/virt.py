@@ -49,6 +49,9 @@ class Wiring:
     # QEMU's chr-testdev behind the virtio console (kvm-unit-tests' exit codes):
     # what it calls with the status the emulator exits with.
     testdev_exit: Optional[Callable[[int], None]] = None
+    secure: bool = False                         # QEMU's secure=on: the Secure world's devices
+    power_off: Callable[[], None] = lambda: None   # the secure GPIO's power-off line
+    reset: Callable[[], None] = lambda: None       # ... and its reset line
 
     def spi(self, number: int) -> Callable[[bool], None]:
         """The input line of SPI `number`, as a device drives it."""
@@ -65,11 +68,19 @@ class Row:
     make: Callable[[Wiring], object]
     dtb_node: str                   # the node build_dtb writes for it
     in_vm: bool = True
+    secure: bool = False            # only on a board with secure=on (never in a VM)
 
 
 def _uart(w: Wiring) -> Pl011:
     return Pl011(w.console, trace=w.trace, name=f"{w.prefix}uart0",
                  on_irq_change=w.spi(memmap.UART0_SPI))
+
+
+def _secure_uart(w: Wiring) -> Pl011:
+    # QEMU connects the secure UART to a second -serial, which `-nographic` alone
+    # does not give: its output goes nowhere, but the trace still shows it.
+    return Pl011(lambda data: None, trace=w.trace, name="secure-uart",
+                 on_irq_change=w.spi(memmap.SECURE_UART_SPI))
 
 
 def _rtc(w: Wiring) -> Pl031:
@@ -122,6 +133,8 @@ VIRT_DEVICES = (
         memmap.VIRTIO_MMIO_SLOTS * memmap.VIRTIO_MMIO_SLOT_SIZE, None, _virtio, "virtio_mmio"),
     Row("pcie-ecam", memmap.PCIE_ECAM_HIGH_BASE, memmap.PCIE_ECAM_HIGH_SIZE, None, _pcie,
         "pcie", in_vm=False),
+    Row("secure-uart", memmap.SECURE_UART_BASE, memmap.UART0_SIZE, memmap.SECURE_UART_SPI,
+        _secure_uart, "secure-uart", in_vm=False, secure=True),
 )
 
 
@@ -135,7 +148,8 @@ class VirtDevices:
 
     @classmethod
     def build(cls, wiring: Wiring, physical: bool) -> "VirtDevices":
-        devices = {row.name: row.make(wiring) for row in VIRT_DEVICES if physical or row.in_vm}
+        devices = {row.name: row.make(wiring) for row in VIRT_DEVICES
+                   if (physical or row.in_vm) and (wiring.secure or not row.secure)}
         windows = gic_windows(wiring.gic, wiring.cpu_count) + [
             MmioWindow(row.name, row.base, row.size, *per_device(devices[row.name]))
             for row in VIRT_DEVICES if row.name in devices]
@@ -169,7 +183,7 @@ class VirtDevices:
     def dtb_nodes(self) -> dict:
         """The BoardDescription switches for the nodes of devices this board lacks."""
         nodes = {row.dtb_node.replace("-", "_"): row.name in self.devices
-                 for row in VIRT_DEVICES if not row.in_vm}
+                 for row in VIRT_DEVICES if not row.in_vm and not row.secure}
         return dict(nodes, flash=self.physical, platform_bus=self.physical)
 
     def reset(self) -> None:

@@ -280,20 +280,22 @@ def _node_paths(tree: fdt.FDT) -> set[str]:
 
 
 # Nodes QEMU emits that armvisor does not model (see dtb.py).
-QEMU_ONLY_NODES = ("/pl061@", "/gpio-keys")
+QEMU_ONLY_NODES = ("/pl061@9030000", "/gpio-keys")
 
 
 @pytest.mark.skipif(not qemu.available(), reason="QEMU not installed")
-@pytest.mark.parametrize("count,virt", [(4, False), (20, True)])
-def test_same_nodes_as_qemu(tmp_path, count, virt):
+@pytest.mark.parametrize("count,virt,secure", [(4, False, False), (20, True, False),
+                                              (4, True, True), (2, False, True)])
+def test_same_nodes_as_qemu(tmp_path, count, virt, secure):
     # QEMU's default its=on: the ITS under the GIC node, msi-map on pcie.
-    machine = "virt,gic-version=3" + (",virtualization=on" if virt else "")
+    machine = "virt,gic-version=3" + (",virtualization=on" if virt else "") + \
+        (",secure=on" if secure else "")
     qemu_dtb = tmp_path / "qemu.dtb"
     subprocess.run(qemu.virt_command(machine=f"{machine},dumpdtb={qemu_dtb}", smp=count),
                    capture_output=True, timeout=60, check=True)
     reference = fdt.parse_dtb(qemu_dtb.read_bytes())
     ours = parse(board(cpu_count=count, psci_conduit="smc" if virt else "hvc",
-                       gic_maintenance_irq=virt))
+                       gic_maintenance_irq=virt, secure=secure))
     qemu_nodes = {p for p in _node_paths(reference) if not any(q in p for q in QEMU_ONLY_NODES)}
     assert _node_paths(ours) == qemu_nodes
     # Where both have a node, the properties and their values agree, except the random seeds.

@@ -7,6 +7,12 @@ priority. The running priority is the lowest set bit across both. Group 1
 uses the Non-secure view of the binary point (ICC_BPR1_EL1 minimum 3, group
 priority = BPR1 - 1, CBPR reads BPR0 + 1), as for a guest at Non-secure EL1.
 
+EL3's registers (for firmware at EL3, --secure) fit the single Security
+state: ICC_SRE_EL3 is RAO/WI like ICC_SRE_EL1, ICC_IGRPEN1_EL3.EnableGrp1NS
+and ICC_CTLR_EL3's Non-secure EL1 bits are ICC_IGRPEN1_EL1's and
+ICC_CTLR_EL1's, and the Secure-state controls are kept for the firmware to
+read back but act on nothing, there being no Secure Group 1 interrupts.
+
 Registers the architecture makes read-only are not writable here and the
 write-only ones are not readable: `read` returns None and `write` False for
 them, which the machine turns into UNDEFINED as hardware would. ICC_AP0R1-3
@@ -52,6 +58,10 @@ class CpuInterface:
             r.ICC_SRE_EL1: lambda: r.ICC_SRE_VALUE,
             r.ICC_IGRPEN0_EL1: lambda: int(self.igrpen[r.GROUP0]),
             r.ICC_IGRPEN1_EL1: lambda: int(self.igrpen[r.GROUP1]),
+            r.ICC_SRE_EL3: lambda: r.ICC_SRE_VALUE | r.ICC_SRE_EL3_ENABLE,
+            r.ICC_CTLR_EL3: self._read_ctlr_el3,
+            r.ICC_IGRPEN1_EL3: lambda: (int(self.igrpen[r.GROUP1]) * r.ICC_IGRPEN1_EL3_GRP1NS
+                                        | int(self.grp1s) * r.ICC_IGRPEN1_EL3_GRP1S),
         }
         self._writers: Dict[tuple, Callable[[int], None]] = {
             r.ICC_PMR_EL1: self._write_pmr,
@@ -69,6 +79,9 @@ class CpuInterface:
             r.ICC_SGI0R_EL1: lambda v: self._listener.send_sgi(self.cpu, v, r.ICC_SGI0R_EL1),
             r.ICC_SGI1R_EL1: lambda v: self._listener.send_sgi(self.cpu, v, r.ICC_SGI1R_EL1),
             r.ICC_ASGI1R_EL1: lambda v: self._listener.send_sgi(self.cpu, v, r.ICC_ASGI1R_EL1),
+            r.ICC_SRE_EL3: lambda v: None,           # RAO/WI
+            r.ICC_CTLR_EL3: self._write_ctlr_el3,
+            r.ICC_IGRPEN1_EL3: self._write_igrpen1_el3,
         }
         self.reset()
 
@@ -79,11 +92,14 @@ class CpuInterface:
         self.ctlr = 0                       # CBPR and EOImode
         self.igrpen = [False, False]
         self.apr = [0, 0]                   # ICC_AP0R0_EL1, ICC_AP1R0_EL1
+        self.ctlr_el3 = 0                   # ICC_CTLR_EL3's bits of its own
+        self.grp1s = False                  # ICC_IGRPEN1_EL3.EnableGrp1S
 
     def save_state(self) -> dict:
         # The running priority and the active priority stack are both the APRs.
         return {"pmr": self.pmr, "bpr0": self.bpr0, "bpr1": self.bpr1, "ctlr": self.ctlr,
-                "igrpen": list(self.igrpen), "apr": list(self.apr)}
+                "igrpen": list(self.igrpen), "apr": list(self.apr),
+                "ctlr_el3": self.ctlr_el3, "grp1s": self.grp1s}
 
     def restore_state(self, state: dict) -> None:
         self.pmr = state["pmr"]
@@ -92,6 +108,8 @@ class CpuInterface:
         self.ctlr = state["ctlr"]
         self.igrpen = [bool(enabled) for enabled in state["igrpen"]]
         self.apr = list(state["apr"])
+        self.ctlr_el3 = state.get("ctlr_el3", 0)         # snapshots from before --secure
+        self.grp1s = bool(state.get("grp1s", False))
 
     # ------------------------------------------------------------ register API
     def read(self, reg: tuple) -> Optional[int]:
@@ -205,6 +223,23 @@ class CpuInterface:
     def _write_ctlr(self, value: int) -> None:
         self.ctlr = value & r.ICC_CTLR_WRITABLE
         self._listener.cpu_interface_changed(self.cpu)
+
+    def _read_ctlr_el3(self) -> int:
+        value = (r.ICC_CTLR_FIXED & ~r.ICC_CTLR_WRITABLE) | self.ctlr_el3
+        if self.ctlr & r.ICC_CTLR_CBPR:
+            value |= r.ICC_CTLR_EL3_CBPR_EL1NS
+        if self.ctlr & r.ICC_CTLR_EOIMODE:
+            value |= r.ICC_CTLR_EL3_EOIMODE_EL1NS
+        return value
+
+    def _write_ctlr_el3(self, value: int) -> None:
+        self.ctlr_el3 = value & r.ICC_CTLR_EL3_OWN
+        self._write_ctlr((r.ICC_CTLR_CBPR if value & r.ICC_CTLR_EL3_CBPR_EL1NS else 0)
+                         | (r.ICC_CTLR_EOIMODE if value & r.ICC_CTLR_EL3_EOIMODE_EL1NS else 0))
+
+    def _write_igrpen1_el3(self, value: int) -> None:
+        self.grp1s = bool(value & r.ICC_IGRPEN1_EL3_GRP1S)
+        self._write_igrpen(r.GROUP1, value & r.ICC_IGRPEN1_EL3_GRP1NS)
 
     def _write_igrpen(self, group: int, value: int) -> None:
         enable = bool(value & r.ICC_IGRPEN_ENABLE)

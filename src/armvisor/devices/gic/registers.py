@@ -190,6 +190,11 @@ ICC_CTLR_EL1 = (3, 0, 12, 12, 4)
 ICC_SRE_EL1 = (3, 0, 12, 12, 5)
 ICC_IGRPEN0_EL1 = (3, 0, 12, 12, 6)
 ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7)
+# EL3's (12.2.8, 12.2.11, 12.2.17): only code at EL3 reaches them (--secure).
+ICC_CTLR_EL3 = (3, 6, 12, 12, 4)
+ICC_SRE_EL3 = (3, 6, 12, 12, 5)
+ICC_IGRPEN1_EL3 = (3, 6, 12, 12, 7)
+EL3_ICC_REGISTERS = (ICC_CTLR_EL3, ICC_SRE_EL3, ICC_IGRPEN1_EL3)
 
 # ICC_CTLR_EL1 (12.2, ICC_CTLR_EL1).
 ICC_CTLR_CBPR = 1 << 0             # BPR0 controls preemption for both groups
@@ -202,6 +207,16 @@ ICC_CTLR_RSS = 1 << 18             # 0: SGI TargetList covers Aff0 0-15
 ICC_CTLR_WRITABLE = ICC_CTLR_CBPR | ICC_CTLR_EOIMODE
 ICC_CTLR_FIXED = (ICC_CTLR_A3V | ((PRIORITY_BITS - 1) << ICC_CTLR_PRIBITS_SHIFT)
                   | (0 << ICC_CTLR_IDBITS_SHIFT))
+# ICC_CTLR_EL3 (12.2.8): the same read-only fields as ICC_CTLR_EL1, nDS = 0 (this
+# GIC has GICD_CTLR.DS = 1), and the EL1 controls of each Security state. The
+# Non-secure ones are ICC_CTLR_EL1's bits; the rest are kept but have nothing to act on.
+ICC_CTLR_EL3_CBPR_EL1S = 1 << 0
+ICC_CTLR_EL3_CBPR_EL1NS = 1 << 1
+ICC_CTLR_EL3_EOIMODE_EL1NS = 1 << 4
+ICC_CTLR_EL3_OWN = 0b10_1101       # CBPR_EL1S, EOImode_EL3, EOImode_EL1S, RM
+# ICC_IGRPEN1_EL3 (12.2.17): EnableGrp1NS is ICC_IGRPEN1_EL1's Enable; EnableGrp1S.
+ICC_IGRPEN1_EL3_GRP1NS = 1 << 0
+ICC_IGRPEN1_EL3_GRP1S = 1 << 1
 
 # ICC_SRE_EL1 (12.2, ICC_SRE_EL1): system register interface always on; IRQ
 # and FIQ bypass disabled. The whole register is RAO/WI here, as in QEMU.
@@ -209,6 +224,7 @@ ICC_SRE_SRE = 1 << 0
 ICC_SRE_DFB = 1 << 1
 ICC_SRE_DIB = 1 << 2
 ICC_SRE_VALUE = ICC_SRE_SRE | ICC_SRE_DFB | ICC_SRE_DIB
+ICC_SRE_EL3_ENABLE = 1 << 3        # ICC_SRE_EL3.Enable: EL2 and EL1 may use their ICC_SRE
 
 ICC_IGRPEN_ENABLE = 1 << 0
 ICC_BPR_MASK = 0x7
