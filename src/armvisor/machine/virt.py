@@ -22,11 +22,13 @@ from armvisor.devices.fw_cfg import FwCfg
 from armvisor.devices.pcie_host import PcieHost
 from armvisor.devices.pl011 import Pl011
 from armvisor.devices.pl031 import Pl031
+from armvisor.devices.pl061 import Pl061
 from armvisor.devices.virtio.blk import VirtioBlk
 from armvisor.devices.virtio.console import VirtioConsole
 from armvisor.devices.virtio.mmio import VirtioMmio, VirtioMmioBank
 from armvisor.machine import memmap
 from armvisor.machine.config import DriveSpec
+from armvisor.machine.dtb import SECURE_GPIO_POWEROFF, SECURE_GPIO_RESET
 from armvisor.machine.mmio import MmioWindow, gic_windows, per_device
 
 SPI_BASE = 32                     # SPIs start at INTID 32 (IHI0069 2.2.1)
@@ -83,6 +85,18 @@ def _secure_uart(w: Wiring) -> Pl011:
                  on_irq_change=w.spi(memmap.SECURE_UART_SPI))
 
 
+def _secure_gpio(w: Wiring) -> Pl061:
+    """The secure PL061 whose line 0 powers the machine off and line 1 resets it, on a
+    rising level (virt.c create_secure_gpio_pwr and its DTB; TF-A's qemu_system_off)."""
+    def output(line: int, level: bool) -> None:
+        if level and line == SECURE_GPIO_POWEROFF:
+            w.power_off()
+        elif level and line == SECURE_GPIO_RESET:
+            w.reset()
+    return Pl061(output, on_irq_change=w.spi(memmap.SECURE_GPIO_SPI), trace=w.trace,
+                 name="secure-gpio")
+
+
 def _rtc(w: Wiring) -> Pl031:
     return Pl031(clock=w.clock.wall, trace=w.trace, name=f"{w.prefix}rtc",
                  on_irq_change=w.spi(memmap.RTC_SPI))
@@ -135,6 +149,8 @@ VIRT_DEVICES = (
         "pcie", in_vm=False),
     Row("secure-uart", memmap.SECURE_UART_BASE, memmap.UART0_SIZE, memmap.SECURE_UART_SPI,
         _secure_uart, "secure-uart", in_vm=False, secure=True),
+    Row("secure-gpio", memmap.SECURE_GPIO_BASE, memmap.SECURE_GPIO_SIZE, memmap.SECURE_GPIO_SPI,
+        _secure_gpio, "secure-gpio", in_vm=False, secure=True),
 )
 
 
