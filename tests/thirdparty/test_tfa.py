@@ -13,7 +13,8 @@ and online again through sysfs: Linux's PSCI CPU_OFF parks each in the
 holding pen again (TF-A's qemu_pwr_domain_pwr_down_wfi), CPU_ON releases it;
 `poweroff -f` is SYSTEM_OFF, which TF-A does with the Secure GPIO's pin 0.
 
-Both machines run the same flash, kernel and initramfs:
+Both machines run the same flash, kernel and initramfs, with virtualization=on
+(Linux at EL2) and without it (the CPU has no EL2; Linux at EL1):
 
   qemu-system-aarch64 -M virt,secure=on,virtualization=on,gic-version=3 -cpu max
       -smp 4 -m 1G -bios flash.bin -kernel Image -initrd initramfs.cpio.gz
@@ -30,7 +31,7 @@ the module. What is compared (`boot_lines`, `hotplug_answers`):
   (its build stamp is the changelog's date, so equal on both) and U-Boot's,
   except the addresses where U-Boot moves the DTB and the initramfs, which
   follow the size of the machine's own DTB;
-- Linux's psci and smp lines, "CPU: All CPU(s) started at EL2" and the
+- Linux's psci and smp lines, "CPU: All CPU(s) started at EL2" (EL1) and the
   init's "armvisor-init: ready on 4 CPUs";
 - at the shell: each sysfs write's status, /sys/devices/system/cpu/online
   and offline and the processors in /proc/cpuinfo after the offlining and
@@ -290,23 +291,32 @@ def images():
         _unavailable(f"Debian arm64 kernel and BusyBox unavailable: {exc}")
 
 
+@pytest.fixture(scope="module", params=[2, 1], ids=["virtualization=on", "secure=on alone"])
+def linux_el(request) -> int:
+    """Where BL31 enters U-Boot and so Linux: EL2 with virtualization=on, else EL1 (the
+    CPU then has no EL2, and TF-A leaves it alone)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def qemu_run(flash, images) -> Run:
+def qemu_run(flash, images, linux_el) -> Run:
     if not qemu.available():
         _unavailable(f"{qemu.QEMU} is not installed (Debian package qemu-system-arm): "
                      "nothing to compare with")
-    command = qemu.virt_command(machine=MACHINE, cpu="max", smp=CPUS, memory=MEMORY, extra=[
+    machine = MACHINE if linux_el == 2 else MACHINE.replace(",virtualization=on", "")
+    command = qemu.virt_command(machine=machine, cpu="max", smp=CPUS, memory=MEMORY, extra=[
         "-bios", str(flash), "-kernel", str(images.kernel), "-initrd", str(images.initramfs),
         "-append", APPEND])
     return run_machine("qemu", command, QEMU_BOOT_S, QEMU_STEP_S)
 
 
 @pytest.fixture(scope="module")
-def armvisor_run(flash, images, qemu_run) -> Run:
+def armvisor_run(flash, images, linux_el, qemu_run) -> Run:
     """armvisor's run, after QEMU's (never both at once on a 2-core machine)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "armvisor", "run", "--secure", "--virtualization",
+    el2 = ["--virtualization"] if linux_el == 2 else []
+    command = [sys.executable, "-m", "armvisor", "run", "--secure", *el2,
                "--cpu", "max", "-bios", str(flash), "--kernel", str(images.kernel),
                "--initrd", str(images.initramfs), "--append", APPEND,
                "--smp", str(CPUS), "--memory", MEMORY, "--quiet",
@@ -314,7 +324,7 @@ def armvisor_run(flash, images, qemu_run) -> Run:
     return run_machine("armvisor", command, ARMVISOR_BOOT_S, ARMVISOR_STEP_S, env=env)
 
 
-def test_qemu_runs_tfa_uboot_linux_and_hotplug(qemu_run: Run):
+def test_qemu_runs_tfa_uboot_linux_and_hotplug(qemu_run: Run, linux_el: int):
     """The reference itself: what the comparisons below hold armvisor to."""
     sys.stderr.write(f"\n{qemu_run.describe()}\n")
     assert qemu_run.problem is None, f"{qemu_run.describe()}\n{qemu_run.tail()}"
@@ -322,7 +332,8 @@ def test_qemu_runs_tfa_uboot_linux_and_hotplug(qemu_run: Run):
     for line in ("NOTICE:  Booting Trusted Firmware", "NOTICE:  BL1: Booting BL2",
                  "NOTICE:  BL1: Booting BL31", "NOTICE:  BL31: v2.8(release):",
                  "Starting kernel ...", "psci: PSCIv1.1 detected in firmware.",
-                 f"smp: Brought up 1 node, {CPUS} CPUs", "CPU: All CPU(s) started at EL2",
+                 f"smp: Brought up 1 node, {CPUS} CPUs",
+                 f"CPU: All CPU(s) started at EL{linux_el}",
                  f"{INIT_MARKER} on {CPUS} CPUs"):
         assert line in boot, f"{line!r} not in QEMU's lines:\n" + "\n".join(boot)
     assert any(line.startswith("U-Boot 20") for line in boot), boot

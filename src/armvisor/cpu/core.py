@@ -122,6 +122,9 @@ class Core:
         # With `secure` it owns EL3 as well (its firmware starts at the reset
         # vector), which takes EL2's place here even when EL2 is hidden from it.
         self.secure = secure
+        # --secure alone: QEMU's CPU then has no EL2 (the ID registers say so, see
+        # machine/el2_registers.py), but Unicorn's always has one.
+        self.hidden_el2 = secure and not virtualization
         virtualization = virtualization or secure
         self.virtualization = virtualization
         self.trace = trace
@@ -386,6 +389,19 @@ class Core:
         isar[0] = mmfr0 & ~PARANGE_MASK | PARANGE_48_BITS
         self.id_overrides[ID_AA64MMFR0_EL1] = isar[0]
 
+    def _act_as_absent_el2(self) -> None:
+        """Make Unicorn's EL2 act as an EL that is not implemented (--secure alone): its
+        controls take the effective values the Arm ARM gives them then. EL1 is AArch64
+        as SCR_EL3.RW says, and nothing EL1 does traps to EL2: the physical counter and
+        timer, the pointer authentication keys and instructions, SVE at any length."""
+        hcr = sr.HCR_RW
+        if self.model.pauth:
+            hcr |= sr.HCR_API | sr.HCR_APK
+        self.write_sysreg(sr.HCR_EL2, hcr)
+        self.write_sysreg(sr.CNTHCTL_EL2, 0b11)           # EL1PCTEN | EL1PCEN
+        if self.model.sve:
+            self.write_sysreg(sr.ZCR_EL2, sr.ZCR_LEN_MAX)
+
     # -- power -------------------------------------------------------------
 
     def reset(self, entry: int, x0: int = 0, x1: int = 0, x2: int = 0, x3: int = 0) -> None:
@@ -400,6 +416,8 @@ class Core:
             # their reset values, not what it set before a SYSTEM_RESET.
             self.write_sysreg(sr.SCR_EL3, 0)
             self.write_sysreg(sr.HCR_EL2, 0)
+            if self.hidden_el2:
+                self._act_as_absent_el2()
             self.write_sysreg(SCTLR_EL2, SCTLR_EL2_RESET)
             self.write_sysreg(SCTLR_EL3, SCTLR_EL3_RESET)
             self.uc.reg_write(A.UC_ARM64_REG_PSTATE, PSTATE_EL3H_MASKED)
