@@ -207,8 +207,13 @@ def test_the_trace_shows_the_smc_taken_to_el3(tmp_path):
     with armvisor.Machine(bios=str(fw), smp=2, cpu="max", secure=True) as machine:
         assert machine.run(timeout=60) == 0
         smcs = machine.trace.events("exception", ec=0x17)
+        calls = machine.trace.events("smc")
     assert [(e.cpu, e.fields["el"], e.fields["esr"] & 0xFFFF) for e in smcs] == \
         [(0, 3, 0x12), (0, 3, 0x34)]
+    # The call each made, named as SMCCC and PSCI name them.
+    assert [(e.cpu, e.fields["el"], e.fields["imm"], e.fields["fid"], e.fields["function"])
+            for e in calls] == [(0, 3, 0x12, 0x8400_0000, "PSCI_VERSION"),
+                                (0, 3, 0x34, 0, "yielding 0x00000000")]
 
 
 def test_the_secure_gpio_reset_line_restarts_the_machine(tmp_path):

@@ -49,6 +49,7 @@ typedef struct armv_exception {
     uint64_t vector;           /* where the core went */
     uint32_t target_el;
     uint32_t has_far;
+    uint64_t args[4];          /* x0-x3 of an HVC or SMC: the SMCCC call it makes */
 } armv_exception;
 
 typedef struct armv_core {
@@ -404,6 +405,8 @@ typedef struct qemu_pending_exception {
 
 #define ESR_EC_SHIFT 26        /* ESR_ELx.EC, bits [31:26] (Arm ARM D17.2.37) */
 #define ESR_IL (1u << 25)      /* ESR_ELx.IL: 1 for a trapped 32-bit instruction */
+#define EC_HVC64 0x16          /* HVC from AArch64 (Arm ARM D17.2.37, ESR_ELx.EC) */
+#define EC_SMC64 0x17          /* SMC from AArch64 */
 #define EC_PAC_TRAP 0x09       /* PAuth instruction trapped (HCR_EL2.API / SCR_EL3.API) */
 #define EC_BTI 0x0D            /* branch target exception */
 #define EC_SVE 0x19            /* SVE access trap */
@@ -518,6 +521,10 @@ static int deliver_natively(uc_engine *uc, armv_core *core, uint32_t intno)
     record->has_far = has_far;
     record->vector = vector;
     record->target_el = target_el;
+    if (ec == EC_HVC64 || ec == EC_SMC64) {
+        for (int i = 0; i < 4; i++)
+            core->reg_read(uc, UC_ARM64_REG_X0 + i, &record->args[i]);
+    }
     core->exceptions_total++;
     if (core->exceptions_keep_all &&
         core->exceptions_total - core->exceptions_seen >= ARMV_EXCEPTION_RING) {

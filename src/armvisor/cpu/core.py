@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
                      UC_MODE_ARM, UC_PROT_ALL, Uc, UcError)
@@ -69,7 +69,8 @@ PSTATE_EL3H_MASKED = sr.PSTATE_DAIF | (EL3 << sr.PSTATE_EL_SHIFT) | sr.PSTATE_SP
 SCTLR_EL3_RESET = 0x30C5_0830
 SCTLR_EL3 = sr.SysReg(3, 6, 1, 0, 0)
 # struct armv_exception (_hooks.c): esr, elr, far, vector, target_el, has_far.
-_EXCEPTION_RECORD = struct.Struct("<QQQQII")
+_EXCEPTION_RECORD = struct.Struct("<QQQQII4Q")      # ... and x0-x3 of an HVC or SMC
+EC_HVC64, EC_SMC64 = 0x16, 0x17
 INSN_WFI = 0xD503_207F
 # offsetof(ARMCPU, isar.id_aa64mmfr0) in Unicorn 2.1.4 (x86-64), followed by
 # id_aa64mmfr1: checked against the values MRS reads before it is written.
@@ -115,8 +116,10 @@ class Core:
     def __init__(self, index: int, mpidr: int, model: CpuModel, ram: Tuple[int, int, int],
                  mmio: Sequence[MmioRegion], host: CoreHost, trace: Optional[TraceBus] = None,
                  tcg_buffer_size: int = 0, extra_hcr: int = 0, virtualization: bool = False,
-                 secure: bool = False):
+                 secure: bool = False, describe_call: Optional[Callable[[int], str]] = None):
         self.index = index
+        # Names an SMCCC call (x0) for the trace of calls to the guest's own firmware.
+        self._describe_call = describe_call
         # The guest's own code runs at EL2 (and owns HCR_EL2): exceptions routed
         # there are taken natively, interrupts come on the CPU's own inputs.
         # With `secure` it owns EL3 as well (its firmware starts at the reset
@@ -836,13 +839,23 @@ class Core:
             trace.emit("exception.untraced", self.index, count=total - seen - EXCEPTION_RING)
             wanted = EXCEPTION_RING
         emit, cpu = trace.emit, self.index
-        for esr, elr, far, vector, el, has_far in self._exception_records(total - wanted, total):
+        for esr, elr, far, vector, el, has_far, *args in \
+                self._exception_records(total - wanted, total):
+            ec = esr >> ESR_EC_SHIFT
             if el == 1:
-                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
+                emit("exception", cpu, ec=ec, esr=esr, elr=elr,
                      far=far if has_far else None, vector=vector)
-            else:                 # taken to the guest's own EL2 (--virtualization)
-                emit("exception", cpu, ec=esr >> ESR_EC_SHIFT, esr=esr, elr=elr,
-                     far=far if has_far else None, vector=vector, el=el)
+                continue
+            # Taken to the guest's own EL2 (--virtualization) or EL3 (--secure).
+            emit("exception", cpu, ec=ec, esr=esr, elr=elr, far=far if has_far else None,
+                 vector=vector, el=el)
+            if ec in (EC_HVC64, EC_SMC64):
+                # The call it makes, as SMCCC names it; what it returns is the guest
+                # firmware's business (its ERET back is not seen).
+                emit("smc" if ec == EC_SMC64 else "hvc", cpu, el=el, imm=esr & 0xFFFF,
+                     fid=args[0] & 0xFFFF_FFFF, args=tuple(args[1:]),
+                     **({} if self._describe_call is None
+                        else {"function": self._describe_call(args[0])}))
 
     def _exception_records(self, first: int, end: int):
         """The C ring's records `first` to `end` (exclusive; at most a ring's worth), as tuples."""

@@ -54,6 +54,7 @@ class ArmvException(ctypes.Structure):
         ("vector", ctypes.c_uint64),
         ("target_el", ctypes.c_uint32),
         ("has_far", ctypes.c_uint32),
+        ("args", ctypes.c_uint64 * 4),
     ]
 
 

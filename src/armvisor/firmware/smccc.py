@@ -120,6 +120,38 @@ class FunctionId:
         return self.fast and not self.smc64 and self.owner == OWNER_ARCH and self.reserved == 0
 
 
+# Owner names for calls nobody here answers (DEN0028 "Owning Entity Number"):
+# 48-49 Trusted Application calls, 50-63 Trusted OS calls.
+_OWNER_NAMES = {OWNER_ARCH: "Arm", OWNER_CPU: "CPU", OWNER_SIP: "SiP", OWNER_OEM: "OEM",
+                OWNER_STANDARD_SECURE: "standard secure", OWNER_STANDARD_HYP: "standard hyp",
+                OWNER_VENDOR_HYP: "vendor hyp"}
+OWNER_TRUSTED_APP, OWNER_TRUSTED_OS = 48, 50
+# PSCI's function names from its constants (CPU_ON_64 -> CPU_ON): one table for both conventions.
+_PSCI_NAMES = {value: name.removesuffix("_32").removesuffix("_64")
+               for name, value in vars(psci_c).items()
+               if name.isupper() and isinstance(value, int) and value >> 24 in (0x84, 0xC4)}
+
+
+def describe_call(x0: int) -> str:
+    """A call's name as a person reads it in a trace: the PSCI or Arm architecture call,
+    else its owner and ID (e.g. "SiP 0xc2000001"). For calls made to firmware other
+    than this one (the guest's own at EL3, --secure), which the trace shows by name."""
+    fid = FunctionId.decode(x0)
+    if fid.is_psci and fid.raw in _PSCI_NAMES:
+        return _PSCI_NAMES[fid.raw]
+    if fid.is_arch and fid.raw in _ARCH_NAMES:
+        return _ARCH_NAMES[fid.raw]
+    if not fid.fast:
+        return f"yielding {fid.raw:#010x}"
+    if fid.owner >= OWNER_TRUSTED_OS:
+        owner = "trusted OS"
+    elif fid.owner >= OWNER_TRUSTED_APP:
+        owner = "trusted app"
+    else:
+        owner = _OWNER_NAMES.get(fid.owner, f"owner {fid.owner}")
+    return f"{owner} {fid.raw:#010x}"
+
+
 def to_register(value: int) -> int:
     """A result as the 64-bit register value: negatives become two's complement."""
     return value & MASK64

@@ -17,6 +17,7 @@ from armvisor.devices.pmu import PMU_INTID, Pmu
 from armvisor.devices.timer import GenericTimer
 from armvisor.errors import GuestError
 from armvisor.firmware import Firmware
+from armvisor.firmware.smccc import describe_call
 from armvisor.machine import memmap
 from armvisor.machine.config import MachineConfig
 from armvisor.machine.dtb import BoardDescription, build_dtb
@@ -183,7 +184,8 @@ class BareBoard:
             core = Core(index, memmap.mpidr_affinity(index), self.model,
                         (self.ram.base, self.ram.size, self.ram.pointer), self.windows, self,
                         trace=self.trace, tcg_buffer_size=tcg_buffer,
-                        virtualization=config.virtualization, secure=config.secure)
+                        virtualization=config.virtualization, secure=config.secure,
+                        describe_call=describe_call)
             for bank in self.flash:
                 bank.map_into(core)
             if self.secure_ram is not None:

@@ -161,3 +161,16 @@ def test_fake_platform_satisfies_protocol():
 def test_to_register():
     assert s.to_register(-9) == 0xFFFF_FFFF_FFFF_FFF7
     assert s.to_register(0x10001) == 0x10001
+
+
+@pytest.mark.parametrize("x0, name", [
+    (0x8400_0000, "PSCI_VERSION"), (0xC400_0003, "CPU_ON"), (0x8400_0003, "CPU_ON"),
+    (0xFFFF_FFFF_8400_0008, "SYSTEM_OFF"),                   # only W0 is the ID
+    (0x8000_0000, "SMCCC_VERSION"), (0x8000_8000, "SMCCC_ARCH_WORKAROUND_1"),
+    (0xC200_0001, "SiP 0xc2000001"), (0x8600_0010, "vendor hyp 0x86000010"),
+    (0xB200_0001, "trusted OS 0xb2000001"), (0xB000_0002, "trusted app 0xb0000002"),
+    (0x8400_00FF, "standard secure 0x840000ff"), (0x0000_0000, "yielding 0x00000000"),
+])
+def test_describe_call_names_calls_for_the_trace(x0, name):
+    from armvisor.firmware.smccc import describe_call
+    assert describe_call(x0) == name
