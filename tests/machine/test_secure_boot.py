@@ -247,3 +247,35 @@ def test_secure_needs_firmware_and_no_hypervisor(tmp_path, args, words):
     args = [str(kernel) if a == "Image" else a.replace("kernel=Image", f"kernel={kernel}")
             for a in args]
     assert_one_line_error(run_cli("run", *args), 2, *words)
+
+
+def test_a_snapshot_keeps_the_secure_world(tmp_path):
+    """The secure RAM and the firmware's EL3 state go into a snapshot and come back."""
+    count = f"""
+    ldr x2, ={SECURE_RAM + 0x100:#x}
+    mov x3, #0
+6:  ldr x0, [x2]                // a counter kept in the secure RAM
+    add x0, x0, #1
+    str x0, [x2]
+    bl print_hex
+    mov x5, #20000
+7:  subs x5, x5, #1
+    b.ne 7b
+    add x3, x3, #1
+    cmp x3, #8
+    b.lt 6b
+    b power_off
+"""
+    fw = firmware(tmp_path, HOLDING_PEN + count, "count")
+    machine = armvisor.Machine(bios=str(fw), smp=2, cpu="max", secure=True, deterministic=True)
+    machine.run(until=armvisor.Instructions(150_000), timeout=60)
+    printed = len(machine.console.text)
+    assert 0 < printed < len(hexlines(*range(1, 9)))
+    machine.snapshot(str(tmp_path / "secure.avs"))
+    assert machine.run(timeout=60) == 0
+    assert machine.console.text == hexlines(*range(1, 9))
+    again = armvisor.Machine.restore(str(tmp_path / "secure.avs"))
+    assert again.run(timeout=60) == 0
+    assert again.console.text == machine.console.text[printed:]
+    again.close()
+    machine.close()
