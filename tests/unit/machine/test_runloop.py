@@ -1,5 +1,6 @@
 """The shared run loop against a scripted board: no guest, no Unicorn."""
 
+import sys
 from typing import List, Optional
 
 import pytest
@@ -129,3 +130,25 @@ def test_an_ended_machine_stays_ended():
     assert loop.run() == 5
     assert loop.run() == 5
     assert board.budgets == [100]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_run_lets_its_sleeps_end_on_time():
+    """The kernel's default 50 us timer slack was added to every guest timer's latency."""
+    import ctypes
+    import threading
+    from armvisor.machine.runloop import PR_SET_TIMERSLACK, tighten_timer_slack
+    pr_get_timerslack = 30
+    seen = []
+
+    def thread():               # its own thread: the kernel's default slack, then the run's
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_TIMERSLACK, 50_000, 0, 0, 0)
+        seen.append(libc.prctl(pr_get_timerslack, 0, 0, 0, 0))
+        assert tighten_timer_slack()
+        seen.append(libc.prctl(pr_get_timerslack, 0, 0, 0, 0))
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join()
+    assert seen == [50_000, 1]
