@@ -199,15 +199,15 @@ class GicV3:
 
     # ------------------------------------------------------------------ MMIO
     def _non_secure(self, cpu: int) -> bool:
-        """Whether `cpu`'s access is Non-secure to a GIC with two Security states:
-        below EL3 with SCR_EL3.NS = 1. Always False with one (DS = 1)."""
-        if self._pe_state is None:
-            return False
+        """Whether `cpu`'s access to a GIC with two Security states is Non-secure:
+        below EL3 with SCR_EL3.NS = 1. (The callers ask only with two: with one,
+        every access behaves as a Secure one.)"""
         el, scr = self._pe_state(cpu)
         return el != 3 and bool(scr & r.SCR_EL3_NS)
 
     def distributor_read(self, offset: int, size: int, cpu: int) -> int:
-        value = self._dist.read(offset, size, self._non_secure(cpu))
+        value = self._dist.read(offset, size,
+                                self._pe_state is not None and self._non_secure(cpu))
         if value is None:
             self._bad_access("GICD", offset, size, False, cpu)
             return 0
@@ -215,14 +215,15 @@ class GicV3:
 
     def distributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
         if not self._dist.write(offset, size, value & ((1 << (8 * size)) - 1),
-                                self._non_secure(cpu)):
+                                self._pe_state is not None and self._non_secure(cpu)):
             self._bad_access("GICD", offset, size, True, cpu)
         if self._dirty or self._changed:
             self._flush()
 
     def redistributor_read(self, offset: int, size: int, cpu: int) -> int:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
-        value = self._redist[frame].read(within, size, self._non_secure(cpu)) \
+        value = self._redist[frame].read(
+            within, size, self._pe_state is not None and self._non_secure(cpu)) \
             if frame < self.cpu_count else None
         if value is None:
             self._bad_access("GICR", offset, size, False, cpu)
@@ -232,7 +233,8 @@ class GicV3:
     def redistributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
         ok = frame < self.cpu_count and self._redist[frame].write(
-            within, size, value & ((1 << (8 * size)) - 1), self._non_secure(cpu))
+            within, size, value & ((1 << (8 * size)) - 1),
+            self._pe_state is not None and self._non_secure(cpu))
         if not ok:
             self._bad_access("GICR", offset, size, True, cpu)
         if self._dirty or self._changed:
@@ -590,9 +592,16 @@ class GicV3:
                     if best_lpi is not None and (best is None or best_lpi[1] < best[1]):
                         best = (best_lpi[0], best_lpi[1], 1)
                 self._hppi[cpu] = best
-                self._signalled[cpu] = best[2] if best is not None and cif.can_signal(
+                signalled = best[2] if best is not None and cif.can_signal(
                     best[1], best[2]) else None
-                irq, fiq = self._lines(cpu)
+                self._signalled[cpu] = signalled
+                if signalled is None:
+                    irq = fiq = False
+                elif self._pe_state is None:
+                    fiq = signalled == r.GROUP0
+                    irq = not fiq
+                else:
+                    irq, fiq = self._lines(cpu)
                 if irq != self._irq[cpu] or fiq != self._fiq[cpu]:
                     self._irq[cpu] = irq
                     self._fiq[cpu] = fiq
