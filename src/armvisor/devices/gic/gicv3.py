@@ -191,6 +191,9 @@ class GicV3:
         # against them without calling on_change. A PE whose output would
         # differ (never, for a state saved between two calls) stays in
         # _changed and is reported at the next call, as after any change.
+        # With two Security states the lines also follow the PEs' state, which a
+        # machine may restore after the GIC: the next irq_pending/fiq_pending
+        # (before the PE's next slice) works them out again from the restored one.
         self._irq = [bool(level) for level in state["irq"]]
         self._fiq = [bool(level) for level in state["fiq"]]
         self._changed = []
