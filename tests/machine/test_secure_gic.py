@@ -192,3 +192,22 @@ def test_qemu_gic_security_states(firmware):
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == EXPECTED, done.stdout
+
+
+def test_a_snapshot_restores_the_security_state(firmware, tmp_path):
+    """Snapshot once the Non-secure side runs, restore in a new process: the GIC's
+    groups and the Non-secure world's state come back and the rest runs alike."""
+    snap = tmp_path / "secure.avs"
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "armvisor", "run", *map(str, args),
+                               "--timeout", "30", "--quiet"], capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    original = run("--secure", "--virtualization", "-bios", firmware, "--deterministic",
+                   "--snapshot-at", "console:0000000000000012", "--snapshot-out", snap)
+    assert original.returncode == 0, original.stderr
+    assert original.stdout.split() == EXPECTED
+    restored = run("--restore", snap)
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout and original.stdout.endswith(restored.stdout), restored.stdout
