@@ -6,8 +6,10 @@ the Secure side (SGI 8 Secure Group 1, the rest Non-secure Group 1), makes a
 Non-secure Group 1 SGI pending from EL3 and ERETs to Non-secure EL1 with
 interrupts unmasked. The Non-secure side then looks at the GIC through its
 view and sends SGIs; each IRQ it takes prints its INTID, an FIQ would print
-0xf1f1 (none may come: Linux cannot take FIQs). It ends with an SMC to its own
-EL3, which powers off through the Secure GPIO as TF-A's qemu_system_off.
+0xf1f1 (none may come: Linux cannot take FIQs). Then it calls EL3 with an SMC:
+EL3 routes FIQs to itself and sends a Secure Group 1 SGI, which it takes as
+an FIQ once back in Non-secure EL1, reads through ICC_IAR0 (1020) and
+ICC_IAR1 and powers off through the Secure GPIO as TF-A's qemu_system_off.
 The Non-secure part runs from Non-secure RAM, where the firmware copies it
 (QEMU's flash0 is Secure-only with secure=on). Both machines have EL2 (virtualization=on, --virtualization), whose HCR_EL2.RW
 the firmware sets for an AArch64 EL1, as with TF-A.
@@ -87,6 +89,22 @@ FIRMWARE = f"""
     eret
 
 el3_lower_sync:
+    // Route FIQs to EL3 (SCR_EL3.FIQ, as TF-A with a Secure payload does for the
+    // Non-secure world) and send SGI 8 to this CPU from Secure state (SGI1R: Secure
+    // Group 1). Back in Non-secure EL1 it is an FIQ, which comes here.
+    mov x2, #0x405                  // SCR_EL3: RW | FIQ | NS
+    msr scr_el3, x2
+    ldr x2, =((8 << 24) | 1)
+    msr s3_0_c12_c11_5, x2          // ICC_SGI1R_EL1
+    isb
+    eret
+
+el3_lower_fiq:
+    mrs x0, s3_0_c12_c8_0           // ICC_IAR0_EL1 at EL3: 1020, a Secure Group 1 HPPI
+    bl print_hex
+    mrs x0, s3_0_c12_c12_0          // ICC_IAR1_EL1 at EL3 acknowledges it
+    msr s3_0_c12_c12_1, x0          // ICC_EOIR1_EL1
+    bl print_hex
     ldr x1, ={SECURE_GPIO:#x}
     mov w2, #1
     str w2, [x1, #0x400]            // GPIODIR: line 0 an output
@@ -97,6 +115,9 @@ el3_lower_sync:
 el3_vectors:
     .skip 0x400
     b el3_lower_sync                // synchronous, lower EL using AArch64
+    .balign 0x80
+    .skip 0x80
+    b el3_lower_fiq                 // FIQ, lower EL using AArch64
 
     .balign 2048
 ns_begin:
@@ -132,7 +153,8 @@ el1_entry:
     mov x4, #0x10000
 1:  subs x4, x4, #1
     b.ne 1b
-    smc #0                          // to EL3: power off
+    smc #0                          // to EL3, which sends a Secure Group 1 SGI
+1:  b 1b                            // ... that EL3 takes as an FIQ from here
 
 el1_irq:
     mov x19, x30
@@ -161,6 +183,8 @@ EXPECTED = [
     "0000000000000000",             # SGI 8's priority
     "0000000000000000",             # SGI 1's: 0x80 << 1, Non-secure view, 8 bits
     "0000000000000001",             # the IRQ of the Non-secure SGI 1
+    "00000000000003fc",             # EL3's ICC_IAR0_EL1 for the Secure Group 1 SGI 8
+    "0000000000000008",             # EL3's ICC_IAR1_EL1
 ]
 
 
