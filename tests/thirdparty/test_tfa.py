@@ -33,6 +33,9 @@ the module. What is compared (`boot_lines`, `hotplug_answers`):
   follow the size of the machine's own DTB;
 - Linux's psci and smp lines, "CPU: All CPU(s) started at EL2" (EL1) and the
   init's "armvisor-init: ready on 4 CPUs";
+- Linux's GICv3 and ITS lines at boot (`gic_lines`): the GIC has two
+  Security states on both (GICD_CTLR.DS = 0), and Linux, in the Non-secure
+  world, sees the same GIC through it;
 - at the shell: each sysfs write's status, /sys/devices/system/cpu/online
   and offline and the processors in /proc/cpuinfo after the offlining and
   after the onlining, the kernel's messages about CPUs 1..3 and psci during
@@ -110,6 +113,11 @@ KERNEL_MESSAGE = re.compile(r"^kernel: (.*)$")
 CPU_MESSAGE = re.compile(r"psci|CPU[0-9]")
 POLLED = re.compile(r"polled [0-9]+ ms")
 TFA_LINE = re.compile(r"^(NOTICE|WARNING|ERROR|INFO|VERBOSE): ")
+GIC_LINE = re.compile(r"^(GICv3: .*|ITS.*)$")
+# One known difference, not the Security Extensions': QEMU 7.2's GICD_TYPER gives
+# ITLinesNumber = (INTIDs - 32) / 32 - 1 for virt's 288 INTIDs, so Linux counts 224
+# SPIs there and 256 (ITLinesNumber = 288 / 32 - 1, IHI0069 12.9 GICD_TYPER) here.
+SPI_COUNT_LINE = re.compile(r"^GICv3: [0-9]+ SPIs implemented$")
 
 
 class Stopped(Exception):
@@ -236,6 +244,18 @@ def boot_lines(run: Run) -> List[str]:
     return firmware_lines(run.text) + linux_lines(run.text)
 
 
+def gic_lines(run: Run) -> List[str]:
+    """Linux's GICv3 and ITS lines from the boot (to the init's marker), but the SPI count."""
+    _, _, kernel = run.text.partition("Starting kernel ...")
+    kernel = kernel.partition(INIT_MARKER)[0]
+    lines = []
+    for raw in kernel.split("\n"):
+        line = TIMESTAMP.sub("", raw).rstrip()
+        if line != raw.rstrip() and GIC_LINE.match(line) and not SPI_COUNT_LINE.match(line):
+            lines.append(line)
+    return lines
+
+
 def hotplug_answers(run: Run) -> List[str]:
     """The shell's answers to STEPS, the kernel's messages about CPUs during them, and
     the end: TF-A's lines after Linux (its SYSTEM_OFF) and the exit status."""
@@ -358,6 +378,15 @@ def test_armvisor_boots_tfa_uboot_linux_like_qemu(qemu_run: Run, armvisor_run: R
                             f"{armvisor_run.describe()}\n{armvisor_run.tail()}")
 
 
+def test_linux_sees_the_gic_like_on_qemu(qemu_run: Run, armvisor_run: Run):
+    """Linux's GICv3 and ITS lines: split EOI/Deactivate, the PPIs, each CPU's
+    redistributor and LPI tables, found through the Non-secure view of the GIC."""
+    theirs, ours = gic_lines(qemu_run), gic_lines(armvisor_run)
+    assert any(line.startswith("GICv3: CPU3: found redistributor") for line in theirs), theirs
+    assert ours == theirs, (f"{comparison('GIC', theirs, ours)}\n"
+                            f"{armvisor_run.describe()}\n{armvisor_run.tail()}")
+
+
 def test_armvisor_hotplugs_through_tfa_like_qemu(qemu_run: Run, armvisor_run: Run):
     """CPU_OFF into BL1's holding pen and CPU_ON out of it for CPUs 1..3, then
     SYSTEM_OFF through TF-A's Secure GPIO: the kernel's answers and the exit status."""
@@ -377,6 +406,9 @@ SAMPLE = (
     "\r\nStarting kernel ...\r\n\r\n"
     "[    0.000000] psci: PSCIv1.1 detected in firmware.\r\n"
     "[    0.000000] Kernel command line: console=ttyAMA0\r\n"
+    "[    0.000000] GICv3: 224 SPIs implemented\r\n"
+    "[    0.000000] GICv3: GICv3 features: 16 PPIs\r\n"
+    "[    0.000000] ITS [mem 0x08080000-0x0809ffff]\r\n"
     "[    0.270021] smp: Brought up 1 node, 4 CPUs\r\n"
     "armvisor-init: ready on 4 CPUs\r\n/ # \x1b[6n"
     "for c in 1 2 3; do echo 0 >cpu$c/online; echo \"off cpu$c: $?\"; done\r\n"
@@ -403,5 +435,6 @@ def test_the_compared_lines():
     assert hotplug_answers(run) == [
         "off cpu1: 0", "online 0 offline 1-3 cpus 1", "kernel: psci: CPU1 killed (polled N ms)",
         "reboot: Power down", "ERROR:   QEMU System Power off: with GPIO.", "exit status 0"]
+    assert gic_lines(run) == ["GICv3: GICv3 features: 16 PPIs", "ITS [mem 0x08080000-0x0809ffff]"]
     text = comparison("booting", ["a", "b"], ["a", "c"])
     assert "-b" in text and "+c" in text and "--- qemu" in text

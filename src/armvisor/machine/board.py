@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
 
@@ -10,6 +10,7 @@ from armvisor.cpu.core import Core, Stop
 from armvisor.cpu.host import SliceEnd, sort_stop
 from armvisor.cpu.store_emulation import plain_store_writes
 from armvisor.cpu.models import CPU_MODELS
+from armvisor.cpu import sysregs as sr
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic import GicV3
 from armvisor.devices.pflash import CfiFlash
@@ -129,8 +130,10 @@ class BareBoard:
             if config.secure else None
         self.current: Optional[Lane] = None
         self.lanes: List[Lane] = []
+        # --secure: the GIC has two Security states (GICD_CTLR.DS = 0) as QEMU's secure=on,
+        # and asks each access's PE for its Exception level and SCR_EL3.
         self.gic = GicV3(config.smp, memmap.mpidr_affinity, self.trace, on_change=self._gic_changed,
-                         memory=self.ram)
+                         memory=self.ram, pe_state=self._pe_state if config.secure else None)
         self.devices = VirtDevices.build(Wiring(
             gic=self.gic, ram=self.ram, clock=self.clock, console=console, trace=self.trace,
             cpu_count=config.smp, drives=config.drives, virtio_console=config.virtio_console,
@@ -552,6 +555,11 @@ class BareBoard:
                         mode="memory" if as_memory else "mmio")
 
     # -- interrupts ---------------------------------------------------------------------
+
+    def _pe_state(self, cpu: int) -> Tuple[int, int]:
+        """(Exception level, SCR_EL3) of `cpu`, for the GIC's Security states (--secure)."""
+        core = self.lanes[cpu].core
+        return core.el, core.read_sysreg(sr.SCR_EL3)
 
     def _gic_changed(self, cpu: int) -> None:
         """The GIC's output to `cpu` may have changed (called from inside device models)."""

@@ -1,8 +1,9 @@
 """GicV3: Distributor, Redistributors and CPU interfaces wired together.
 
-The model is QEMU's `-M virt,gic-version=3` GIC without Security extensions:
-one Security state (GICD_CTLR.DS = 1), affinity routing always on, 5
-priority bits in the CPU interface. Given the guest's memory, it also has
+The model is QEMU's `-M virt,gic-version=3` GIC: affinity routing always on,
+5 priority bits in the CPU interface, and one Security state (GICD_CTLR.DS =
+1) as without secure=on, or, given `pe_state`, two (DS = 0, the Security
+Extensions, as with secure=on; IHI0069 3.1, 4.6). Given the guest's memory, it also has
 LPIs (lpi.py, one table set per Redistributor) and an ITS (its.py) at
 GITS_BASE, as QEMU's virt has by default (its=on); without memory it has
 neither, as with QEMU's its=off. The parts keep the state; this
@@ -20,6 +21,16 @@ IMPLEMENTATION DEFINED): the lowest-numbered PE that participates, i.e.
 whose GICR_WAKER.ProcessorSleep is 0 and whose ICC_IGRPEN<g>_EL1 for the
 SPI's group is 1; with none, the SPI waits. The choice is redone when a
 WAKER, IGRPEN, group or IROUTER changes.
+
+Two Security states: `pe_state(cpu)` gives a PE's current Exception level
+and SCR_EL3. The GIC asks it only with DS = 0 (the default GIC pays nothing)
+and only about the PE making an access or receiving an output: an access
+is Secure at EL3 or with SCR_EL3.NS = 0 (there is no Secure EL2), which
+decides the Distributor's and Redistributors' views and which banked ICC
+register an access reaches; whether a signalled Group 1 interrupt is an IRQ
+or an FIQ depends on the PE's state too (cpu_interface.signals_fiq), so
+`irq_pending`/`fiq_pending` work it out again when asked (the machine asks
+before each slice) and every ICC access of a PE reworks its lines.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from armvisor.devices.gic import registers as r
-from armvisor.devices.gic.cpu_interface import CpuInterface
+from armvisor.devices.gic.cpu_interface import CpuInterface, signals_fiq
 from armvisor.devices.gic.distributor import Distributor
 from armvisor.devices.gic.its import Its
 from armvisor.devices.gic.lpi import GuestMemory, LpiState
@@ -52,12 +63,25 @@ _SGI_CLUSTER_MASK = 0xFF_00FF_FF00    # Aff3, Aff2, Aff1 in MPIDR/IROUTER positi
 # having no other Security state to aim at, Group 0 only.
 _SGI_GROUP = {r.ICC_SGI0R_EL1: r.GROUP0, r.ICC_SGI1R_EL1: r.GROUP1, r.ICC_ASGI1R_EL1: r.GROUP0}
 
+# With DS = 0 (same table, QEMU's icc_generate_sgi and gicv3_redist_send_sgi):
+# SGI0R asks for Group 0; SGI1R for the sender's own Group 1 (Secure Group 1
+# from Secure state, Non-secure from Non-secure); ASGI1R for the other one.
+# (sender Secure?) -> group asked for.
+_SGI_GROUP_TWO_STATES = {
+    r.ICC_SGI0R_EL1: (r.GROUP0, r.GROUP0),
+    r.ICC_SGI1R_EL1: (r.GROUP1, r.GROUP1S),
+    r.ICC_ASGI1R_EL1: (r.GROUP1S, r.GROUP1),
+}
+
 
 class GicV3:
     def __init__(self, cpu_count: int, mpidr_of: Callable[[int], int],
                  trace: Optional["TraceBus"] = None,
                  num_irqs: int = 288, on_change: Optional[Callable[[int], None]] = None,
-                 memory: Optional[GuestMemory] = None):
+                 memory: Optional[GuestMemory] = None,
+                 pe_state: Optional[Callable[[int], Tuple[int, int]]] = None):
+        """`pe_state(cpu)` -> (Exception level, SCR_EL3): given, the GIC has two
+        Security states (GICD_CTLR.DS = 0) and asks it about accessing PEs."""
         if cpu_count < 1:
             raise ValueError(f"GICv3 needs at least one CPU, not {cpu_count}")
         if num_irqs % 32 or not r.SPI_BASE < num_irqs <= r.MAX_SPI_LIMIT:
@@ -67,7 +91,9 @@ class GicV3:
         self._trace = trace
         self._on_change = on_change
         self.lpis = memory is not None
-        self._dist = Distributor(num_irqs, self, lpis=self.lpis)
+        self._pe_state = pe_state
+        self.two_security_states = two = pe_state is not None
+        self._dist = Distributor(num_irqs, self, lpis=self.lpis, two_security_states=two)
         self._redist: List[Redistributor] = []
         self._cif: List[CpuInterface] = []
         self._cpu_by_affinity: Dict[int, int] = {}
@@ -82,12 +108,14 @@ class GicV3:
             self._sgi_clusters.setdefault(affinity & _SGI_CLUSTER_MASK, []).append(
                 (affinity & 0xFF, cpu))
             self._redist.append(Redistributor(cpu, mpidr, cpu == cpu_count - 1, self,
-                                              LpiState(memory) if memory is not None else None))
-            self._cif.append(CpuInterface(cpu, self))
+                                              LpiState(memory) if memory is not None else None,
+                                              two_security_states=two))
+            self._cif.append(CpuInterface(cpu, self, two_security_states=two))
         self._spi_target: List[Optional[int]] = [None] * num_irqs
         self._routed = [0] * cpu_count          # SPIs currently routed to each PE
         self._irm_spis = 0                      # SPIs with IROUTER.IRM = 1
         self._hppi: List[Optional[Tuple[int, int, int]]] = [None] * cpu_count
+        self._signalled: List[Optional[int]] = [None] * cpu_count   # group of a signalled HPPI
         self._irq = [False] * cpu_count
         self._fiq = [False] * cpu_count
         self._dirty: set = set()
@@ -128,6 +156,8 @@ class GicV3:
         }
         if self.its is not None:
             state["its"] = self.its.save_state()
+        if self.two_security_states:
+            state["security_states"] = 2
         return state
 
     def restore_state(self, state: dict) -> None:
@@ -137,6 +167,10 @@ class GicV3:
         if state["num_irqs"] != self.num_irqs:
             raise ValueError(f"the snapshot's GIC has {state['num_irqs']} INTIDs, "
                              f"this one {self.num_irqs}")
+        states = 2 if self.two_security_states else 1
+        if state.get("security_states", 1) != states:
+            raise ValueError(f"the snapshot's GIC has {state.get('security_states', 1)} "
+                             f"Security state(s), this one {states}")
         self._dist.restore_state(state["distributor"])
         for part, saved in zip(self._redist, state["redistributors"]):
             part.restore_state(saved)
@@ -157,6 +191,9 @@ class GicV3:
         # against them without calling on_change. A PE whose output would
         # differ (never, for a state saved between two calls) stays in
         # _changed and is reported at the next call, as after any change.
+        # With two Security states the lines also follow the PEs' state, which a
+        # machine may restore after the GIC: the next irq_pending/fiq_pending
+        # (before the PE's next slice) works them out again from the restored one.
         self._irq = [bool(level) for level in state["irq"]]
         self._fiq = [bool(level) for level in state["fiq"]]
         self._changed = []
@@ -164,22 +201,33 @@ class GicV3:
         self._recompute()
 
     # ------------------------------------------------------------------ MMIO
+    def _non_secure(self, cpu: int) -> bool:
+        """Whether `cpu`'s access to a GIC with two Security states is Non-secure:
+        below EL3 with SCR_EL3.NS = 1. (The callers ask only with two: with one,
+        every access behaves as a Secure one.)"""
+        el, scr = self._pe_state(cpu)
+        return el != 3 and bool(scr & r.SCR_EL3_NS)
+
     def distributor_read(self, offset: int, size: int, cpu: int) -> int:
-        value = self._dist.read(offset, size)
+        value = self._dist.read(offset, size,
+                                self._pe_state is not None and self._non_secure(cpu))
         if value is None:
             self._bad_access("GICD", offset, size, False, cpu)
             return 0
         return value
 
     def distributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
-        if not self._dist.write(offset, size, value & ((1 << (8 * size)) - 1)):
+        if not self._dist.write(offset, size, value & ((1 << (8 * size)) - 1),
+                                self._pe_state is not None and self._non_secure(cpu)):
             self._bad_access("GICD", offset, size, True, cpu)
         if self._dirty or self._changed:
             self._flush()
 
     def redistributor_read(self, offset: int, size: int, cpu: int) -> int:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
-        value = self._redist[frame].read(within, size) if frame < self.cpu_count else None
+        value = self._redist[frame].read(
+            within, size, self._pe_state is not None and self._non_secure(cpu)) \
+            if frame < self.cpu_count else None
         if value is None:
             self._bad_access("GICR", offset, size, False, cpu)
             return 0
@@ -188,7 +236,8 @@ class GicV3:
     def redistributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
         ok = frame < self.cpu_count and self._redist[frame].write(
-            within, size, value & ((1 << (8 * size)) - 1))
+            within, size, value & ((1 << (8 * size)) - 1),
+            self._pe_state is not None and self._non_secure(cpu))
         if not ok:
             self._bad_access("GICR", offset, size, True, cpu)
         if self._dirty or self._changed:
@@ -249,23 +298,56 @@ class GicV3:
         return tuple(reg) in _ICC_REGISTERS
 
     def icc_read(self, cpu: int, reg: tuple) -> Optional[int]:
+        if self._pe_state is not None:
+            self._enter_cpu_interface(cpu)
         value = self._cif[cpu].read(reg)
         if self._dirty or self._changed:
             self._flush()
         return value
 
     def icc_write(self, cpu: int, reg: tuple, value: int) -> bool:
+        if self._pe_state is not None:
+            self._enter_cpu_interface(cpu)
         handled = self._cif[cpu].write(reg, value)
         if self._dirty or self._changed:
             self._flush()
         return handled
 
+    def _enter_cpu_interface(self, cpu: int) -> None:
+        """Two Security states: the accessing PE's state for the access, and its lines
+        worked out again for that state (it may have changed EL since they were)."""
+        el, scr = self._pe_state(cpu)
+        self._cif[cpu].set_access(el, scr)
+        self._dirty.add(cpu)
+
     # --------------------------------------------------------------- outputs
     def irq_pending(self, cpu: int) -> bool:
+        if self._pe_state is not None:
+            self._classify(cpu)
         return self._irq[cpu]
 
     def fiq_pending(self, cpu: int) -> bool:
+        if self._pe_state is not None:
+            self._classify(cpu)
         return self._fiq[cpu]
+
+    def _lines(self, cpu: int) -> Tuple[bool, bool]:
+        """(IRQ, FIQ) for the signalled HPPI's group and, with two Security states,
+        the PE's current state (IHI0069 4.6.2)."""
+        group = self._signalled[cpu]
+        if group is None:
+            return False, False
+        if self._pe_state is None:
+            fiq = group == r.GROUP0
+        else:
+            el, scr = self._pe_state(cpu)
+            fiq = signals_fiq(group, el, scr)
+        return not fiq, fiq
+
+    def _classify(self, cpu: int) -> None:
+        """Work out `cpu`'s lines again for its state now, for the caller about to
+        read them (a change is not reported: the reader is the receiver)."""
+        self._irq[cpu], self._fiq[cpu] = self._lines(cpu)
 
     def wake_pending(self, cpu: int) -> bool:
         return self._irq[cpu] or self._fiq[cpu]
@@ -380,8 +462,17 @@ class GicV3:
         self._dirty.add(cpu)
         self.spis_rerouted(self._irm_spis)
 
-    def send_sgi(self, cpu: int, value: int, register: tuple) -> None:
-        """ICC_SGI0R/SGI1R/ASGI1R_EL1: make an SGI pending on the PEs the value names."""
+    def interrupt_group(self, cpu: int, intid: int) -> Optional[int]:
+        """The group of an SGI/PPI of `cpu` or an SPI; None for anything else."""
+        if intid < r.PRIVATE_COUNT:
+            return self._redist[cpu].bank.group_of(intid)
+        if intid < self.num_irqs:
+            return self._dist.group_of(intid)
+        return None
+
+    def send_sgi(self, cpu: int, value: int, register: tuple, secure: bool = False) -> None:
+        """ICC_SGI0R/SGI1R/ASGI1R_EL1: make an SGI pending on the PEs the value names;
+        `secure`: the sender is in Secure state (two Security states only)."""
         intid = (value >> r.SGIR_INTID_SHIFT) & 0xF
         if value & r.SGIR_IRM:
             targets = [t for t in range(self.cpu_count) if t != cpu]
@@ -394,17 +485,45 @@ class GicV3:
             # TargetList bits naming no PE are ignored (IHI0069 12.2, ICC_SGI1R_EL1).
             targets = [t for aff0, t in self._sgi_clusters.get(cluster, ())
                        if base <= aff0 < base + 16 and target_list >> (aff0 - base) & 1]
-        group = _SGI_GROUP[register]
         bit = 1 << intid
         delivered = []
-        for target in targets:
-            bank = self._redist[target].bank
-            if bool(bank.group & bit) == bool(group):
-                bank.latch |= bit
-                self._dirty.add(target)
-                delivered.append(target)
+        if self._pe_state is None:
+            group = _SGI_GROUP[register]
+            for target in targets:
+                bank = self._redist[target].bank
+                if bool(bank.group & bit) == bool(group):
+                    bank.latch |= bit
+                    self._dirty.add(target)
+                    delivered.append(target)
+        else:
+            asked = _SGI_GROUP_TWO_STATES[register][secure]
+            for target in targets:
+                bank = self._redist[target].bank
+                if self._sgi_accepted(bank, intid, asked, secure):
+                    bank.latch |= bit
+                    self._dirty.add(target)
+                    delivered.append(target)
         if self._trace is not None:
             self._trace.emit("gic.sgi", cpu, sender=cpu, targets=delivered, intid=intid)
+
+    @staticmethod
+    def _sgi_accepted(bank, intid: int, asked: int, secure: bool) -> bool:
+        """Whether a target whose SGIs `bank` holds takes SGI `intid` sent for group
+        `asked` (two Security states; IHI0069 12.2 "Forwarding an SGI to a target
+        PE", QEMU's gicv3_redist_send_sgi): the SGI's configured group must be the
+        one asked for, except that a Secure Group 1 request reaches a Group 0 SGI;
+        a Non-secure sender reaches a Group 0 SGI only if the target's GICR_NSACR
+        field is 1 or more, a Secure Group 1 one only if it is 2 or more."""
+        group = bank.group_of(intid)
+        if asked == r.GROUP1S and group == r.GROUP0:
+            asked = r.GROUP0
+        if group != asked:
+            return False
+        if not secure and group != r.GROUP1:
+            access = (bank.nsacr >> (2 * intid)) & 0b11
+            needed = r.NSACR_SET_PENDING if group == r.GROUP0 else r.NSACR_CLEAR_PENDING
+            return access >= needed
+        return True
 
     # ------------------------------------------------------------- internals
     def _retarget(self, intid: int) -> None:
@@ -412,7 +531,7 @@ class GicV3:
         router = self._dist.irouter[intid]
         if router & r.IROUTER_IRM:
             self._irm_spis |= bit
-            group = 1 if self._dist.spi.group & bit else 0
+            group = self._dist.group_of(intid)
             new = next((cpu for cpu in range(self.cpu_count)
                         if not self._redist[cpu].processor_sleep and self._cif[cpu].igrpen[group]),
                        None)
@@ -448,6 +567,8 @@ class GicV3:
             spi_candidates = spi.candidates()
             grp0_on = dist.group_enabled(r.GROUP0)
             grp1_on = dist.group_enabled(r.GROUP1)
+            two_states = dist.two_states
+            grp1s_on = two_states and dist.group_enabled(r.GROUP1S)
             for cpu in dirty:
                 bank = self._redist[cpu].bank
                 cif = self._cif[cpu]
@@ -455,13 +576,18 @@ class GicV3:
                 best = None
                 if candidates:
                     group1 = bank.group | spi.group
+                    # Secure Group 1 (IGRPMODR bits exist with DS = 0 only).
+                    group1s = (bank.grpmod | spi.grpmod) & ~group1 if two_states else 0
                     allowed = 0
-                    if grp1_on and cif.igrpen[1]:
+                    if grp1_on and cif.igrpen[r.GROUP1]:
                         allowed |= group1
-                    if grp0_on and cif.igrpen[0]:
-                        allowed |= ~group1
+                    if grp1s_on and cif.igrpen[r.GROUP1S]:
+                        allowed |= group1s
+                    if grp0_on and cif.igrpen[r.GROUP0]:
+                        allowed |= ~group1 & ~group1s
                     candidates &= allowed
-                    best = self._highest(candidates, bank.priority, spi.priority, group1)
+                    best = self._highest(candidates, bank.priority, spi.priority, group1,
+                                         group1s)
                 lpi = self._redist[cpu].lpi
                 if lpi is not None and lpi.pending and grp1_on and cif.igrpen[1]:
                     # LPIs are Group 1; on equal priority the lower INTID (never the LPI) wins.
@@ -469,12 +595,16 @@ class GicV3:
                     if best_lpi is not None and (best is None or best_lpi[1] < best[1]):
                         best = (best_lpi[0], best_lpi[1], 1)
                 self._hppi[cpu] = best
-                irq = fiq = False
-                if best is not None and cif.can_signal(best[1], best[2]):
-                    if best[2]:
-                        irq = True
-                    else:
-                        fiq = True
+                signalled = best[2] if best is not None and cif.can_signal(
+                    best[1], best[2]) else None
+                self._signalled[cpu] = signalled
+                if signalled is None:
+                    irq = fiq = False
+                elif self._pe_state is None:
+                    fiq = signalled == r.GROUP0
+                    irq = not fiq
+                else:
+                    irq, fiq = self._lines(cpu)
                 if irq != self._irq[cpu] or fiq != self._fiq[cpu]:
                     self._irq[cpu] = irq
                     self._fiq[cpu] = fiq
@@ -483,7 +613,7 @@ class GicV3:
 
     @staticmethod
     def _highest(candidates: int, private_prio: bytearray, spi_prio: bytearray,
-                 group1: int) -> Optional[Tuple[int, int, int]]:
+                 group1: int, group1s: int = 0) -> Optional[Tuple[int, int, int]]:
         # Lowest priority value wins; on a tie the lower INTID, as in QEMU.
         best = -1
         best_prio = 256
@@ -496,4 +626,6 @@ class GicV3:
             candidates ^= low
         if best < 0:
             return None
-        return (best, best_prio, 1 if group1 >> best & 1 else 0)
+        if group1 >> best & 1:
+            return (best, best_prio, r.GROUP1)
+        return (best, best_prio, r.GROUP1S if group1s >> best & 1 else r.GROUP0)

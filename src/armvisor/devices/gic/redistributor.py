@@ -7,7 +7,14 @@ LPIs as QEMU's does with an ITS: GICR_TYPER.PLPIS = 1, GICR_CTLR.EnableLPIs,
 GICR_PROPBASER and GICR_PENDBASER (lpi.py); without one, those are RAZ/WI.
 Either way there is no direct LPI interface (SETLPIR, CLRLPIR, INVLPIR,
 INVALLR, SYNCR are RAZ/WI; GICR_TYPER.DirectLPI = 0). With DS = 1,
-GICR_IGRPMODR0 and GICR_NSACR are RAZ/WI (12.11).
+GICR_IGRPMODR0 and GICR_NSACR are RAZ/WI (12.11). With two Security states
+(DS = 0) they are Secure-only, and a Non-secure access (`ns`) finds the
+SGI_base fields of Secure SGIs and PPIs RAZ/WI and priorities in their
+Non-secure view, as in the Distributor; GICR_NSACR does not widen that
+(it governs SGI generation only: 12.11 GICR_NSACR, QEMU's mask_group). The
+RD_base frame is the same in both states, as in QEMU (the architecture
+leaves GICR_WAKER's Non-secure access IMPLEMENTATION DEFINED in part;
+Linux reads back what it wrote and copes with RAZ/WI too).
 
 GICR_WAKER: ProcessorSleep resets to 1 and ChildrenAsleep follows it at
 once, the handshake a power controller with nothing to quiesce would give.
@@ -22,7 +29,7 @@ from typing import Optional, Protocol
 from armvisor.devices.gic import registers as r
 from armvisor.devices.gic.lpi import LpiState
 from armvisor.devices.gic.state import (BITMAP_FAMILIES, IrqBank, WORD_MASK, gather_icfgr,
-                                        read_bitmap, spread_icfgr, write_bitmap)
+                                        read_bitmap, spread_icfgr, write_bitmap, write_word)
 
 _SGI_MASK = (1 << r.SGI_COUNT) - 1
 _PRIVATE_MASK = (1 << r.PRIVATE_COUNT) - 1
@@ -41,10 +48,12 @@ def affinity_value(mpidr: int) -> int:
 
 class Redistributor:
     def __init__(self, cpu: int, mpidr: int, last: bool, listener: RedistributorListener,
-                 lpi: Optional[LpiState] = None):
+                 lpi: Optional[LpiState] = None, two_security_states: bool = False):
         self.cpu = cpu
         self._listener = listener
-        self.bank = IrqBank(r.PRIVATE_COUNT, _PRIVATE_MASK, fixed_edge=_SGI_MASK)
+        self.two_states = two_security_states
+        self.bank = IrqBank(r.PRIVATE_COUNT, _PRIVATE_MASK, fixed_edge=_SGI_MASK,
+                            group1_at_reset=not two_security_states)
         self.lpi = lpi
         self.typer = ((affinity_value(mpidr) << r.GICR_TYPER_AFFINITY_SHIFT)
                       | (cpu << r.GICR_TYPER_PROCESSOR_NUMBER_SHIFT)
@@ -74,10 +83,11 @@ class Redistributor:
                 self.lpi.reset()        # a snapshot from before LPIs: none enabled
 
     # ------------------------------------------------------------------ reads
-    def read(self, offset: int, size: int) -> Optional[int]:
-        """A read at `offset` within this PE's frame pair; None if nothing is there."""
+    def read(self, offset: int, size: int, ns: bool = False) -> Optional[int]:
+        """A read at `offset` within this PE's frame pair; None if nothing is there.
+        `ns`: a Non-secure access to a GIC with two Security states."""
         if offset >= r.GICR_SGI_BASE:
-            return self._read_sgi(offset - r.GICR_SGI_BASE, size)
+            return self._read_sgi(offset - r.GICR_SGI_BASE, size, ns)
         if not self._rd_size_ok(offset, size):
             return None
         if offset == r.GICR_IIDR:
@@ -102,25 +112,38 @@ class Redistributor:
             return r.REDIST_ID_BYTES[(offset - r.ID_REGS_BASE) // 4]
         return 0    # CTLR, STATUSR, the LPI registers, SYNCR (never busy)
 
-    def _read_sgi(self, offset: int, size: int) -> Optional[int]:
+    def _read_sgi(self, offset: int, size: int, ns: bool) -> Optional[int]:
         if not self._sgi_size_ok(offset, size):
             return None
         bank = self.bank
         if offset in BITMAP_FAMILIES:
-            return read_bitmap(bank, offset, 0)
+            if not ns:
+                return read_bitmap(bank, offset, 0)
+            return 0 if offset == r.GICR_IGROUPR0 else read_bitmap(bank, offset, 0, bank.group)
         if r.GICR_IPRIORITYR <= offset < r.GICR_IPRIORITYR + r.PRIVATE_COUNT:
             first = offset - r.GICR_IPRIORITYR
-            return int.from_bytes(bank.priority[first:first + size], "little")
+            if not ns:
+                return int.from_bytes(bank.priority[first:first + size], "little")
+            value = 0
+            for i in range(size):
+                if bank.group >> (first + i) & 1:    # Secure ones RAZ; 4.8.6's view
+                    value |= ((bank.priority[first + i] << 1) & 0xFF) << (8 * i)
+            return value
         if offset == r.GICR_ICFGR0:
-            return r.GICR_ICFGR0_VALUE
+            return r.GICR_ICFGR0_VALUE & (spread_icfgr(bank.group, 0) if ns else WORD_MASK)
         if offset == r.GICR_ICFGR1:
-            return spread_icfgr(bank.edge, 1)
-        return 0    # IGRPMODR0, NSACR, INMIR0
+            return spread_icfgr(bank.edge & (bank.group if ns else -1), 1)
+        if self.two_states and not ns:
+            if offset == r.GICR_IGRPMODR0:
+                return bank.grpmod
+            if offset == r.GICR_NSACR:
+                return bank.nsacr
+        return 0    # IGRPMODR0 and NSACR (DS = 1, Non-secure), INMIR0
 
     # ----------------------------------------------------------------- writes
-    def write(self, offset: int, size: int, value: int) -> bool:
+    def write(self, offset: int, size: int, value: int, ns: bool = False) -> bool:
         if offset >= r.GICR_SGI_BASE:
-            return self._write_sgi(offset - r.GICR_SGI_BASE, size, value)
+            return self._write_sgi(offset - r.GICR_SGI_BASE, size, value, ns)
         if not self._rd_size_ok(offset, size):
             return False
         if offset == r.GICR_WAKER:
@@ -149,26 +172,40 @@ class Redistributor:
                 lpi.write_pendbaser(new)
         return True     # everything else in RD_base is read-only or RAZ/WI here
 
-    def _write_sgi(self, offset: int, size: int, value: int) -> bool:
+    def _write_sgi(self, offset: int, size: int, value: int, ns: bool) -> bool:
         if not self._sgi_size_ok(offset, size):
             return False
         bank = self.bank
+        # With DS = 0, a Non-secure access reaches the Non-secure Group 1 INTIDs only.
+        allowed = bank.group if ns else -1
         changed = 0
         if offset in BITMAP_FAMILIES:
-            changed = write_bitmap(bank, offset, 0, value)
+            if not (ns and offset == r.GICR_IGROUPR0):      # IGROUPR0 is Secure-only
+                changed = write_bitmap(bank, offset, 0, value, allowed)
         elif r.GICR_IPRIORITYR <= offset < r.GICR_IPRIORITYR + r.PRIVATE_COUNT:
             first = offset - r.GICR_IPRIORITYR
             for i in range(size):
                 prio = (value >> (8 * i)) & 0xFF
+                if ns:
+                    if not allowed >> (first + i) & 1:
+                        continue
+                    prio = r.NS_PRIORITY_BIT | (prio >> 1)     # 4.8.6
                 if bank.priority[first + i] != prio:
                     bank.priority[first + i] = prio
                     changed |= 1 << (first + i)
         elif offset == r.GICR_ICFGR1:
             # PPIs are programmable (IMPLEMENTATION DEFINED; QEMU allows it).
             # ICFGR0 is RO: SGIs are always edge-triggered.
-            edge = (gather_icfgr(value) << 16) | _SGI_MASK
+            word = (0xFFFF << 16) & allowed
+            edge = (bank.edge & ~word) | ((gather_icfgr(value) << 16) & word) | _SGI_MASK
             changed = bank.edge ^ edge
             bank.edge = edge
+        elif self.two_states and not ns and offset == r.GICR_IGRPMODR0:
+            old = bank.grpmod
+            bank.grpmod = write_word(old, 0, value, bank.valid)
+            changed = old ^ bank.grpmod
+        elif self.two_states and not ns and offset == r.GICR_NSACR:
+            bank.nsacr = value & WORD_MASK     # no state the HPPI depends on
         if changed:
             self._listener.private_changed(self.cpu, changed)
         return True

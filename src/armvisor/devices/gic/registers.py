@@ -3,9 +3,10 @@
 Every name follows the GICv3 architecture specification (Arm IHI 0069H):
 12.2 "AArch64 System register descriptions" (ICC_*), 12.8/12.9 the
 Distributor register map and descriptions (GICD_*), 12.10/12.11 the
-Redistributor register map and descriptions (GICR_*). Only the layout a GIC
-with one Security state (GICD_CTLR.DS == 1) and affinity routing always on
-(ARE == 1) uses is given for the control registers.
+Redistributor register map and descriptions (GICR_*). Affinity routing is
+always on (ARE == 1); the control registers have the layouts of a GIC with
+one Security state (GICD_CTLR.DS == 1) and of one with two (DS == 0, the
+Security Extensions: `--secure`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ SGI_COUNT = 16
 PRIVATE_COUNT = 32                 # SGIs + PPIs: banked per PE in the Redistributor
 SPI_BASE = 32
 MAX_SPI_LIMIT = 1020               # first special INTID
+INTID_SECURE = 1020                # IHI0069 2.2.1: EL3's IAR0/HPPIR0 for a Secure Group 1 HPPI
+INTID_NONSECURE = 1021             # ... and a Non-secure Group 1 one
 INTID_SPURIOUS = 1023              # IHI0069 2.2.1: "no pending interrupt" from IAR/HPPIR
 LPI_BASE = 8192                    # IHI0069 2.2.1: LPIs are INTIDs 8192 and up
 
@@ -69,11 +72,24 @@ GICD_CTLR_ARE = 1 << 4             # RAO/WI: this GIC has no legacy (GICv2) mode
 GICD_CTLR_DS = 1 << 6              # RAO/WI: one Security state
 GICD_CTLR_E1NWF = 1 << 7           # RAZ/WI: no 1-of-N wake-up
 GICD_CTLR_RWP = 1 << 31            # register writes take effect at once: always 0
+# GICD_CTLR with DS == 0, Secure view (12.9, "When access is Secure, in a system that
+# supports two Security states"): a group enable each; both ARE RAO/WI (no legacy
+# mode in either state); DS RAZ/WI (IMPLEMENTATION DEFINED whether Secure software
+# may set it: QEMU lets it, this model does not, so the two states cannot merge).
+GICD_CTLR_ENABLE_GRP1NS = 1 << 1   # the bit DS == 1's EnableGrp1 occupies
+GICD_CTLR_ENABLE_GRP1S = 1 << 2
+GICD_CTLR_ARE_S = 1 << 4
+GICD_CTLR_ARE_NS = 1 << 5
+# ... and its Non-secure view ("When access is Non-secure, in a system that supports
+# two Security states"): EnableGrp1A at [1] is the Secure view's EnableGrp1NS,
+# ARE_NS at [4] its ARE_NS; RWP at [31] (0 here); the rest RES0.
+GICD_CTLR_NS_ENABLE_GRP1A = 1 << 1
+GICD_CTLR_NS_ARE_NS = 1 << 4
 
 # GICD_TYPER (12.9, GICD_TYPER).
 GICD_TYPER_ITLINES_MASK = 0x1F     # ITLinesNumber [4:0] = INTIDs / 32 - 1
 GICD_TYPER_CPUNUMBER_SHIFT = 5     # [7:5], 0 when ARE cannot be cleared
-GICD_TYPER_SECURITYEXTN = 1 << 10  # 0: one Security state
+GICD_TYPER_SECURITYEXTN = 1 << 10  # 1: two Security states (DS == 0)
 GICD_TYPER_MBIS = 1 << 16          # GICD_SETSPI_NSR/CLRSPI_NSR implemented
 GICD_TYPER_LPIS = 1 << 17          # 0: no LPIs, no ITS
 GICD_TYPER_IDBITS_SHIFT = 19       # [23:19] = INTID bits - 1
@@ -163,8 +179,8 @@ GICR_ICACTIVER0 = 0x0380
 GICR_IPRIORITYR = 0x0400           # ..0x041F, 1 byte per INTID 0-31
 GICR_ICFGR0 = 0x0C00               # SGIs: always edge, read-only
 GICR_ICFGR1 = 0x0C04               # PPIs
-GICR_IGRPMODR0 = 0x0D00            # RAZ/WI when DS == 1
-GICR_NSACR = 0x0E00                # RAZ/WI when DS == 1
+GICR_IGRPMODR0 = 0x0D00            # RAZ/WI when DS == 1 and to Non-secure accesses
+GICR_NSACR = 0x0E00                # likewise
 GICR_INMIR0 = 0x0F80               # RES0 without FEAT_GICv3_NMI
 GICR_ICFGR0_VALUE = 0xAAAA_AAAA    # Int_config = 0b10 (edge) for all 16 SGIs
 
@@ -207,11 +223,14 @@ ICC_CTLR_RSS = 1 << 18             # 0: SGI TargetList covers Aff0 0-15
 ICC_CTLR_WRITABLE = ICC_CTLR_CBPR | ICC_CTLR_EOIMODE
 ICC_CTLR_FIXED = (ICC_CTLR_A3V | ((PRIORITY_BITS - 1) << ICC_CTLR_PRIBITS_SHIFT)
                   | (0 << ICC_CTLR_IDBITS_SHIFT))
-# ICC_CTLR_EL3 (12.2.8): the same read-only fields as ICC_CTLR_EL1, nDS = 0 (this
-# GIC has GICD_CTLR.DS = 1), and the EL1 controls of each Security state. The
-# Non-secure ones are ICC_CTLR_EL1's bits; the rest are kept but have nothing to act on.
+# ICC_CTLR_EL3 (12.2.8): the same read-only fields as ICC_CTLR_EL1, nDS = 0 (the CPU
+# interface supports a GIC with DS = 1), and the EL1 controls of each Security state,
+# the two ICC_CTLR_EL1 copies' bits. With DS = 1 there is one copy, the Non-secure
+# one, and the Secure-state bits and EOImode_EL3 are kept but have nothing to act on.
 ICC_CTLR_EL3_CBPR_EL1S = 1 << 0
 ICC_CTLR_EL3_CBPR_EL1NS = 1 << 1
+ICC_CTLR_EL3_EOIMODE_EL3 = 1 << 2
+ICC_CTLR_EL3_EOIMODE_EL1S = 1 << 3
 ICC_CTLR_EL3_EOIMODE_EL1NS = 1 << 4
 ICC_CTLR_EL3_OWN = 0b10_1101       # CBPR_EL1S, EOImode_EL3, EOImode_EL1S, RM
 # ICC_IGRPEN1_EL3 (12.2.17): EnableGrp1NS is ICC_IGRPEN1_EL1's Enable; EnableGrp1S.
@@ -239,6 +258,31 @@ SGIR_IRM = 1 << 40                 # all PEs except self
 SGIR_RS_SHIFT = 44                 # [47:44] RangeSelector
 SGIR_AFF3_SHIFT = 48               # [55:48]
 
-# Interrupt groups (IHI0069 2.3): with one Security state there are two.
+# NSACR (12.9 GICD_NSACR<n>, 12.11 GICR_NSACR): NS_access<x>, 2 bits per INTID, how
+# far Non-secure software may reach a Secure (Group 0 or Secure Group 1) interrupt.
+NSACR_SET_PENDING = 1              # >= 1: ISPENDR, SETSPI_NSR, and its Group 0 SGIs
+NSACR_CLEAR_PENDING = 2            # >= 2: also ICPENDR, CLRSPI_NSR, reading ISACTIVER/
+                                   # ICACTIVER, and its Secure Group 1 SGIs
+NSACR_ROUTING = 3                  # 3: also IROUTER
+
+# Non-secure view of a priority (IHI0069 4.8.6, "Software accesses of interrupt
+# priority"): with DS == 0 Non-secure software sees and writes a Non-secure Group 1
+# interrupt's priority shifted one bit left, its priorities being the lower half of
+# the range (bit 7 set), which Secure interrupts can always preempt.
+NS_PRIORITY_BIT = 0x80
+
+# Interrupt groups (IHI0069 2.3.1): Group 0, Secure Group 1 and Non-secure Group 1.
+# With one Security state (DS == 1) there are Group 0 and Group 1, which behaves as
+# Non-secure Group 1 does (QEMU calls it GICV3_G1NS), so GROUP1 stands for both; a
+# Group 1 interrupt is Secure Group 1 when its IGROUPR bit is 0 and its IGRPMODR bit
+# 1, which only DS == 0 has (IHI0069 Table 3-1).
 GROUP0 = 0
-GROUP1 = 1
+GROUP1 = 1                         # Non-secure Group 1 (DS == 0), Group 1 (DS == 1)
+GROUP1S = 2                        # Secure Group 1 (DS == 0 only)
+GROUPS = (GROUP0, GROUP1, GROUP1S)
+
+# SCR_EL3 bits the GIC reads (Arm ARM D19.2.117): a PE's Security state below EL3 and
+# where physical interrupts go. The GIC needs them with two Security states only.
+SCR_EL3_NS = 1 << 0
+SCR_EL3_IRQ = 1 << 1
+SCR_EL3_FIQ = 1 << 2

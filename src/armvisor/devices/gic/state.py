@@ -13,6 +13,8 @@ the latch, which a rising edge sets (IHI0069 4.1.2).
 
 from __future__ import annotations
 
+from armvisor.devices.gic.registers import GROUP0, GROUP1, GROUP1S
+
 WORD_MASK = 0xFFFF_FFFF
 
 
@@ -20,36 +22,65 @@ class IrqBank:
     """Bitmaps for the INTIDs in `valid`; `priority` is indexed by INTID."""
 
     __slots__ = ("valid", "group", "enabled", "latch", "line", "active", "edge",
-                 "priority", "fixed_edge")
+                 "priority", "fixed_edge", "grpmod", "nsacr", "group1_at_reset")
 
-    def __init__(self, size: int, valid: int, fixed_edge: int = 0):
+    def __init__(self, size: int, valid: int, fixed_edge: int = 0, group1_at_reset: bool = True):
         self.valid = valid              # INTIDs this bank implements
         self.fixed_edge = fixed_edge    # INTIDs whose config is edge and read-only (SGIs)
+        self.group1_at_reset = group1_at_reset
         self.priority = bytearray(size)
         self.line = 0                   # input levels: wires, not state a reset changes
         self.reset()
 
     def reset(self) -> None:
-        # Group 1 at reset, as QEMU's virt does when it boots a kernel without
-        # Secure firmware (GICv3State.irq_reset_nonsecure): the guest runs in
-        # Non-secure EL1 and Group 0 would only ever signal FIQs.
-        self.group = self.valid
+        # With one Security state, Group 1 at reset, as QEMU's virt does when it
+        # boots a kernel without Secure firmware (GICv3State.irq_reset_nonsecure):
+        # the guest runs in Non-secure EL1 and Group 0 would only ever signal FIQs.
+        # With two, Group 0, the architectural reset (IHI0069 12.9 GICD_IGROUPR<n>):
+        # the Secure firmware hands interrupts to the Non-secure world itself.
+        self.group = self.valid if self.group1_at_reset else 0
+        self.grpmod = 0                 # IGRPMODR: Secure Group 1 where group is 0 (DS == 0)
+        self.nsacr = 0                  # NSACR: 2 bits per INTID, bits [2x+1:2x] (DS == 0)
         self.enabled = 0
         self.latch = 0
         self.active = 0
         self.edge = self.fixed_edge
         self.priority[:] = bytes(len(self.priority))
 
+    def secure_group1(self) -> int:
+        """INTIDs in Secure Group 1 (IGROUPR 0, IGRPMODR 1); only DS == 0 sets grpmod."""
+        return self.grpmod & ~self.group
+
+    def group_of(self, intid: int) -> int:
+        """GROUP0, GROUP1 (Non-secure) or GROUP1S of one INTID (IHI0069 Table 3-1)."""
+        bit = 1 << intid
+        if self.group & bit:
+            return GROUP1
+        return GROUP1S if self.grpmod & bit else GROUP0
+
+    def nsacr_at_least(self, level: int) -> int:
+        """INTIDs whose NSACR NS_access field is `level` or more."""
+        mask = 0
+        fields = self.nsacr
+        x = 0
+        while fields:
+            if fields & 0b11 >= level:
+                mask |= 1 << x
+            fields >>= 2
+            x += 1
+        return mask
+
     def pending(self) -> int:
         return self.latch | (self.line & ~self.edge)
 
     # A bitmap is as wide as the bank (288 bits for virt's SPIs): wider than
     # the 64-bit integers a snapshot holds, so it is saved as little-endian bytes.
-    _BITMAPS = ("group", "enabled", "latch", "line", "active", "edge")
+    _BITMAPS = ("group", "enabled", "latch", "line", "active", "edge", "grpmod")
 
     def save_state(self) -> dict:
         width = len(self.priority) // 8
         state = {name: getattr(self, name).to_bytes(width, "little") for name in self._BITMAPS}
+        state["nsacr"] = self.nsacr.to_bytes(2 * width, "little")
         state["priority"] = bytes(self.priority)
         return state
 
@@ -59,7 +90,10 @@ class IrqBank:
             raise ValueError(f"the snapshot's interrupt bank has {len(state['priority'])} "
                              f"INTIDs, this one {size}")
         for name in self._BITMAPS:
-            setattr(self, name, int.from_bytes(state[name], "little"))
+            # grpmod and nsacr came with the Security Extensions: older snapshots
+            # are of a GIC with one Security state, where both are 0.
+            setattr(self, name, int.from_bytes(state.get(name, b""), "little"))
+        self.nsacr = int.from_bytes(state.get("nsacr", b""), "little")
         self.priority[:] = state["priority"]
 
     def candidates(self) -> int:
@@ -106,8 +140,9 @@ ICACTIVER = 0x0380
 BITMAP_FAMILIES = (IGROUPR, ISENABLER, ICENABLER, ISPENDR, ICPENDR, ISACTIVER, ICACTIVER)
 
 
-def read_bitmap(bank: IrqBank, family: int, index: int) -> int:
-    """A read of word `index` of `family`; unimplemented INTIDs read as zero."""
+def read_bitmap(bank: IrqBank, family: int, index: int, allowed: int = -1) -> int:
+    """A read of word `index` of `family`; unimplemented INTIDs read as zero, and so
+    do those outside `allowed` (a Non-secure access's view of Secure interrupts)."""
     if family == IGROUPR:
         bitmap = bank.group
     elif family in (ISENABLER, ICENABLER):
@@ -116,14 +151,15 @@ def read_bitmap(bank: IrqBank, family: int, index: int) -> int:
         bitmap = bank.pending()
     else:
         bitmap = bank.active
-    return word_of(bitmap & bank.valid, index)
+    return word_of(bitmap & bank.valid & allowed, index)
 
 
-def write_bitmap(bank: IrqBank, family: int, index: int, value: int) -> int:
-    """A write of word `index` of `family`; returns the INTIDs whose state it touched."""
-    bits = ((value & WORD_MASK) << (32 * index)) & bank.valid
+def write_bitmap(bank: IrqBank, family: int, index: int, value: int, allowed: int = -1) -> int:
+    """A write of word `index` of `family`, ignored for INTIDs outside `allowed`;
+    returns the INTIDs whose state it touched."""
+    bits = ((value & WORD_MASK) << (32 * index)) & bank.valid & allowed
     if family == IGROUPR:
-        word = WORD_MASK << (32 * index) & bank.valid
+        word = WORD_MASK << (32 * index) & bank.valid & allowed
         changed = (bank.group ^ bits) & word
         bank.group = (bank.group & ~word) | bits
         return changed
@@ -140,3 +176,9 @@ def write_bitmap(bank: IrqBank, family: int, index: int, value: int) -> int:
     else:
         bank.active &= ~bits
     return bits
+
+
+def write_word(bitmap: int, index: int, value: int, valid: int) -> int:
+    """`bitmap` with word `index` replaced by `value` where `valid` (IGRPMODR, NSACR)."""
+    word = (WORD_MASK << (32 * index)) & valid
+    return (bitmap & ~word) | (((value & WORD_MASK) << (32 * index)) & word)
