@@ -417,6 +417,8 @@ class Cpu:
 
     @property
     def power_state(self) -> str:
+        """The PSCI state armvisor's EL3 firmware keeps for this CPU ("ON", "OFF", ...);
+        "FIRMWARE" with --secure, where the guest's own firmware keeps it."""
         return self._power()
 
     @property
@@ -451,6 +453,8 @@ VIRTUALIZATION_WITH_HYP = ("--virtualization gives EL2 to the guest's own hyperv
                            "runs armvisor's there: choose one")
 
 
+# A CPU's power state under --secure: the guest's firmware keeps it, not armvisor.
+GUEST_FIRMWARE_POWER = "FIRMWARE"
 # --secure gives EL3 to the guest's firmware; --hyp needs armvisor's EL3 under its EL2.
 SECURE_WITH_HYP = ("--secure runs the guest's own firmware at EL3; --hyp runs armvisor's "
                    "hypervisor on armvisor's EL3: choose one")
@@ -678,6 +682,8 @@ class Machine:
             self.hypervisor.boot()
 
     def _bare_power(self, lane) -> Callable[[], str]:
+        if self.board.config.secure:
+            return lambda: GUEST_FIRMWARE_POWER
         return lambda: self.board.firmware.state_of(lane.index).name
 
     @staticmethod

@@ -279,3 +279,14 @@ def test_a_snapshot_keeps_the_secure_world(tmp_path):
     assert again.console.text == machine.console.text[printed:]
     again.close()
     machine.close()
+
+
+def test_reports_leave_power_states_to_the_guests_firmware(tmp_path):
+    """armvisor's PSCI state machine is not in charge under --secure: the API and the crash
+    report say the firmware's is, instead of armvisor's idle OFF."""
+    fw = firmware(tmp_path, HOLDING_PEN + "    b .\n", "spin")
+    with armvisor.Machine(bios=str(fw), smp=2, cpu="max", secure=True) as machine:
+        machine.run(until=armvisor.Instructions(10_000), timeout=60)
+        assert [cpu.power_state for cpu in machine.cpus] == ["FIRMWARE", "FIRMWARE"]
+        report = machine.board.report()
+    assert "psci=firmware" in report and "psci=OFF" not in report

@@ -153,6 +153,7 @@ def machine_report(machine: "BareBoard", culprit: Optional["Lane"] = None) -> st
     for lane in machine.lanes:
         mark = "*" if lane is culprit else " "
         where = core_location(lane.core, disassemble=lane.state.value != "off", symbols=symbols)
-        psci = machine.firmware.state_of(lane.index)
-        lines.append(f"{mark}cpu{lane.index}: {lane.state.value:9s} psci={psci.name:10s} {where}")
+        # --secure: PSCI is the guest's own firmware's; armvisor's knows nothing of it.
+        psci = "firmware" if machine.config.secure else machine.firmware.state_of(lane.index).name
+        lines.append(f"{mark}cpu{lane.index}: {lane.state.value:9s} psci={psci:10s} {where}")
     return "\n".join(lines + recent_events(machine.trace, lambda vm: symbols))
