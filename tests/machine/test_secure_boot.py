@@ -290,3 +290,22 @@ def test_reports_leave_power_states_to_the_guests_firmware(tmp_path):
         assert [cpu.power_state for cpu in machine.cpus] == ["FIRMWARE", "FIRMWARE"]
         report = machine.board.report()
     assert "psci=firmware" in report and "psci=OFF" not in report
+
+
+def test_the_secure_uart_is_there_and_writes_nowhere(tmp_path):
+    """QEMU gives the secure UART a second -serial, which a plain run lacks: the device
+    answers (PL011 identification) and what the firmware writes there is not seen."""
+    uart = f"""
+    ldr x1, =0x09040000
+    mov w2, #'S'
+    str w2, [x1]                // UARTDR of the secure UART: goes nowhere
+    ldr w0, [x1, #0xfe0]        // UARTPeriphID0: 0x11
+    bl print_hex
+    b power_off
+"""
+    fw = firmware(tmp_path, HOLDING_PEN + uart, "secure_uart")
+    proc = run_cli("run", "--secure", "-bios", fw, "--smp", "2", "--cpu", "max",
+                   "--timeout", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == hexlines(0x11)
+    assert qemu_output("virt,gic-version=3,secure=on", 2, fw) == hexlines(0x11)

@@ -80,7 +80,7 @@ def _uart(w: Wiring) -> Pl011:
 
 def _secure_uart(w: Wiring) -> Pl011:
     # QEMU connects the secure UART to a second -serial, which `-nographic` alone
-    # does not give: its output goes nowhere, but the trace still shows it.
+    # does not give: its output goes nowhere.
     return Pl011(lambda data: None, trace=w.trace, name="secure-uart",
                  on_irq_change=w.spi(memmap.SECURE_UART_SPI))
 
