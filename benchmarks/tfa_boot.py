@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from linux_boot import time_to_marker  # noqa: E402
+from linux_boot import MarkerConsole, MarkerSeen, time_to_marker  # noqa: E402
 
 from armvisor.cpu.native import native  # noqa: E402
 from armvisor.devtools import qemu  # noqa: E402
@@ -40,10 +40,6 @@ from armvisor.machine.config import MachineConfig  # noqa: E402
 FETCH = Path(__file__).resolve().parents[1] / "scripts" / "fetch-thirdparty"
 APPEND = "console=ttyAMA0"
 MEMORY = "1G"
-
-
-class MarkerSeen(Exception):
-    pass
 
 
 def flash_image() -> Path:
@@ -68,13 +64,7 @@ def qemu_cmd(flash, kernel, initrd, smp: int) -> list:
 
 def in_process(flash, kernel, initrd, smp: int, yields: bool) -> tuple:
     """Seconds to the marker, slices that ended on a WFE, WFE/YIELDs run, instructions."""
-    seen = bytearray()
-
-    def console(data: bytes) -> None:
-        seen.extend(data)
-        if INIT_MARKER.encode() in seen:
-            raise MarkerSeen()
-
+    console = MarkerConsole()
     start = time.perf_counter()
     board = BareBoard(MachineConfig(bios=str(flash), kernel=str(kernel), initrd=str(initrd),
                                     smp=smp, memory=1 << 30, append=APPEND, cpu="max",
@@ -86,8 +76,7 @@ def in_process(flash, kernel, initrd, smp: int, yields: bool) -> tuple:
     try:
         board.run(timeout=600)
     except (MarkerSeen, GuestError):
-        # The console's MarkerSeen reaches here as the core's error (raised inside a slice).
-        if INIT_MARKER.encode() not in seen:
+        if not console.reached:
             raise
     seconds = time.perf_counter() - start
     counts = board.exit_counts()

@@ -418,9 +418,10 @@ class Core:
             # A CPU reset (the machine's): the firmware at EL3 finds EL3's controls at
             # their reset values, not what it set before a SYSTEM_RESET.
             self.write_sysreg(sr.SCR_EL3, 0)
-            self.write_sysreg(sr.HCR_EL2, 0)
             if self.hidden_el2:
                 self._act_as_absent_el2()
+            else:
+                self.write_sysreg(sr.HCR_EL2, 0)
             self.write_sysreg(SCTLR_EL2, SCTLR_EL2_RESET)
             self.write_sysreg(SCTLR_EL3, SCTLR_EL3_RESET)
             self.uc.reg_write(A.UC_ARM64_REG_PSTATE, PSTATE_EL3H_MASKED)

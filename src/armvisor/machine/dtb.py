@@ -568,10 +568,7 @@ def _secure_chosen_node(desc: BoardDescription) -> fdt.Node:
     """The Secure world's /chosen: its console is the secure UART; QEMU gives it seeds too."""
     node = fdt.Node("secure-chosen")
     node.append(fdt.PropStrings("stdout-path", f"/pl011@{memmap.SECURE_UART_BASE:x}"))
-    if desc.rng_seed is not None:
-        node.append(fdt.PropBytes("rng-seed", data=bytes(desc.rng_seed)))
-    if desc.kaslr_seed is not None:
-        node.append(fdt.PropWords("kaslr-seed", *_cells64(desc.kaslr_seed & 0xFFFF_FFFF_FFFF_FFFF)))
+    _append_seeds(node, desc)
     return node
 
 
@@ -584,8 +581,13 @@ def _chosen_node(desc: BoardDescription) -> fdt.Node:
     if desc.bootargs:
         node.append(_bootargs(desc.bootargs))
     node.append(fdt.PropStrings("stdout-path", f"/pl011@{memmap.UART0_BASE:x}"))
+    _append_seeds(node, desc)
+    return node
+
+
+def _append_seeds(node: fdt.Node, desc: BoardDescription) -> None:
+    """The random seeds QEMU puts in /chosen and /secure-chosen alike (each its own)."""
     if desc.rng_seed is not None:
         node.append(fdt.PropBytes("rng-seed", data=bytes(desc.rng_seed)))
     if desc.kaslr_seed is not None:
         node.append(fdt.PropWords("kaslr-seed", *_cells64(desc.kaslr_seed & 0xFFFF_FFFF_FFFF_FFFF)))
-    return node

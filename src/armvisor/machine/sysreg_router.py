@@ -47,7 +47,7 @@ class SysregRouter:
                 self._timer_written(core)
                 return 0
             return timer.read(reg)
-        if tuple(reg) in EL3_ICC_REGISTERS and el < 3:
+        if el < 3 and reg in EL3_ICC_REGISTERS:
             return None
         if is_write:
             return 0 if self.gic.icc_write(cpu, reg, value) else None
