@@ -12,7 +12,8 @@ from __future__ import annotations
 import ctypes
 import struct
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from unicorn import (UC_ARCH_ARM64, UC_ERR_WRITE_PROT, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
                      UC_MODE_ARM, UC_PROT_ALL, Uc, UcError)
@@ -171,6 +172,7 @@ class Core:
         self._native.add_c_hook(self.handle, UC_HOOK_INSN, self._native.sys_hook_address,
                                 ctypes.byref(self._budget), 1, 0, UC_ARM64_INS_SYS)
         # Timer and GIC CPU interface registers: filtered in C, modelled in Python.
+        self._sysreg_plans: Dict[int, Tuple[Callable[..., Optional[int]], int]] = {}
         self._sysreg_callback = SYSREG_CALLBACK(self._on_sysreg)
         self._budget.sysreg = self._sysreg_callback
         self._budget.reg_read = self._native.reg_read_address
@@ -916,25 +918,40 @@ class Core:
         state.first_far = far or 0
 
     def _on_sysreg(self, key: int, el: int, is_write: int, value: int, result) -> int:
+        # Every trapped timer and ICC access of every interrupt comes here: what
+        # each register is was worked out once (_plan_sysreg).
         try:
+            plan = self._sysreg_plans.get(key)
+            if plan is None:
+                plan = self._sysreg_plans[key] = self._plan_sysreg(key)
+            handler, done = plan
             self.catch_up_exceptions()
-            reg = sr.SysReg.from_key(key)
-            if is_watchpoint_register(reg):
-                # Unicorn stores the value itself; its watchpoints are compiled out.
-                if is_write and el >= 1:
-                    self.watchpoints.observe(reg, value)
-                return SYSREG_NOT_HANDLED
-            answer = self.host.sysreg(self, reg, el, bool(is_write), value)
+            answer = handler(self, el, bool(is_write), value)
             if answer is None:
                 return SYSREG_NOT_HANDLED
             if answer is EXCEPTION_TAKEN:
                 return SYSREG_DONE          # PC is the vector's already
             result[0] = answer & 0xFFFF_FFFF_FFFF_FFFF
-            # Skipping a register Unicorn lacks leaves PC on the instruction.
-            return SYSREG_DONE if unicorn_implements(reg) else SYSREG_DONE_ADVANCE
+            return done
         except Exception as exc:                          # noqa: BLE001
             self.fail(exc)
             return SYSREG_NOT_HANDLED
+
+    def _plan_sysreg(self, key: int) -> Tuple[Callable[..., Optional[int]], int]:
+        """(handler, status of a completed access) for the register the C hook's key names."""
+        reg = sr.SysReg.from_key(key)
+        if is_watchpoint_register(reg):
+            return partial(self._observe_watchpoint_register, reg), SYSREG_NOT_HANDLED
+        # Skipping a register Unicorn lacks leaves PC on the instruction.
+        return (self.host.sysreg_handler(reg),
+                SYSREG_DONE if unicorn_implements(reg) else SYSREG_DONE_ADVANCE)
+
+    def _observe_watchpoint_register(self, reg: sr.SysReg, core: "Core", el: int, is_write: bool,
+                                     value: int) -> None:
+        # Unicorn stores the value itself (the access goes on); its watchpoints are
+        # compiled out, so the guest's are modelled from what it writes.
+        if is_write and el >= 1:
+            self.watchpoints.observe(reg, value)
 
     # -- interrupt lines -------------------------------------------------------------
 

@@ -10,7 +10,7 @@ the three imports another in a cycle.
 from __future__ import annotations
 
 import enum
-from typing import Any, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Optional, Protocol, Sequence, Tuple
 
 from armvisor.cpu import sysregs as sr
 from armvisor.cpu.models import CpuModel
@@ -58,8 +58,11 @@ class CoreHost(Protocol):
 
     def smc(self, core: Any, imm: int) -> None: ...
     def hvc(self, core: Any, imm: int) -> bool: ...
-    def sysreg(self, core: Any, reg: sr.SysReg, el: int, is_write: bool,
-               value: int) -> Optional[int]: ...
+    def sysreg_handler(self, reg: sr.SysReg) -> Callable[[Any, int, bool, int], Optional[int]]:
+        """What answers a trapped access to `reg`: `handler(core, el, is_write, value)`
+        gives the value read (0 for a write), None for UNDEFINED or for Unicorn to
+        carry it out, or EXCEPTION_TAKEN (cpu/core.py). Asked once per register."""
+        ...
 
 
 class MmioRegion(Protocol):

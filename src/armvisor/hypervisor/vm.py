@@ -205,9 +205,8 @@ class Vm:
         if results is not None:
             core.write_results(results)
 
-    def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
-               value: int) -> Optional[int]:
-        return self.sysregs.access(core, reg, el, is_write, value)
+    def sysreg_handler(self, reg: SysReg):
+        return self.sysregs.handler(reg)
 
     # -- what virtual PSCI asks (VpsciActions) --------------------------------------
 

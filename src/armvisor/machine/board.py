@@ -647,9 +647,8 @@ class BareBoard:
         self.smc(core, imm)
         return True
 
-    def sysreg(self, core: Core, reg: SysReg, el: int, is_write: bool,
-               value: int) -> Optional[int]:
-        return self.sysregs.access(core, reg, el, is_write, value)
+    def sysreg_handler(self, reg: SysReg):
+        return self.sysregs.handler(reg)
 
     def _timer_written(self, core: Core) -> None:
         self._rearm_timers(core.index)

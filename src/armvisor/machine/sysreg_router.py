@@ -9,13 +9,17 @@ behaviour.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from functools import partial
+from typing import Callable, Dict, Optional, Sequence
 
 from armvisor.cpu.sysregs import SysReg
 from armvisor.devices.gic.registers import EL3_ICC_REGISTERS
 from armvisor.devices.pmu import Pmu, is_pmu_register
 from armvisor.devices.timer import GenericTimer
 from armvisor.machine.el2_registers import NOT_MINE
+
+# handler(core, el, is_write, value): the value read (0 for a write), None if UNDEFINED.
+SysregHandler = Callable[[object, int, bool, int], Optional[int]]
 
 
 class SysregRouter:
@@ -28,32 +32,70 @@ class SysregRouter:
         self._timer_written = timer_written
         self.pmus = pmus
         self.el2 = el2
+        self._handlers: Dict[SysReg, SysregHandler] = {}
 
     def access(self, core, reg: SysReg, el: int, is_write: bool, value: int) -> Optional[int]:
         """The value read (0 for a write), or None when the access is UNDEFINED."""
+        return self.handler(reg)(core, el, is_write, value)
+
+    def handler(self, reg: SysReg) -> SysregHandler:
+        """What answers `reg`'s accesses: `handler(core, el, is_write, value)` as `access`.
+
+        Resolved once per register, since the cores call it on every trapped
+        access (the ICC registers of every interrupt): deciding what a
+        register is took most of an access's time in Python.
+        """
+        found = self._handlers.get(reg)
+        if found is None:
+            found = self._handlers[reg] = self._resolve(reg)
+        return found
+
+    def _resolve(self, reg: SysReg) -> SysregHandler:
         if is_pmu_register(reg):
-            return self._pmu_access(core, reg, el, is_write, value)
+            return partial(self._pmu_access, reg)
+        if GenericTimer.is_timer_register(reg):
+            own = partial(self._timer_access, reg)
+        elif reg in EL3_ICC_REGISTERS:
+            own = partial(self._el3_icc_access, reg)
+        else:
+            own = partial(self._icc_access, reg)
+        if self.el2 is None:
+            return own
+        return partial(self._el2_first, reg, own)
+
+    def _el2_first(self, reg: SysReg, own: SysregHandler, core, el: int, is_write: bool,
+                   value: int) -> Optional[int]:
+        if el == 0:
+            return None
+        answer = self.el2.access(core, reg, el, is_write, value)
+        return own(core, el, is_write, value) if answer is NOT_MINE else answer
+
+    def _timer_access(self, reg: SysReg, core, el: int, is_write: bool,
+                      value: int) -> Optional[int]:
         if el == 0:
             return None              # EL1 registers; Unicorn raises the EL0 trap itself
-        if self.el2 is not None:
-            answer = self.el2.access(core, reg, el, is_write, value)
-            if answer is not NOT_MINE:
-                return answer
-        cpu = core.index
-        if GenericTimer.is_timer_register(reg):
-            timer = self.timers[cpu]
-            if is_write:
-                timer.write(reg, value)
-                self._timer_written(core)
-                return 0
-            return timer.read(reg)
-        if el < 3 and reg in EL3_ICC_REGISTERS:
+        timer = self.timers[core.index]
+        if is_write:
+            timer.write(reg, value)
+            self._timer_written(core)
+            return 0
+        return timer.read(reg)
+
+    def _icc_access(self, reg: SysReg, core, el: int, is_write: bool,
+                    value: int) -> Optional[int]:
+        if el == 0:
             return None
         if is_write:
-            return 0 if self.gic.icc_write(cpu, reg, value) else None
-        return self.gic.icc_read(cpu, reg)
+            return 0 if self.gic.icc_write(core.index, reg, value) else None
+        return self.gic.icc_read(core.index, reg)
 
-    def _pmu_access(self, core, reg: SysReg, el: int, is_write: bool,
+    def _el3_icc_access(self, reg: SysReg, core, el: int, is_write: bool,
+                        value: int) -> Optional[int]:
+        if el < 3:
+            return None
+        return self._icc_access(reg, core, el, is_write, value)
+
+    def _pmu_access(self, reg: SysReg, core, el: int, is_write: bool,
                     value: int) -> Optional[int]:
         pmu = self.pmus[core.index]
         now = core.retired_at_access

@@ -131,8 +131,8 @@ class Host:
     def hvc(self, core, imm):
         return False
 
-    def sysreg(self, core, reg, el, is_write, value):
-        return None
+    def sysreg_handler(self, reg):
+        return lambda core, el, is_write, value: None
 
 
 class Region:

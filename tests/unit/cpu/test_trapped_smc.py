@@ -26,8 +26,8 @@ class Host:
     def hvc(self, core, imm):
         return False
 
-    def sysreg(self, core, reg, el, is_write, value):
-        return None
+    def sysreg_handler(self, reg):
+        return lambda core, el, is_write, value: None
 
 
 def test_trapped_smcs_are_served_once_each_and_resume_after_the_smc():
