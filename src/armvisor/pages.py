@@ -8,7 +8,13 @@ restoring it a copy of those pages alone.
 
 from __future__ import annotations
 
-import numpy
+import os
+
+# numpy's OpenBLAS starts a thread per host core that spins on import, taking
+# CPU from the machine (and from QEMU beside it in a benchmark); nothing here
+# uses BLAS. A user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy  # noqa: E402 - after the BLAS setting above
 
 PAGE = 4096
 

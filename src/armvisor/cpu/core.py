@@ -184,6 +184,11 @@ class Core:
         self._count_hook = None                   # count_exactly()'s hook
         self.count_stopped = False                # the last slice ended at stop_before's count
         self._irq_lines = (False, False)          # what HCR_EL2.VI / VF say now
+        # Lines that rose inside a block, raised where run() stops at its end, and
+        # the slice's budget left for after that (irq_lines_changed_in_slice).
+        self._rising_lines: Optional[Tuple[bool, bool]] = None
+        self._rising_virtual_lines: Optional[Tuple[bool, bool]] = None
+        self._resume_budget: Optional[int] = None
         # Synchronous exceptions: the guest's are taken natively in C, the rest
         # (and all of them if the start-up self-test failed) come to _on_intr.
         self._intr_callback = INTR_CALLBACK(self._on_intr)
@@ -562,6 +567,8 @@ class Core:
         state = self._budget
         state.budget = budget
         state.budget_expired = 0
+        self._resume_budget = None
+        self._rising_lines = self._rising_virtual_lines = None   # the machine raises them now
         # A subscriber sees every natively taken exception (catch_up_exceptions).
         state.exceptions_keep_all = self.trace is not None and self.trace.watched
         begin = self._next_pc if self._next_pc is not None else self.pc
@@ -611,6 +618,10 @@ class Core:
                         and state.budget > 0 and self._stopped_on_wfi():
                     self.count_exit("wfi")
                     return Stop.WFI
+                if self._resume_budget is not None and state.budget_expired \
+                        and self._raise_rising_lines():
+                    begin = self.pc
+                    continue
                 return Stop.BUDGET
             # The guest took an abort: the rest of the slice runs its handler.
             begin = self.pc
@@ -734,6 +745,8 @@ class Core:
     def shorten_slice(self, instructions: int) -> None:
         """Let the running slice go on for at most `instructions` more (from a hook)."""
         self._budget.budget = min(self._budget.budget, instructions)
+        if self._resume_budget is not None:
+            self._resume_budget = min(self._resume_budget, instructions)
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -993,22 +1006,52 @@ class Core:
         """As irq_lines_changed_in_slice, for the virtual inputs."""
         old_virq, old_vfiq = self._virtual_lines
         if (virq and not old_virq) or (vfiq and not old_vfiq):
-            self.shorten_slice(0)
+            self._rising_virtual_lines = (virq, vfiq)
+            self._leave_block_to_raise()
         else:
+            self._rising_virtual_lines = None
             self.set_virtual_lines(virq, vfiq)
 
     def irq_lines_changed_in_slice(self, irq: bool, fiq: bool) -> None:
         """New line levels decided while this core runs (from an MMIO or MSR callback).
 
         A line that falls is lowered at once (safe anywhere); one that rises
-        ends the slice at the next block boundary, and the machine raises it
-        with set_irq_lines before the core resumes.
+        is raised at the next block boundary, where run() stops Unicorn, raises
+        it and goes on with the rest of the slice.
         """
         old_irq, old_fiq = self._irq_lines
         if (irq and not old_irq) or (fiq and not old_fiq):
-            self.shorten_slice(0)
+            self._rising_lines = (irq, fiq)
+            self._leave_block_to_raise()
         else:
+            self._rising_lines = None
             self.set_irq_lines(irq, fiq)
+
+    def _leave_block_to_raise(self) -> None:
+        # Stop at the next block boundary, keeping what was left of the slice for
+        # after the raise. A later shorten_slice (another CPU kicked, a deadline)
+        # cuts the kept budget as it would have cut the slice.
+        state = self._budget
+        if self._resume_budget is None and state.budget > 0:
+            self._resume_budget = state.budget
+        state.budget = 0
+
+    def _raise_rising_lines(self) -> bool:
+        """At the block boundary run() stopped at for rising lines: raise them; whether
+        the slice goes on (budget was left)."""
+        resume, self._resume_budget = self._resume_budget, None
+        if self._rising_lines is not None:
+            self.set_irq_lines(*self._rising_lines)
+            self._rising_lines = None
+        if self._rising_virtual_lines is not None:
+            self.set_virtual_lines(*self._rising_virtual_lines)
+            self._rising_virtual_lines = None
+        if not resume:
+            return False
+        self._budget.budget = resume
+        self._budget.budget_expired = 0
+        self.count_exit("irq line raised in slice")
+        return True
 
     def count_exit(self, kind: str) -> None:
         self.exits[kind] = self.exits.get(kind, 0) + 1

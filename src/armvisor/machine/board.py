@@ -566,7 +566,7 @@ class BareBoard:
         lane = self.lanes[cpu]
         irq, fiq = self.gic.irq_pending(cpu), self.gic.fiq_pending(cpu)
         if lane is self.current:
-            lane.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _run_slice
+            lane.core.irq_lines_changed_in_slice(irq, fiq)     # raised at its block's end
             return
         if (irq or fiq) and lane.state in (LaneState.WFI, LaneState.POWERDOWN):
             self._wake(lane)
