@@ -34,12 +34,9 @@ class SysregRouter:
         self.el2 = el2
         self._handlers: Dict[SysReg, SysregHandler] = {}
 
-    def access(self, core, reg: SysReg, el: int, is_write: bool, value: int) -> Optional[int]:
-        """The value read (0 for a write), or None when the access is UNDEFINED."""
-        return self.handler(reg)(core, el, is_write, value)
-
     def handler(self, reg: SysReg) -> SysregHandler:
-        """What answers `reg`'s accesses: `handler(core, el, is_write, value)` as `access`.
+        """What answers `reg`'s accesses: `handler(core, el, is_write, value)` gives the
+        value read (0 for a write), or None when the access is UNDEFINED.
 
         Resolved once per register, since the cores call it on every trapped
         access (the ICC registers of every interrupt): deciding what a
