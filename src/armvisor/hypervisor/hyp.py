@@ -451,7 +451,7 @@ class Hypervisor:
         vm = vcpu.vm
         irq, fiq = vm.vgic.irq_pending(vcpu.index), vm.vgic.fiq_pending(vcpu.index)
         if vcpu is self.running:
-            vcpu.core.irq_lines_changed_in_slice(irq, fiq)     # raised again in _enter
+            vcpu.core.irq_lines_changed_in_slice(irq, fiq)     # raised at its block's end
             return
         if vcpu.state is VcpuState.BLOCKED and (irq or fiq):
             self._kick(vcpu.pcpu)
