@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import armvisor
-from tests.machine.tinyguest import GICD_BASE, GICD_CTLR_ARE_NS_GRP1, build
+from tests.machine.tinyguest import GICD_BASE, GICD_CTLR_ARE_NS_GRP1, build, two_cpu_machine
 
 SLICE = 1_000_000
 GICR_CPU1 = 0x080A_0000 + 0x2_0000          # CPU 1's redistributor (IHI0069 12.10)
@@ -58,11 +58,7 @@ ready: .word 0
 
 @pytest.mark.parametrize("mode", ["bare", "hyp"])
 def test_the_target_takes_the_sgi_before_the_senders_slice_ends(tmp_path, mode):
-    kernel = str(build(tmp_path, PROGRAM, "ipi_yield"))
-    if mode == "bare":
-        m = armvisor.Machine(kernel=kernel, smp=2, slice=SLICE)
-    else:                          # two vCPUs pinned on two pCPUs
-        m = armvisor.Machine(vms=[armvisor.VM(kernel=kernel, smp=2)], slice=SLICE)
+    m = two_cpu_machine(str(build(tmp_path, PROGRAM, "ipi_yield")), mode, SLICE)
     m.run(until=armvisor.Event("gic.ack", intid=1), timeout=30)
     # Without the early end CPU 0 would count through the rest of its
     # million-instruction slice before CPU 1 ran.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import armvisor
-from tests.machine.tinyguest import build, enable_ppi
+from tests.machine.tinyguest import build, enable_ppi, two_cpu_machine
 
 SLICE = 1_000_000
 GICR_WAKER = 0x080A_0000 + 0x14             # CPU 0's redistributor (IHI0069 12.11.44)
@@ -54,11 +54,7 @@ count: .quad 0
 
 @pytest.mark.parametrize("mode", ["bare", "hyp"])
 def test_an_interrupt_raised_for_the_running_cpu_is_taken_in_its_slice(tmp_path, mode):
-    kernel = str(build(tmp_path, PROGRAM, "irq_in_slice"))
-    if mode == "bare":
-        m = armvisor.Machine(kernel=kernel, smp=2, slice=SLICE)
-    else:                          # two vCPUs pinned on two pCPUs
-        m = armvisor.Machine(vms=[armvisor.VM(kernel=kernel, smp=2)], slice=SLICE)
+    m = two_cpu_machine(str(build(tmp_path, PROGRAM, "irq_in_slice")), mode, SLICE)
     m.run(until=armvisor.Event("gic.ack", intid=SGI), timeout=30)
     regs = m.cpus[0].regs
     assert regs.x[8] == SGI

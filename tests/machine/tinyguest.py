@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
+import armvisor
+
 from armvisor.devtools.cross import build_program, have_cross_tools
+
+
+def two_cpu_machine(kernel: str, mode: str, slice_budget: int) -> armvisor.Machine:
+    """`mode` "bare": 2 CPUs on the board; "hyp": a VM's 2 vCPUs pinned on 2 pCPUs."""
+    if mode == "bare":
+        return armvisor.Machine(kernel=kernel, smp=2, slice=slice_budget)
+    return armvisor.Machine(vms=[armvisor.VM(kernel=kernel, smp=2)], slice=slice_budget)
 
 
 def build(tmp_path: Path, body: str, name: str = "guest") -> Path:

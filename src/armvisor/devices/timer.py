@@ -164,6 +164,13 @@ class GenericTimer:
         channel, field = self._registers[tuple(reg)]
         channel.write(field, value, self.counter())
 
+    def access(self, reg: Tuple[int, ...], is_write: bool, value: int) -> int:
+        """An MRS (the value read) or an MSR (0) of one of this CPU's timer registers."""
+        if is_write:
+            self.write(reg, value)
+            return 0
+        return self.read(reg)
+
     def update(self, now: int) -> None:
         self.virt.update(now)
         self.phys.update(now)

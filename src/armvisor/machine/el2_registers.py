@@ -131,12 +131,10 @@ class El2Registers:
         return bool(hcr & ICH_HCR_TC)
 
     def _timer(self, core, reg, is_write: bool, value: int):
-        timer = self.timers[core.index]
+        answer = self.timers[core.index].access(reg, is_write, value)
         if is_write:
-            timer.write(reg, value)
             self._timer_written(core)
-            return 0
-        return timer.read(reg)
+        return answer
 
     def _identification(self, core, reg, el: int) -> Optional[int]:
         if reg == sr.MIDR_EL1:

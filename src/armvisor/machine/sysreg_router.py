@@ -71,12 +71,10 @@ class SysregRouter:
                       value: int) -> Optional[int]:
         if el == 0:
             return None              # EL1 registers; Unicorn raises the EL0 trap itself
-        timer = self.timers[core.index]
+        answer = self.timers[core.index].access(reg, is_write, value)
         if is_write:
-            timer.write(reg, value)
-            self._timer_written(core)
-            return 0
-        return timer.read(reg)
+            self._timer_written(core)           # new deadlines
+        return answer
 
     def _icc_access(self, reg: SysReg, core, el: int, is_write: bool,
                     value: int) -> Optional[int]:
