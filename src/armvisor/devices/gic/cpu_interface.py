@@ -51,6 +51,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional, Protocol, Tuple
 
 from armvisor.devices.gic import registers as r
+from armvisor.devices.gic.state import ns_priority_view, ns_priority_written
 
 SGI_REGISTERS = (r.ICC_SGI0R_EL1, r.ICC_SGI1R_EL1, r.ICC_ASGI1R_EL1)
 
@@ -369,7 +370,7 @@ class CpuInterface:
             if not value & r.NS_PRIORITY_BIT:
                 return 0                    # Secure priorities are not Non-secure's to see
             if value != r.IDLE_PRIORITY:
-                value = (value << 1) & 0xFF
+                value = ns_priority_view(value)
         return value
 
     def _write_pmr(self, value: int) -> None:
@@ -377,14 +378,14 @@ class CpuInterface:
         if self._ns_view_of_priorities():
             if not self.pmr & r.NS_PRIORITY_BIT:
                 return                      # a mask in the Secure range stays
-            value = r.NS_PRIORITY_BIT | (value >> 1)
+            value = ns_priority_written(value)
         self.pmr = value & r.PRIORITY_MASK
         self._listener.cpu_interface_changed(self.cpu)
 
     def _read_rpr(self) -> int:
         value = self.running_priority()
         if self._ns_view_of_priorities() and value != r.IDLE_PRIORITY:
-            value = 0 if not value & r.NS_PRIORITY_BIT else (value << 1) & 0xFF
+            value = 0 if not value & r.NS_PRIORITY_BIT else ns_priority_view(value)
         return value
 
     def _read_bpr1(self) -> int:

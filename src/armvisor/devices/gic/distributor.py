@@ -125,7 +125,7 @@ class Distributor:
             for i in range(size):
                 intid = first + i
                 if r.SPI_BASE <= intid < self.num_irqs:
-                    value |= self._priority_view(intid, ns) << (8 * i)
+                    value |= self.spi.read_priority(intid, ns) << (8 * i)
             return value
         if r.GICD_ICFGR <= offset < r.GICD_IGRPMODR:
             index = (offset - r.GICD_ICFGR) // 4
@@ -164,14 +164,6 @@ class Distributor:
                      if self.enabled_groups & r.GICD_CTLR_ENABLE_GRP1NS else 0)
                     | r.GICD_CTLR_NS_ARE_NS)
         return self.enabled_groups | r.GICD_CTLR_ARE_S | r.GICD_CTLR_ARE_NS
-
-    def _priority_view(self, intid: int, ns: bool) -> int:
-        prio = self.spi.priority[intid]
-        if not ns:
-            return prio
-        if not self.spi.group >> intid & 1:
-            return 0                # a Secure interrupt's field: RAZ/WI
-        return (prio << 1) & 0xFF   # the Non-secure view (4.8.6)
 
     def _ns_routes(self, intid: int) -> bool:
         """Whether a Non-secure access reaches IROUTER<intid> (12.9 GICD_IROUTER<n>)."""
@@ -273,15 +265,9 @@ class Distributor:
         changed = 0
         for i in range(size):
             intid = first + i
-            if r.SPI_BASE <= intid < self.num_irqs:
-                prio = (value >> (8 * i)) & 0xFF
-                if ns:
-                    if not self.spi.group >> intid & 1:
-                        continue    # a Secure interrupt's field: WI
-                    prio = r.NS_PRIORITY_BIT | (prio >> 1)     # 4.8.6
-                if self.spi.priority[intid] != prio:
-                    self.spi.priority[intid] = prio
-                    changed |= 1 << intid
+            if r.SPI_BASE <= intid < self.num_irqs and \
+                    self.spi.write_priority(intid, (value >> (8 * i)) & 0xFF, ns):
+                changed |= 1 << intid
         if changed:
             self._listener.spis_changed(changed)
 

@@ -124,11 +124,7 @@ class Redistributor:
             first = offset - r.GICR_IPRIORITYR
             if not ns:
                 return int.from_bytes(bank.priority[first:first + size], "little")
-            value = 0
-            for i in range(size):
-                if bank.group >> (first + i) & 1:    # Secure ones RAZ; 4.8.6's view
-                    value |= ((bank.priority[first + i] << 1) & 0xFF) << (8 * i)
-            return value
+            return sum(bank.read_priority(first + i, ns) << (8 * i) for i in range(size))
         if offset == r.GICR_ICFGR0:
             return r.GICR_ICFGR0_VALUE & (spread_icfgr(bank.group, 0) if ns else WORD_MASK)
         if offset == r.GICR_ICFGR1:
@@ -185,13 +181,7 @@ class Redistributor:
         elif r.GICR_IPRIORITYR <= offset < r.GICR_IPRIORITYR + r.PRIVATE_COUNT:
             first = offset - r.GICR_IPRIORITYR
             for i in range(size):
-                prio = (value >> (8 * i)) & 0xFF
-                if ns:
-                    if not allowed >> (first + i) & 1:
-                        continue
-                    prio = r.NS_PRIORITY_BIT | (prio >> 1)     # 4.8.6
-                if bank.priority[first + i] != prio:
-                    bank.priority[first + i] = prio
+                if bank.write_priority(first + i, (value >> (8 * i)) & 0xFF, ns):
                     changed |= 1 << (first + i)
         elif offset == r.GICR_ICFGR1:
             # PPIs are programmable (IMPLEMENTATION DEFINED; QEMU allows it).

@@ -13,7 +13,7 @@ the latch, which a rising edge sets (IHI0069 4.1.2).
 
 from __future__ import annotations
 
-from armvisor.devices.gic.registers import GROUP0, GROUP1, GROUP1S
+from armvisor.devices.gic.registers import GROUP0, GROUP1, GROUP1S, NS_PRIORITY_BIT
 
 WORD_MASK = 0xFFFF_FFFF
 
@@ -73,6 +73,27 @@ class IrqBank:
     def pending(self) -> int:
         return self.latch | (self.line & ~self.edge)
 
+    def read_priority(self, intid: int, ns: bool) -> int:
+        """IPRIORITYR's byte for `intid`; to a Non-secure access (DS == 0) a Secure
+        interrupt's is RAZ and a Non-secure one's is in the Non-secure view."""
+        if not ns:
+            return self.priority[intid]
+        if not self.group >> intid & 1:
+            return 0
+        return ns_priority_view(self.priority[intid])
+
+    def write_priority(self, intid: int, value: int, ns: bool) -> bool:
+        """A write of IPRIORITYR's byte for `intid` (a Non-secure access's: WI for a
+        Secure interrupt, from the Non-secure view otherwise); whether it changed."""
+        if ns:
+            if not self.group >> intid & 1:
+                return False
+            value = ns_priority_written(value)
+        if self.priority[intid] == value:
+            return False
+        self.priority[intid] = value
+        return True
+
     # A bitmap is as wide as the bank (288 bits for virt's SPIs): wider than
     # the 64-bit integers a snapshot holds, so it is saved as little-endian bytes.
     _BITMAPS = ("group", "enabled", "latch", "line", "active", "edge", "grpmod")
@@ -99,6 +120,17 @@ class IrqBank:
     def candidates(self) -> int:
         """INTIDs that are pending, enabled and not active: the ones that may be signalled."""
         return (self.latch | (self.line & ~self.edge)) & self.enabled & ~self.active
+
+
+def ns_priority_view(priority: int) -> int:
+    """What Non-secure software reads for a priority in the Non-secure range
+    (bit 7 set): shifted one bit left (IHI0069 4.8.6)."""
+    return (priority << 1) & 0xFF
+
+
+def ns_priority_written(value: int) -> int:
+    """The priority a Non-secure write of `value` sets: in the Non-secure range (4.8.6)."""
+    return NS_PRIORITY_BIT | (value >> 1)
 
 
 def word_of(bitmap: int, index: int) -> int:
