@@ -202,15 +202,15 @@ class GicV3:
 
     # ------------------------------------------------------------------ MMIO
     def _non_secure(self, cpu: int) -> bool:
-        """Whether `cpu`'s access to a GIC with two Security states is Non-secure:
-        below EL3 with SCR_EL3.NS = 1. (The callers ask only with two: with one,
-        every access behaves as a Secure one.)"""
+        """Whether `cpu`'s access is Non-secure: with two Security states, below EL3
+        with SCR_EL3.NS = 1; with one, never (every access behaves as a Secure one)."""
+        if self._pe_state is None:
+            return False
         el, scr = self._pe_state(cpu)
         return el != 3 and bool(scr & r.SCR_EL3_NS)
 
     def distributor_read(self, offset: int, size: int, cpu: int) -> int:
-        value = self._dist.read(offset, size,
-                                self._pe_state is not None and self._non_secure(cpu))
+        value = self._dist.read(offset, size, self._non_secure(cpu))
         if value is None:
             self._bad_access("GICD", offset, size, False, cpu)
             return 0
@@ -218,15 +218,14 @@ class GicV3:
 
     def distributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
         if not self._dist.write(offset, size, value & ((1 << (8 * size)) - 1),
-                                self._pe_state is not None and self._non_secure(cpu)):
+                                self._non_secure(cpu)):
             self._bad_access("GICD", offset, size, True, cpu)
         if self._dirty or self._changed:
             self._flush()
 
     def redistributor_read(self, offset: int, size: int, cpu: int) -> int:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
-        value = self._redist[frame].read(
-            within, size, self._pe_state is not None and self._non_secure(cpu)) \
+        value = self._redist[frame].read(within, size, self._non_secure(cpu)) \
             if frame < self.cpu_count else None
         if value is None:
             self._bad_access("GICR", offset, size, False, cpu)
@@ -236,8 +235,7 @@ class GicV3:
     def redistributor_write(self, offset: int, size: int, value: int, cpu: int) -> None:
         frame, within = divmod(offset, r.GICR_FRAME_SIZE)
         ok = frame < self.cpu_count and self._redist[frame].write(
-            within, size, value & ((1 << (8 * size)) - 1),
-            self._pe_state is not None and self._non_secure(cpu))
+            within, size, value & ((1 << (8 * size)) - 1), self._non_secure(cpu))
         if not ok:
             self._bad_access("GICR", offset, size, True, cpu)
         if self._dirty or self._changed:
@@ -486,23 +484,19 @@ class GicV3:
             targets = [t for aff0, t in self._sgi_clusters.get(cluster, ())
                        if base <= aff0 < base + 16 and target_list >> (aff0 - base) & 1]
         bit = 1 << intid
-        delivered = []
         if self._pe_state is None:
             group = _SGI_GROUP[register]
-            for target in targets:
-                bank = self._redist[target].bank
-                if bool(bank.group & bit) == bool(group):
-                    bank.latch |= bit
-                    self._dirty.add(target)
-                    delivered.append(target)
+            accepts = lambda bank: bool(bank.group & bit) == bool(group)   # noqa: E731
         else:
             asked = _SGI_GROUP_TWO_STATES[register][secure]
-            for target in targets:
-                bank = self._redist[target].bank
-                if self._sgi_accepted(bank, intid, asked, secure):
-                    bank.latch |= bit
-                    self._dirty.add(target)
-                    delivered.append(target)
+            accepts = lambda bank: self._sgi_accepted(bank, intid, asked, secure)   # noqa: E731
+        delivered = []
+        for target in targets:
+            bank = self._redist[target].bank
+            if accepts(bank):
+                bank.latch |= bit
+                self._dirty.add(target)
+                delivered.append(target)
         if self._trace is not None:
             self._trace.emit("gic.sgi", cpu, sender=cpu, targets=delivered, intid=intid)
 
@@ -598,13 +592,7 @@ class GicV3:
                 signalled = best[2] if best is not None and cif.can_signal(
                     best[1], best[2]) else None
                 self._signalled[cpu] = signalled
-                if signalled is None:
-                    irq = fiq = False
-                elif self._pe_state is None:
-                    fiq = signalled == r.GROUP0
-                    irq = not fiq
-                else:
-                    irq, fiq = self._lines(cpu)
+                irq, fiq = self._lines(cpu)
                 if irq != self._irq[cpu] or fiq != self._fiq[cpu]:
                     self._irq[cpu] = irq
                     self._fiq[cpu] = fiq
