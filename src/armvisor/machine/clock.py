@@ -5,6 +5,10 @@ in deterministic mode, on instructions: one tick per instruction the running
 core retires (counted in C, see cpu/_hooks.c), with idle time jumping to the
 next deadline. Timers, the RTC and trace timestamps read this clock, so a
 deterministic run repeats exactly, timestamps included.
+
+On the host clock, the clock also learns how many instructions the cores
+retire per tick, so the run loop can size a slice in time (RunLoop: a CPU
+that runs alone keeps going until the next deadline).
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from armvisor.devices.timer import COUNTER_HZ, host_counter
 # (QEMU's -rtc clock=vm starts from the host's date; a fixed one repeats).
 DETERMINISTIC_EPOCH = 946_684_800
 
+# Host clock: slices shorter than this (50 us in 16 ns ticks) say little about
+# the rate (a WFI a few instructions in, a clock read's granularity), so they
+# do not move the estimate.
+RATE_SAMPLE_MIN_TICKS = 3_125
+# How much the newest slice moves the estimate: a quarter, so one slow slice
+# (the JIT translating a new module, a burst of exits) pulls it down quickly
+# and one fast one does not throw it up.
+RATE_WEIGHT = 0.25
+
 
 class Clock:
     def __init__(self, deterministic: bool = False):
@@ -28,6 +41,10 @@ class Clock:
         # machine's counter goes on from where the snapshot left it.
         self._offset = 0
         self._host_origin = host_counter()
+        # Host mode: where the running core's slice started (its count, the counter)
+        # and instructions per tick, learnt from slices (None until one is long enough).
+        self._entered = (0, 0)
+        self.rate: Optional[float] = None
 
     def counter(self) -> int:
         """CNTPCT as the guest sees it now."""
@@ -55,14 +72,23 @@ class Clock:
         """`core` starts a slice; in deterministic mode its counter continues from vtime."""
         if self.deterministic:
             core.start_virtual_clock(self.vtime)
-        elif self._offset:
-            core.offset_host_counter(self._offset)
+        else:
+            if self._offset:
+                core.offset_host_counter(self._offset)
+            self._entered = (core.executed, host_counter())
         self._running = core
 
     def leave(self, core) -> None:
         self._running = None
         if self.deterministic:
             self.vtime = core.virtual_now()
+            return
+        executed, at = self._entered
+        ticks = host_counter() - at
+        if ticks >= RATE_SAMPLE_MIN_TICKS:
+            sample = (core.executed - executed) / ticks
+            self.rate = sample if self.rate is None else \
+                self.rate + RATE_WEIGHT * (sample - self.rate)
 
     @property
     def running(self):
@@ -73,6 +99,14 @@ class Clock:
         if not self.deterministic or deadline is None:
             return None
         return max(1, deadline - self.vtime)
+
+    def instructions_within(self, ticks: int) -> Optional[int]:
+        """About how many instructions a core retires in `ticks` counter ticks: exactly
+        `ticks` in deterministic mode, the learnt rate on the host clock (None before
+        a slice long enough to learn from)."""
+        if self.deterministic:
+            return ticks
+        return None if self.rate is None else int(ticks * self.rate)
 
     def advance_to(self, deadline: int) -> None:
         """Deterministic mode, nothing runnable: jump to the next deadline."""

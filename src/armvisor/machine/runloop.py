@@ -11,6 +11,14 @@ Hazards the loop exists to avoid:
 - Time must not pass unseen: timers are compared with the clock after every
   slice, and in deterministic mode a slice ends at the next deadline, so an
   interrupt arrives on time rather than a whole slice late.
+- A turn costs 10-20 us of Python, so slices must not be needlessly short:
+  on the host clock, a CPU that is the only one that can run (a kernel
+  booting on CPU 0 while the others wait in WFI) keeps running past its
+  slice until the next deadline, up to LONE_SLICE_SECONDS, sized with the
+  clock's learnt instruction rate. Nothing else could have run in those
+  turns; an interrupt for another CPU ends the slice as before (the "kick").
+  Deterministic runs and explicit schedules keep their slices, which are
+  part of the interleaving.
 - A machine where nothing can run and nothing can wake is a hang, reported
   at once instead of sleeping until the timeout.
 - Waiting for a deadline sleeps on the host (or, deterministic, jumps the
@@ -26,11 +34,15 @@ from typing import Callable, List, Optional, Protocol
 
 from armvisor.errors import GuestError, GuestTimeout
 from armvisor.machine.clock import Clock
-from armvisor.machine.config import check_timeout
+from armvisor.machine.config import MAX_SLICE_BUDGET, check_timeout
 from armvisor.machine.schedule import Schedule
 
 # Longest host sleep while every CPU waits, so typed input and the RTC are seen.
 MAX_IDLE_SLEEP = 0.05
+# Host clock: the longest a CPU that runs alone goes without a turn of the
+# loop (typed input, the RTC, --timeout and a debugger's interrupt are seen
+# between turns); 5 ms in 16 ns ticks, half of QEMU's round-robin kick period.
+LONE_SLICE_TICKS = 312_500
 HANG = "every CPU is off or waiting for an interrupt that nothing can raise: the guest hangs"
 
 
@@ -177,6 +189,8 @@ class RunLoop:
                     left = clock.ticks_left(board.next_deadline())
                     if left is not None:
                         budget = min(budget, left)
+                elif schedule.is_default and self._runs_alone(lane):
+                    budget = self._lone_budget(budget)
                 if until is not None:
                     budget = until.clip(lane, budget)
                     if budget <= 0:          # held back (a debugger resumed other CPUs only)
@@ -202,6 +216,21 @@ class RunLoop:
                 return None
             if deadline is not None and time.monotonic() > deadline:
                 raise GuestTimeout(f"timeout after {timeout:g} s", board.report())
+
+    def _runs_alone(self, lane: int) -> bool:
+        board = self.board
+        return not any(board.wants_turn(other) for other in range(board.lane_count)
+                       if other != lane)
+
+    def _lone_budget(self, budget: int) -> int:
+        """Host clock, one CPU can run: instructions until the next deadline or for
+        LONE_SLICE_TICKS, whichever comes first, never fewer than `budget`."""
+        ticks = LONE_SLICE_TICKS
+        deadline = self.board.next_deadline()
+        if deadline is not None:
+            ticks = min(ticks, max(deadline - self.clock.counter(), 0))
+        more = self.clock.instructions_within(ticks)
+        return budget if more is None else min(max(budget, more), MAX_SLICE_BUDGET)
 
     def save_state(self) -> dict:
         return {"order": list(self.order), "position": self.position, "ran": self.ran,

@@ -154,3 +154,102 @@ def test_a_run_lets_its_sleeps_end_on_time():
     worker.start()
     worker.join()
     assert seen == [50_000, TIMER_SLACK_NS] and TIMER_SLACK_NS == 1
+
+
+# -- host clock: a CPU that runs alone ------------------------------------------------
+
+class HostTime:
+    """The host's counter as the clock reads it, moved by the scripted board only."""
+
+    def __init__(self, monkeypatch, start=1_000_000):
+        self.now = start
+        monkeypatch.setattr("armvisor.machine.clock.host_counter", lambda: self.now)
+
+
+class TimedBoard(ScriptedBoard):
+    """Each instruction takes `ticks_per_insn` counter ticks; lane i wants turns while
+    it has work, or always if `busy`."""
+
+    def __init__(self, clock, host, work, ticks_per_insn=1, deadlines=(), busy=()):
+        super().__init__(clock, work, deadlines)
+        self.host, self.ticks_per_insn, self.busy = host, ticks_per_insn, set(busy)
+
+    def run_turn(self, lane, budget):
+        if self.work[lane] <= 0:
+            return False
+        core = self.cores[lane]
+        self.clock.enter(core)
+        core.executed += budget
+        self.host.now += int(budget * self.ticks_per_insn)
+        self.clock.leave(core)
+        self.budgets.append(budget)
+        self.work[lane] -= 1
+        return True
+
+    def wants_turn(self, lane):
+        return self.work[lane] > 0 or lane in self.busy
+
+
+def test_a_cpu_that_runs_alone_keeps_going_until_the_next_deadline(monkeypatch):
+    """Host clock: once the clock has learnt the rate (the first slice), a lone CPU's
+    slice ends at the next timer deadline instead of every `slice` instructions."""
+    from armvisor.machine.runloop import LONE_SLICE_TICKS
+    host = HostTime(monkeypatch)
+    clock = Clock()
+    board = TimedBoard(clock, host, [3], ticks_per_insn=2,
+                       deadlines=[host.now + 2 * 5_000 + 2 * 40_000])
+    RunLoop(board, clock, 5_000).run()
+    assert clock.rate == pytest.approx(0.5)
+    assert board.budgets == [5_000, 40_000, LONE_SLICE_TICKS // 2]   # the last: nothing armed
+
+
+def test_without_a_deadline_a_lone_slice_lasts_lone_slice_ticks(monkeypatch):
+    from armvisor.machine.runloop import LONE_SLICE_TICKS
+    host = HostTime(monkeypatch)
+    clock = Clock()
+    board = TimedBoard(clock, host, [2])
+    RunLoop(board, clock, 5_000).run()
+    assert board.budgets == [5_000, LONE_SLICE_TICKS]
+
+
+def test_cpus_that_share_the_machine_keep_their_slices(monkeypatch):
+    from armvisor.machine.runloop import LONE_SLICE_TICKS
+    host = HostTime(monkeypatch)
+    clock = Clock()
+    board = TimedBoard(clock, host, [2, 2])
+    RunLoop(board, clock, 5_000).run()
+    assert board.budgets == [5_000] * 3 + [LONE_SLICE_TICKS]    # lane 1 ends alone
+    # Lane 0 has nothing left but still wants turns (it will run once an interrupt comes).
+    board = TimedBoard(clock, host, [0, 3], busy=[0])
+    RunLoop(board, clock, 5_000).run()
+    assert board.budgets == [5_000] * 3
+
+
+def test_deterministic_runs_and_explicit_schedules_keep_their_slices(monkeypatch):
+    from armvisor.machine.schedule import Decision, Schedule
+    host = HostTime(monkeypatch)
+    board = TimedBoard(Clock(deterministic=True), host, [3])
+    RunLoop(board, board.clock, 5_000).run()
+    assert board.budgets == [5_000] * 3
+    board = TimedBoard(Clock(), host, [3])
+    RunLoop(board, board.clock, 5_000, Schedule((Decision("slice", 2, 7),))).run()
+    assert board.budgets == [5_000, 5_000, 7]
+
+
+def test_the_clock_learns_the_rate_from_long_enough_slices_only(monkeypatch):
+    from armvisor.machine.clock import RATE_SAMPLE_MIN_TICKS
+    host = HostTime(monkeypatch)
+    clock, core = Clock(), FakeCore()
+    assert clock.instructions_within(1_000) is None
+    for instructions, ticks in ((10, RATE_SAMPLE_MIN_TICKS - 1), (8_000, 4_000)):
+        clock.enter(core)
+        core.executed += instructions
+        host.now += ticks
+        clock.leave(core)
+    assert clock.rate == 2.0 and clock.instructions_within(1_000) == 2_000
+    clock.enter(core)
+    core.executed += 4_000                        # a slow slice pulls the estimate down
+    host.now += 4_000
+    clock.leave(core)
+    assert clock.rate == pytest.approx(1.75)
+    assert Clock(deterministic=True).instructions_within(1_000) == 1_000
