@@ -305,9 +305,18 @@ class Hypervisor:
 
     def has_work(self) -> bool:
         """A physical interrupt waits for its handler, or a pCPU has a vCPU to run."""
-        return any(p.state is PcpuState.BOOTING or self.gic.wake_pending(p.index)
-                   or self.placement.has_runnable(p.index)
-                   for p in self.pcpus if p.state is not PcpuState.OFF)
+        return any(self._pcpu_has_work(p) for p in self.pcpus)
+
+    def others_can_run(self, lane: int) -> bool:
+        # Not wants_turn: a pCPU whose vCPUs all wait takes its turns (to go idle, to
+        # see its interrupts) without running guest code.
+        return any(self._pcpu_has_work(p) or self.unlocked.has(p.index)
+                   for p in self.pcpus if p.index != lane)
+
+    def _pcpu_has_work(self, pcpu: PerCpu) -> bool:
+        return pcpu.state is not PcpuState.OFF and (
+            pcpu.state is PcpuState.BOOTING or self.gic.wake_pending(pcpu.index)
+            or self.placement.has_runnable(pcpu.index))
 
     def tick(self) -> None:
         for vm in self.vms:

@@ -412,6 +412,9 @@ class BareBoard:
     def wants_turn(self, index: int) -> bool:
         return self.lanes[index].state is LaneState.RUNNING or self.unlocked.has(index)
 
+    def others_can_run(self, index: int) -> bool:
+        return any(self.wants_turn(other) for other in range(len(self.lanes)) if other != index)
+
     def next_deadline(self) -> Optional[int]:
         deadlines = [] if self._timer_deadline is None else [self._timer_deadline]
         rtc_at = self.rtc.next_deadline()

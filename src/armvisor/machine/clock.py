@@ -22,9 +22,9 @@ from armvisor.devices.timer import COUNTER_HZ, host_counter
 # (QEMU's -rtc clock=vm starts from the host's date; a fixed one repeats).
 DETERMINISTIC_EPOCH = 946_684_800
 
-# Host clock: slices shorter than this (50 us in 16 ns ticks) say little about
-# the rate (a WFI a few instructions in, a clock read's granularity), so they
-# do not move the estimate.
+# Host clock: the rate is learnt from at least this much running (50 us in 16
+# ns ticks), one slice or several short ones together: a slice of a few
+# instructions (a WFI, --slice 1) is mostly the clock read's granularity.
 RATE_SAMPLE_MIN_TICKS = 3_125
 # How much the newest slice moves the estimate: a quarter, so one slow slice
 # (the JIT translating a new module, a burst of exits) pulls it down quickly
@@ -44,6 +44,7 @@ class Clock:
         # Host mode: where the running core's slice started (its count, the counter)
         # and instructions per tick, learnt from slices (None until one is long enough).
         self._entered = (0, 0)
+        self._unlearnt = (0, 0)              # instructions and ticks not yet in the rate
         self.rate: Optional[float] = None
 
     def counter(self) -> int:
@@ -84,11 +85,15 @@ class Clock:
             self.vtime = core.virtual_now()
             return
         executed, at = self._entered
-        ticks = host_counter() - at
-        if ticks >= RATE_SAMPLE_MIN_TICKS:
-            sample = (core.executed - executed) / ticks
-            self.rate = sample if self.rate is None else \
-                self.rate + RATE_WEIGHT * (sample - self.rate)
+        instructions, ticks = self._unlearnt
+        instructions += core.executed - executed
+        ticks += host_counter() - at
+        if ticks < RATE_SAMPLE_MIN_TICKS:
+            self._unlearnt = (instructions, ticks)
+            return
+        self._unlearnt = (0, 0)
+        sample = instructions / ticks
+        self.rate = sample if self.rate is None else self.rate + RATE_WEIGHT * (sample - self.rate)
 
     @property
     def running(self):

@@ -99,6 +99,9 @@ class Driver(Protocol):
     def wants_turn(self, lane: int) -> bool:
         """Lane `lane` would do something with a turn now (the schedule decides its slice)."""
 
+    def others_can_run(self, lane: int) -> bool:
+        """A lane other than `lane` has guest code to run now (not only a turn to take)."""
+
     def tick(self) -> None:
         """Between turns: devices that follow the wall clock (the RTC)."""
 
@@ -189,7 +192,7 @@ class RunLoop:
                     left = clock.ticks_left(board.next_deadline())
                     if left is not None:
                         budget = min(budget, left)
-                elif schedule.is_default and self._runs_alone(lane):
+                elif schedule.is_default and not board.others_can_run(lane):
                     budget = self._lone_budget(budget)
                 if until is not None:
                     budget = until.clip(lane, budget)
@@ -216,11 +219,6 @@ class RunLoop:
                 return None
             if deadline is not None and time.monotonic() > deadline:
                 raise GuestTimeout(f"timeout after {timeout:g} s", board.report())
-
-    def _runs_alone(self, lane: int) -> bool:
-        board = self.board
-        return not any(board.wants_turn(other) for other in range(board.lane_count)
-                       if other != lane)
 
     def _lone_budget(self, budget: int) -> int:
         """Host clock, one CPU can run: instructions until the next deadline or for

@@ -66,6 +66,9 @@ class ScriptedBoard:
     def wants_turn(self, lane):
         return True
 
+    def others_can_run(self, lane):
+        return any(self.wants_turn(other) for other in range(self.lane_count) if other != lane)
+
     def tick(self):
         self.ticks += 1
 
@@ -236,16 +239,20 @@ def test_deterministic_runs_and_explicit_schedules_keep_their_slices(monkeypatch
     assert board.budgets == [5_000, 5_000, 7]
 
 
-def test_the_clock_learns_the_rate_from_long_enough_slices_only(monkeypatch):
+def test_the_clock_learns_the_rate_from_long_enough_running(monkeypatch):
     from armvisor.machine.clock import RATE_SAMPLE_MIN_TICKS
     host = HostTime(monkeypatch)
     clock, core = Clock(), FakeCore()
     assert clock.instructions_within(1_000) is None
-    for instructions, ticks in ((10, RATE_SAMPLE_MIN_TICKS - 1), (8_000, 4_000)):
-        clock.enter(core)
-        core.executed += instructions
-        host.now += ticks
-        clock.leave(core)
+    clock.enter(core)
+    core.executed += 10
+    host.now += RATE_SAMPLE_MIN_TICKS - 1
+    clock.leave(core)
+    assert clock.rate is None                     # too short to say
+    clock.enter(core)
+    core.executed += 2 * RATE_SAMPLE_MIN_TICKS - 10
+    host.now += 1                                 # with the first: long enough
+    clock.leave(core)
     assert clock.rate == 2.0 and clock.instructions_within(1_000) == 2_000
     clock.enter(core)
     core.executed += 4_000                        # a slow slice pulls the estimate down
