@@ -310,8 +310,8 @@ class Hypervisor:
     def others_can_run(self, lane: int) -> bool:
         # Not wants_turn: a pCPU whose vCPUs all wait takes its turns (to go idle, to
         # see its interrupts) without running guest code.
-        return any(self._pcpu_has_work(p) or self.unlocked.has(p.index)
-                   for p in self.pcpus if p.index != lane)
+        return any(self._pcpu_has_work(p) for p in self.pcpus if p.index != lane) \
+            or self.unlocked.has_other(lane)
 
     def _pcpu_has_work(self, pcpu: PerCpu) -> bool:
         return pcpu.state is not PcpuState.OFF and (

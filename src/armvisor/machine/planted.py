@@ -50,6 +50,10 @@ class UnlockedWindows:
     def has(self, lane: int) -> bool:
         return lane in self._open
 
+    def has_other(self, lane: int) -> bool:
+        """Work is left for a lane other than `lane`."""
+        return any(other != lane for other in self._open)
+
     def take(self, lane: int) -> List[list]:
         return self._open.pop(lane, [])
 
