@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Iterable, List
 
 from armvisor.cpu.core import Core
 
 
-def broadcast_maintenance(source: Core, cores: Sequence[Core]) -> None:
+def broadcast_maintenance(source: Core, cores: Iterable[Core]) -> None:
     """Apply `source`'s TLBI ...IS and IC IVAU of its last slice to `cores` (source included).
 
     Called between slices, before any other core runs: the moment these
