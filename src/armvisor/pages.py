@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import os
 
-# numpy's OpenBLAS starts a thread per host core that spins on import, taking
-# CPU from the machine (and from QEMU beside it in a benchmark); nothing here
-# uses BLAS. A user's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-import numpy  # noqa: E402 - after the BLAS setting above
-
 PAGE = 4096
+
+
+def _numpy():
+    """numpy, imported on the first snapshot: it takes 60 ms, a fifth of a command's
+    start, and most runs take no snapshot."""
+    # numpy's OpenBLAS starts a thread per host core that spins on import, taking
+    # CPU from the machine (and from QEMU beside it in a benchmark); nothing here
+    # uses BLAS. A user's own setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import numpy
+    return numpy
 
 
 def save_pages(buffer, fill: int = 0) -> dict:
     """{"pages": page numbers (little-endian u32), "data": those pages, "fill": fill}."""
+    numpy = _numpy()
     pages = numpy.frombuffer(buffer, dtype=numpy.uint8).reshape(-1, PAGE)
     if fill == 0:
         # Whole 64-bit words: several times faster than bytes on a mostly-zero buffer.
@@ -33,6 +39,7 @@ def save_pages(buffer, fill: int = 0) -> dict:
 def restore_pages(buffer, saved: dict, clear: bool = True) -> None:
     """Write `saved` into `buffer` (every other page becomes the fill, unless `clear` is
     False because the caller cleared it more cheaply); ValueError if it does not fit."""
+    numpy = _numpy()
     pages = numpy.frombuffer(buffer, dtype=numpy.uint8).reshape(-1, PAGE)
     used = numpy.frombuffer(saved["pages"], dtype="<u4")
     data = numpy.frombuffer(saved["data"], dtype=numpy.uint8)

@@ -24,3 +24,20 @@ def test_pages_of_another_buffer_are_refused():
     saved = save_pages(bytearray(b"\x01") * (8 * PAGE))
     with pytest.raises(ValueError, match="do not fit"):
         restore_pages(bytearray(4 * PAGE), saved)
+
+
+def test_numpy_is_imported_by_the_first_snapshot_only():
+    """numpy takes 60 ms to import, a fifth of a command's start; and when it comes,
+    its OpenBLAS must not start a spinning thread per host core."""
+    import subprocess
+    import sys
+    script = ("import os, sys\n"
+              "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+              "import armvisor.cli\n"
+              "print('numpy' in sys.modules)\n"
+              "from armvisor.pages import save_pages\n"
+              "save_pages(bytearray(4096))\n"
+              "print('numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split("\n")[:2] == ["False", "True 1"]
