@@ -14,7 +14,7 @@ Hazards the loop exists to avoid:
 - A turn costs 10-20 us of Python, so slices must not be needlessly short:
   on the host clock, a CPU that is the only one that can run (a kernel
   booting on CPU 0 while the others wait in WFI) keeps running past its
-  slice until the next deadline, up to LONE_SLICE_SECONDS, sized with the
+  slice until the next deadline, up to LONE_SLICE_TICKS, sized with the
   clock's learnt instruction rate. Nothing else could have run in those
   turns; an interrupt for another CPU ends the slice as before (the "kick").
   Deterministic runs and explicit schedules keep their slices, which are
