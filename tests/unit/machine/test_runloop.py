@@ -44,10 +44,14 @@ class ScriptedBoard:
         core = self.cores[lane]
         self.clock.enter(core)
         core.executed += budget
+        self.elapse(budget)
         self.clock.leave(core)
         self.budgets.append(budget)
         self.work[lane] -= 1
         return True
+
+    def elapse(self, instructions):
+        """The host time a slice takes: none here (TimedBoard)."""
 
     def finished(self) -> Optional[int]:
         return self.status if not any(self.work) and not self.deadlines else None
@@ -177,17 +181,8 @@ class TimedBoard(ScriptedBoard):
         super().__init__(clock, work, deadlines)
         self.host, self.ticks_per_insn, self.busy = host, ticks_per_insn, set(busy)
 
-    def run_turn(self, lane, budget):
-        if self.work[lane] <= 0:
-            return False
-        core = self.cores[lane]
-        self.clock.enter(core)
-        core.executed += budget
-        self.host.now += int(budget * self.ticks_per_insn)
-        self.clock.leave(core)
-        self.budgets.append(budget)
-        self.work[lane] -= 1
-        return True
+    def elapse(self, instructions):
+        self.host.now += int(instructions * self.ticks_per_insn)
 
     def wants_turn(self, lane):
         return self.work[lane] > 0 or lane in self.busy
