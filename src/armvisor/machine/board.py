@@ -413,9 +413,11 @@ class BareBoard:
         return self.lanes[index].state is LaneState.RUNNING or self.unlocked.has(index)
 
     def others_can_run(self, index: int) -> bool:
-        # Asked before every turn: with 64 CPUs mostly waiting, a call per lane adds up.
-        return any(lane.state is LaneState.RUNNING for lane in self.lanes if lane.index != index) \
-            or self.unlocked.has_other(index)
+        return self._others_running(index) or self.unlocked.has_other(index)
+
+    def _others_running(self, index: int) -> bool:
+        # Asked twice a turn: with 64 CPUs mostly waiting, a call per lane adds up.
+        return any(lane.state is LaneState.RUNNING for lane in self.lanes if lane.index != index)
 
     def next_deadline(self) -> Optional[int]:
         deadlines = [] if self._timer_deadline is None else [self._timer_deadline]
@@ -447,8 +449,7 @@ class BareBoard:
             vif = self.vifs[index]
             core.set_virtual_lines(vif.virq(), vif.vfiq())
         self.current = lane
-        core.yield_to_others(any(other is not lane and other.state is LaneState.RUNNING
-                                 for other in self.lanes))
+        core.yield_to_others(self._others_running(index))
         self.clock.enter(core)
         reason = core.run(self.sysregs.slice_budget(core, budget))
         self.clock.leave(core)
